@@ -1,0 +1,18 @@
+"""The exceptions users can catch: one base class, one subclass per kind of cause."""
+
+from __future__ import annotations
+
+
+class GradcheckError(Exception):
+    """Base class of every error gradcheck raises on purpose."""
+
+
+class InvalidArgument(GradcheckError, ValueError):
+    """An argument has the wrong shape, dtype, value or type; the message names it."""
+
+
+class LayerError(GradcheckError, RuntimeError):
+    """The layer under test raised or returned something unusable.
+
+    The message names the layer, the phase (``forward`` or ``backward``) and the input.
+    """
