@@ -1,4 +1,4 @@
-"""The reference BatchNorm against closed forms, a naive float64 oracle, and hand-run conventions."""
+"""The reference BatchNorm against closed forms, a naive oracle, and hand-run conventions."""
 
 from __future__ import annotations
 
@@ -96,7 +96,8 @@ def test_backward_matches_finite_differences_of_naive_forward(rng):
         xp, xm = x.copy(), x.copy()
         xp[idx] += h
         xm[idx] -= h
-        num = np.sum(dout * (naive_forward(xp, gamma, beta, 1e-2) - naive_forward(xm, gamma, beta, 1e-2)))
+        diff = naive_forward(xp, gamma, beta, 1e-2) - naive_forward(xm, gamma, beta, 1e-2)
+        num = np.sum(dout * diff)
         assert abs(num / (2 * h) - dx[idx]) < 1e-7
 
 
@@ -259,7 +260,8 @@ X = np.arange(12.0).reshape(4, 3)
     ("call", "match"),
     [
         pytest.param(lambda: batchnorm_forward(np.ones((1, 5))),
-                     r"Expected more than 1 value per channel when training, got input size \(1, 5\)",
+                     r"Expected more than 1 value per channel when training, "
+                     r"got input size \(1, 5\)",
                      id="one-value-per-channel"),
         pytest.param(lambda: batchnorm_forward(np.ones((1, 5, 1, 1))),
                      r"more than 1 value per channel.*\(1, 5, 1, 1\)", id="one-value-spatial"),
@@ -280,7 +282,8 @@ X = np.arange(12.0).reshape(4, 3)
         pytest.param(lambda: batchnorm_forward(X, channel_axis=0),
                      r"`channel_axis` must not be the batch axis", id="channel-axis-0"),
         pytest.param(lambda: batchnorm_forward(X, channel_axis=2),
-                     r"`channel_axis` must be an integer in \[-2, 1\], got 2", id="channel-axis-range"),
+                     r"`channel_axis` must be an integer in \[-2, 1\], got 2",
+                     id="channel-axis-range"),
         pytest.param(lambda: batchnorm_forward(X, training=False),
                      r"`running_mean` and `running_var` are required", id="eval-without-stats"),
         pytest.param(lambda: batchnorm_forward(X, training=False, running_mean=np.zeros(3),
@@ -292,7 +295,8 @@ X = np.arange(12.0).reshape(4, 3)
         pytest.param(lambda: BatchNorm(3, convention="keras", momentum=None),
                      r"`momentum=None`.*torch convention, got 'keras'", id="cumulative-not-torch"),
         pytest.param(lambda: BatchNorm(3, momentum=1.5),
-                     r"`momentum` must be a float in \[0, 1\] or None, got 1.5", id="momentum-range"),
+                     r"`momentum` must be a float in \[0, 1\] or None, got 1.5",
+                     id="momentum-range"),
         pytest.param(lambda: batchnorm_backward(np.ones((4, 2)), batchnorm_forward(X)[1]),
                      r"`dout` must have shape \(4, 3\), got shape \(4, 2\)", id="dout-shape"),
         pytest.param(lambda: batchnorm_backward(np.ones((4, 3)), batchnorm_forward(X)[1], form="x"),

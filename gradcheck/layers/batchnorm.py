@@ -459,6 +459,15 @@ class BatchNorm:
             f"{mode}, backward={self.backward_form!r})"
         )
 
+    @property
+    def name(self) -> str:
+        mode = "train" if self.training else "eval"
+        return f"BatchNorm[{self.convention}, {mode}, {self.backward_form}]"
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Copies of ``gamma`` and ``beta``, checked along with ``x``."""
+        return {"gamma": self.gamma.copy(), "beta": self.beta.copy()}
+
     def forward(self, inputs: Mapping[str, Any]) -> tuple[np.ndarray, BatchNormCache]:
         """Pure forward in the current mode; ``inputs`` holds ``x`` and optionally the params."""
         return batchnorm_forward(

@@ -1,0 +1,580 @@
+"""Results to tables and files: text for terminals, Markdown for CI summaries, HTML, JSON.
+
+One document, four renderings. :func:`render` looks the format up in a registry instead of
+branching: the three table formats share one document builder, parameterised by a ``_Style``
+(tabulate's table format, escaping, headings, lists and the page around it); JSON is
+:func:`to_json` dumped with ``allow_nan=False``. :func:`write_reports` writes all four files,
+each atomically (a temporary file in the same directory, fsync, ``os.replace``), so a crash never
+leaves a half-written report behind.
+
+The document: the overall verdict (:func:`verdict_line`); a summary table with one row per
+gradient; details for every gradient that failed or passed with a warning (its message, the
+elements it sampled, its worst elements) and every report with problems or warnings; and, for
+sampled gradients, the smallest error they would certainly have caught. Numbers are printed in
+scientific notation with four significant digits (``1.235e-08``), NaN as ``-``. The JSON keys are
+documented one by one in ``reports/README.md``; NaN and inf become ``null``.
+
+Examples
+--------
+>>> import numpy as np
+>>> from gradcheck.check import check_grads
+>>> report = check_grads(lambda x: np.sum(x**3), lambda x: 3 * x**2, np.array([1.0, 2.0]))
+>>> print(render([report], "text").splitlines()[3])
+PASS: 1 of 1 checks passed (1 of 1 gradients)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import html
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tabulate import tabulate
+
+from gradcheck._version import __version__
+from gradcheck.check import MISS_PROBABILITY, CheckReport, GradientResult, WorstElement
+from gradcheck.errors import InvalidArgument
+
+__all__ = [
+    "FORMATS",
+    "OUTPUT_FILES",
+    "SCHEMA_VERSION",
+    "SUMMARY_HEADERS",
+    "failure_message",
+    "render",
+    "summary_rows",
+    "to_json",
+    "verdict_line",
+    "write_reports",
+]
+
+SCHEMA_VERSION = 1
+# Per report, for the AssertionError of assert_gradients (see failure_message).
+SUMMARY_HEADERS = ("gradient", "verdict", "max abs err", "max rel err", "budget", "worst index",
+                   "analytic", "numeric", "method", "mode", "nfev")
+# Over all reports, for the documents.
+TABLE_HEADERS = ("layer", "case", "gradient", "method", "mode", "max abs error", "max rel error",
+                 "budget", "verdict", "evaluations", "time (s)")
+_TABLE_ALIGN = ("left",) * 5 + ("right",) * 3 + ("left", "right", "right")
+_VERDICT_COLUMN = TABLE_HEADERS.index("verdict")
+WORST_HEADERS = ("index", "analytic", "numeric", "abs error", "budget")
+_WORST_ALIGN = ("left",) + ("right",) * 4
+
+# The JSON schema: the keys, in order (documented in reports/README.md).
+TOP_KEYS = ("schema_version", "generated_by", "passed", "reports")
+REPORT_KEYS = ("passed", "layer", "case", "method", "seed", "dtype", "shapes", "problems",
+               "warnings", "seconds", "nfev", "results")
+RESULT_KEYS = ("name", "passed", "status", "max_abs_error", "max_rel_error", "budget",
+               "worst_index", "analytic_at_worst", "numeric_at_worst", "nfev", "method", "mode",
+               "elements", "size", "directions", "miss_norm", "rtol", "atol", "step", "reason",
+               "message", "seconds", "worst")
+WORST_KEYS = ("index", "analytic", "numeric", "abs_error", "budget")
+
+OUTPUT_FILES = {"summary.txt": "text", "summary.md": "markdown", "summary.html": "html",
+                "results.json": "json"}
+
+# --- numbers and labels ---------------------------------------------------------------------
+
+
+def _num(value: float) -> str:
+    """Scientific notation, four significant digits; NaN as ``-``."""
+    return "-" if value != value else f"{value:.3e}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def _label(report: CheckReport) -> str:
+    return f"{report.layer} [{report.case}]" if report.case else report.layer
+
+
+def _verdict_word(result: GradientResult) -> str:
+    return result.status if result.passed else result.status.upper()
+
+
+def _mode(result: GradientResult) -> str:
+    return f"sampled {result.elements}/{result.size}" if result.mode == "sampled" else result.mode
+
+
+def _needs_detail(result: GradientResult) -> bool:
+    """Failures, and passes with something to say (messages are only ever warnings or why)."""
+    return not result.passed or bool(result.message)
+
+
+def _coverage(result: GradientResult) -> str:
+    return (f"sampled {result.elements} of {result.size} elements and {result.directions} random "
+            f"directions: an error of 2-norm >= {_num(result.miss_norm)} would be caught with "
+            f"probability >= 1 - {MISS_PROBABILITY:g}")
+
+
+def verdict_line(reports: Sequence[CheckReport]) -> str:
+    """The overall verdict in one line: ``PASS`` only when every check passed.
+
+    Parameters
+    ----------
+    reports : sequence of CheckReport
+        One report per check.
+
+    Returns
+    -------
+    str
+        ``"PASS: k of n checks passed (g of m gradients)"``, ``FAIL`` likewise, or
+        ``"EMPTY: no checks ran"`` (an empty session proves nothing, so it is not a pass).
+
+    Examples
+    --------
+    >>> verdict_line([])
+    'EMPTY: no checks ran'
+    """
+    items = _validated(reports)
+    if not items:
+        return "EMPTY: no checks ran"
+    passed = sum(r.passed for r in items)
+    grads = [g for r in items for g in r.results]
+    word = "PASS" if passed == len(items) else "FAIL"
+    return (f"{word}: {passed} of {len(items)} checks passed "
+            f"({sum(g.passed for g in grads)} of {len(grads)} gradients)")
+
+
+def _all_passed(reports: Sequence[CheckReport]) -> bool:
+    return bool(reports) and all(r.passed for r in reports)
+
+
+def _validated(reports: Any) -> tuple[CheckReport, ...]:
+    if isinstance(reports, CheckReport):
+        raise InvalidArgument("`reports` must be a sequence of CheckReport, got a single "
+                              "CheckReport; pass [report]")
+    items = tuple(reports)
+    bad = [type(r).__name__ for r in items if not isinstance(r, CheckReport)]
+    if bad:
+        raise InvalidArgument(f"`reports` must hold only CheckReport, got {', '.join(bad[:3])}")
+    return items
+
+
+# --- the short form, for AssertionError ------------------------------------------------------
+
+
+def summary_rows(report: CheckReport) -> list[list[str]]:
+    """One row per gradient of one report, in :data:`SUMMARY_HEADERS` order.
+
+    Parameters
+    ----------
+    report : CheckReport
+        One check.
+
+    Returns
+    -------
+    list of list of str
+        Formatted cells: ``d<name>``, the verdict, the errors, the budget, the worst index with
+        the analytic and numerical values there, the method, the mode, the evaluations.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradcheck.check import check_grads
+    >>> report = check_grads(lambda x: np.sum(x**3), lambda x: 3 * x**2, np.array([1.0, 2.0]))
+    >>> summary_rows(report)[0][:2]
+    ['dx', 'pass']
+    """
+    return [_row(r) for r in report.results]
+
+
+def _row(r: GradientResult) -> list[str]:
+    index = "-" if r.worst_index is None else str(r.worst_index)
+    return [f"d{r.name}", _verdict_word(r), _num(r.max_abs_error), _num(r.max_rel_error),
+            _num(r.budget), index, _num(r.analytic_at_worst), _num(r.numeric_at_worst), r.method,
+            r.mode, str(r.nfev)]
+
+
+def failure_message(report: CheckReport) -> str:
+    """A few lines for an ``AssertionError``: what failed, where, by how much.
+
+    The gradients' table (errors, budget, the worst index with the analytic and numerical values
+    there, the verdict), the failing gradients' messages and the report's problems; no arrays.
+    The full detail belongs in the reports (:func:`write_reports`, ``--gradcheck-report``).
+
+    Parameters
+    ----------
+    report : CheckReport
+        A check that did not pass.
+
+    Returns
+    -------
+    str
+        A header line, a table with one row per gradient, then one line per message and problem.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradcheck.check import check_grads
+    >>> wrong = lambda x: 3.01 * x**2
+    >>> report = check_grads(lambda x: np.sum(x**3), wrong, np.array([1.0, 2.0]))
+    >>> print(failure_message(report).splitlines()[0])
+    gradient check of <lambda> failed (seed 0, float64)
+    """
+    case = f", case {report.case}" if report.case else ""
+    lines = [f"gradient check of {report.layer} failed (seed {report.seed}, {report.dtype}{case})"]
+    lines.append(tabulate(summary_rows(report), headers=SUMMARY_HEADERS, disable_numparse=True))
+    lines += [f"  d{r.name}: {r.message}" for r in report.results if not r.passed and r.message]
+    lines += [f"  problem: {p}" for p in report.problems]
+    return "\n".join(lines)
+
+
+# --- documents: one builder, three styles ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Style:
+    """How one document format spells the parts of a report; every text arrives escaped."""
+
+    tablefmt: str
+    escape: Callable[[str], str]
+    heading: Callable[[int, str], str]
+    paragraph: Callable[[str], str]
+    bullets: Callable[[Sequence[str]], str]
+    verdict: Callable[[str, bool], str]
+    page: Callable[[str], str]
+    separator: str = "\n\n"
+
+
+def _table(style: _Style, headers: Sequence[str], rows: list[list[str]],
+           align: Sequence[str]) -> str:
+    return tabulate(rows, headers=[style.escape(h) for h in headers], tablefmt=style.tablefmt,
+                    disable_numparse=True, colalign=align)
+
+
+def _summary_cells(report: CheckReport, r: GradientResult) -> list[str]:
+    return [report.layer, report.case or "-", f"d{r.name}", r.method, _mode(r),
+            _num(r.max_abs_error), _num(r.max_rel_error), _num(r.budget), _verdict_word(r),
+            str(r.nfev), _seconds(r.seconds)]
+
+
+def _summary_table(style: _Style, reports: Sequence[CheckReport]) -> str:
+    rows = []
+    for report in reports:
+        for r in report.results:
+            cells = [style.escape(c) for c in _summary_cells(report, r)]
+            cells[_VERDICT_COLUMN] = style.verdict(cells[_VERDICT_COLUMN], r.passed)
+            rows.append(cells)
+    return _table(style, TABLE_HEADERS, rows, _TABLE_ALIGN)
+
+
+def _worst_table(style: _Style, worst: Sequence[WorstElement]) -> str:
+    rows = [[style.escape(str(w.index)), _num(w.analytic), _num(w.numeric), _num(w.abs_error),
+             _num(w.budget)] for w in worst]
+    return _table(style, WORST_HEADERS, rows, _WORST_ALIGN)
+
+
+def _gradient_detail(style: _Style, r: GradientResult) -> list[str]:
+    title = style.escape(f"d{r.name}: {_verdict_word(r)}")
+    blocks = [style.heading(4, style.verdict(title, r.passed))]
+    for text in (r.message, r.reason):
+        if text:
+            blocks.append(style.paragraph(style.escape(text)))
+    if r.mode == "sampled":
+        blocks.append(style.paragraph(style.escape(_coverage(r))))
+    if r.worst:
+        blocks.append(_worst_table(style, r.worst))
+    return blocks
+
+
+def _report_detail(style: _Style, report: CheckReport) -> list[str]:
+    flagged = [r for r in report.results if _needs_detail(r)]
+    notes = [f"problem: {p}" for p in report.problems] + [f"warning: {w}" for w in report.warnings]
+    if not flagged and not notes:
+        return []
+    blocks = [style.heading(3, style.escape(_label(report)))]
+    if notes:
+        blocks.append(style.bullets([style.escape(n) for n in notes]))
+    for r in flagged:
+        blocks += _gradient_detail(style, r)
+    return blocks
+
+
+def _coverage_notes(style: _Style, reports: Sequence[CheckReport]) -> list[str]:
+    notes = [f"{_label(rep)} d{r.name}: {_coverage(r)}"
+             for rep in reports for r in rep.results if r.mode == "sampled"]
+    if not notes:
+        return []
+    return [style.heading(2, "Sampled gradients"), style.bullets([style.escape(n) for n in notes])]
+
+
+def _document(style: _Style, reports: Sequence[CheckReport]) -> str:
+    details = [block for report in reports for block in _report_detail(style, report)]
+    blocks = [
+        style.heading(1, "gradcheck report"),
+        style.paragraph(style.verdict(style.escape(verdict_line(reports)), _all_passed(reports))),
+        style.heading(2, "Summary"),
+        _summary_table(style, reports),
+        *([style.heading(2, "Details"), *details] if details else []),
+        *_coverage_notes(style, reports),
+        style.paragraph(style.escape(f"generated by gradcheck {__version__}")),
+    ]
+    return style.page(style.separator.join(blocks))
+
+
+def _underline(level: int, text: str) -> str:
+    return f"{text}\n{'=-~.'[min(level, 4) - 1] * len(text)}"
+
+
+def _markdown_escape(text: str) -> str:
+    """HTML specials as entities (GitHub would eat ``<dx, u>`` as a tag); ``|`` for tables."""
+    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
+
+
+_HTML_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>gradcheck report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #1b1f24; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-variant-numeric: tabular-nums; }}
+th, td {{ border: 1px solid #d0d7de; padding: 0.25em 0.6em; white-space: nowrap; }}
+th {{ background: #f6f8fa; }}
+.pass {{ color: #1a7f37; }}
+.fail {{ color: #cf222e; font-weight: bold; }}
+h4 {{ margin-bottom: 0.3em; }}
+</style>
+</head>
+<body>
+{body}
+</body>
+</html>"""
+
+_TEXT = _Style(
+    tablefmt="simple",
+    escape=str,
+    heading=_underline,
+    paragraph=str,
+    bullets=lambda items: "\n".join(f"- {item}" for item in items),
+    verdict=lambda text, ok: text,
+    page=str,
+)
+_MARKDOWN = _Style(
+    tablefmt="github",
+    escape=_markdown_escape,
+    heading=lambda level, text: f"{'#' * level} {text}",
+    paragraph=str,
+    bullets=lambda items: "\n".join(f"- {item}" for item in items),
+    verdict=lambda text, ok: text if ok else f"**{text}**",
+    page=str,
+)
+_HTML = _Style(
+    tablefmt="unsafehtml",  # cells arrive escaped by html.escape
+    escape=html.escape,
+    heading=lambda level, text: f"<h{level}>{text}</h{level}>",
+    paragraph=lambda text: f"<p>{text}</p>",
+    bullets=lambda items: "<ul>\n" + "\n".join(f"<li>{item}</li>" for item in items) + "\n</ul>",
+    verdict=lambda text, ok: f'<span class="{"pass" if ok else "fail"}">{text}</span>',
+    page=lambda body: _HTML_PAGE.format(body=body),
+    separator="\n",
+)
+
+
+# --- JSON ------------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready copy: tuples to lists, numpy scalars to Python, NaN and inf to None."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list, np.ndarray)):
+        return [_plain(v) for v in value]
+    return str(value)
+
+
+def _record(obj: Any, keys: Sequence[str], **given: Any) -> dict[str, Any]:
+    return {k: given[k] if k in given else _plain(getattr(obj, k)) for k in keys}
+
+
+def _result_json(r: GradientResult) -> dict[str, Any]:
+    return _record(r, RESULT_KEYS, worst=[_record(w, WORST_KEYS) for w in r.worst])
+
+
+def _report_json(report: CheckReport) -> dict[str, Any]:
+    return _record(report, REPORT_KEYS, results=[_result_json(r) for r in report.results])
+
+
+def to_json(reports: Sequence[CheckReport]) -> dict[str, Any]:
+    """The reports as plain JSON data with stable keys (schema in ``reports/README.md``).
+
+    Parameters
+    ----------
+    reports : sequence of CheckReport
+        One report per check.
+
+    Returns
+    -------
+    dict
+        ``schema_version``, ``generated_by``, ``passed`` (every check passed, and there was at
+        least one) and ``reports`` (one object per report). When there is exactly one report its
+        keys (``layer``, ``method``, ``seed``, ``dtype``, ``results``, ...) are also copied to
+        the top level, so ``gradcheck check --format json`` reads as one check. NaN and inf are
+        ``None``.
+
+    Raises
+    ------
+    InvalidArgument
+        ``reports`` is a single report or holds something else.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradcheck.check import check_grads
+    >>> report = check_grads(lambda x: np.sum(x**3), lambda x: 3 * x**2, np.array([1.0, 2.0]))
+    >>> data = to_json([report])
+    >>> data["schema_version"], data["passed"], data["results"][0]["name"], len(data["reports"])
+    (1, True, 'x', 1)
+    """
+    checked = _validated(reports)
+    items = [_report_json(r) for r in checked]
+    head = {"schema_version": SCHEMA_VERSION, "generated_by": f"gradcheck {__version__}",
+            "passed": _all_passed(checked)}
+    single = copy.deepcopy(items[0]) if len(items) == 1 else {}
+    return {**head, **single, "reports": items}
+
+
+def _json_text(reports: Sequence[CheckReport]) -> str:
+    return json.dumps(to_json(reports), indent=2, allow_nan=False)
+
+
+# --- the registry and the public entry points --------------------------------------------------
+
+_RENDERERS: dict[str, Callable[[Sequence[CheckReport]], str]] = {
+    "text": partial(_document, _TEXT),
+    "markdown": partial(_document, _MARKDOWN),
+    "html": partial(_document, _HTML),
+    "json": _json_text,
+}
+FORMATS = tuple(_RENDERERS)
+
+
+def render(reports: Sequence[CheckReport], fmt: str) -> str:
+    """One document over all reports, in one format.
+
+    Parameters
+    ----------
+    reports : sequence of CheckReport
+        One report per check (a suite, a pytest session or a single ``[report]``).
+    fmt : {"text", "markdown", "html", "json"}
+        ``text`` for terminals, ``markdown`` (GitHub tables) for CI summaries, ``html`` a
+        self-contained page (inline CSS; no scripts, fonts or fetches), ``json`` as
+        :func:`to_json`.
+
+    Returns
+    -------
+    str
+        The document, without a trailing newline.
+
+    Raises
+    ------
+    InvalidArgument
+        An unknown ``fmt``, or ``reports`` is not a sequence of reports.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradcheck.check import check_grads
+    >>> report = check_grads(lambda x: np.sum(x**3), lambda x: 3 * x**2, np.array([1.0, 2.0]))
+    >>> print("\\n".join(render([report], "markdown").splitlines()[:3]))
+    # gradcheck report
+    <BLANKLINE>
+    PASS: 1 of 1 checks passed (1 of 1 gradients)
+    """
+    if fmt not in _RENDERERS:
+        raise InvalidArgument(f"`fmt` must be one of {FORMATS}, got {fmt!r}")
+    return _RENDERERS[fmt](_validated(reports))
+
+
+def write_reports(reports: Sequence[CheckReport], out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Write :data:`OUTPUT_FILES` (text, Markdown, HTML, JSON) into ``out_dir``, atomically.
+
+    Every document is rendered before any file is touched, and each file is written to a
+    temporary file in ``out_dir``, flushed to disk and renamed over the old one: a crash leaves
+    either the old file or the new one, never half of one, and no temporary file.
+
+    Parameters
+    ----------
+    reports : sequence of CheckReport
+        One report per check.
+    out_dir : str or path
+        The directory; created with its parents if missing.
+
+    Returns
+    -------
+    list of Path
+        The files written, in :data:`OUTPUT_FILES` order.
+
+    Raises
+    ------
+    InvalidArgument
+        ``out_dir`` names an existing file, or ``reports`` is not a sequence of reports.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from gradcheck.check import check_grads
+    >>> report = check_grads(lambda x: np.sum(x**3), lambda x: 3 * x**2, np.array([1.0, 2.0]))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     [p.name for p in write_reports([report], tmp)]
+    ['summary.txt', 'summary.md', 'summary.html', 'results.json']
+    """
+    items = _validated(reports)
+    directory = Path(out_dir)
+    if directory.exists() and not directory.is_dir():
+        raise InvalidArgument(f"`out_dir` must be a directory, got the file {str(directory)!r}")
+    texts = {name: render(items, fmt) + "\n" for name, fmt in OUTPUT_FILES.items()}
+    directory.mkdir(parents=True, exist_ok=True)
+    return [_write_atomic(directory / name, text) for name, text in texts.items()]
+
+
+def _write_atomic(path: Path, text: str) -> Path:
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); filesystems that refuse are left alone."""
+    if os.name != "posix":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

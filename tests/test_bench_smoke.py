@@ -1,0 +1,116 @@
+"""Smoke test of the benchmarks (`make bench`): a tiny configuration, the files and their shape.
+
+No timing assertions: this only proves that bench/run.py runs end to end and writes what it
+promises. torch is left out so the test is fast and does not depend on the optional extra.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench_run():
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module("bench.run")
+
+
+@pytest.fixture(scope="module")
+def tiny(bench_run, tmp_path_factory):
+    config = bench_run.Config(
+        name="smoke",
+        speed_shapes=((4, 5), (2, 3, 4, 4)),
+        scale_shapes=((8, 6),),
+        sensitivity=(((4, 5), ("gc-full", "gc-sampled", "course", "torch-fast")),),
+        deltas=(1e-2, 1e-9),
+        seeds=1,
+        accuracy_shapes=((4, 5),),
+        use_torch=False,
+        max_seconds=0.5,
+        reference_shape=None,
+        max_runs=1,
+        pin_allocator=False,  # leave this process's malloc alone
+    )
+    out = tmp_path_factory.mktemp("bench")
+    log = tmp_path_factory.mktemp("log") / "progress.txt"
+    with log.open("w") as stream:
+        result = bench_run.run(config, out, stream=stream)
+    return result, out, log.read_text()
+
+
+def test_writes_both_files(tiny):
+    _, out, _ = tiny
+    assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.md"]
+
+
+def test_json_structure(tiny):
+    _, out, _ = tiny
+    data = json.loads((out / "bench.json").read_text())
+    for key in ("machine", "config", "speed", "scale", "sensitivity", "false_positives",
+                "accuracy", "targets", "skipped", "total_seconds", "allocator"):
+        assert key in data, key
+    for key in ("cpu_count", "numpy", "torch", "date"):
+        assert key in data["machine"], key
+    assert [t["id"] for t in data["targets"]] == ["T1", "T2", "T3"]
+
+
+def test_speed_records(tiny):
+    result, _, _ = tiny
+    speed = [r for r in result["speed"] if r["section"] == "speed"]
+    labels = {r["label"] for r in speed}
+    assert {"gradcheck complex/full", "gradcheck central/sampled", "course checker",
+            "torch default", "torch fast_mode"} <= labels
+    for r in speed:
+        assert r["status"] in ("measured", "skipped")
+        if r["status"] == "measured":
+            assert r["nfev"] > 0 and r["median_s"] > 0 and r["passed"] is True
+        else:
+            assert r["reason"]
+    torch_rows = [r for r in speed if r["checker"] == "torch"]
+    assert all(r["status"] == "skipped" and "disabled" in r["reason"] for r in torch_rows)
+
+
+def test_sensitivity_flags_the_big_bug(tiny):
+    result, _, _ = tiny
+    sweeps = result["sensitivity"]
+    assert {s["label"] for s in sweeps} == {"gradcheck auto/full", "gradcheck auto/sampled",
+                                            "course checker"}
+    for s in sweeps:
+        assert s["flags"][0] is True, s  # dx off by 1 % is caught by every checker
+        assert s["smallest_flagged"] is not None
+    assert all(a["false_positives"] == 0 for a in result["false_positives"])
+
+
+def test_accuracy_rows(tiny):
+    result, _, _ = tiny
+    rows = result["accuracy"]["rows"]
+    methods = {r["method"] for r in rows}
+    assert {"complex", "central", "richardson"} <= methods
+    complex_x = next(r for r in rows if r["method"] == "complex" and r["gradient"] == "x")
+    assert complex_x["rel_to_max"] < 1e-12
+    assert complex_x["bound_covers"] == 1.0
+
+
+def test_markdown_sections_and_progress(tiny):
+    _, out, progress = tiny
+    text = (out / "bench.md").read_text()
+    for heading in ("## Targets", "## 1. Speed", "## 2. Sensitivity", "## 3. Accuracy",
+                    "## 4. Scale"):
+        assert heading in text
+    assert "| shape" in text  # GitHub tables
+    assert "[bench" in progress and "wrote" in progress
+
+
+def test_smallest_flagged(bench_run):
+    deltas = (1e-2, 1e-3, 1e-4, 1e-5)
+    assert bench_run.smallest_flagged(deltas, [True, True, False, None]) == 1e-3
+    assert bench_run.smallest_flagged(deltas, [False, True, False, None]) is None
+    assert bench_run.smallest_flagged(deltas, [True, True, True, True]) == 1e-5

@@ -1,0 +1,382 @@
+"""Reports: every format, passing and failing; the JSON schema; HTML safety; atomic files."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gradcheck import report as rep
+from gradcheck.check import CheckReport, GradientResult, WorstElement
+from gradcheck.errors import InvalidArgument
+
+README = Path(__file__).resolve().parents[1] / "reports" / "README.md"
+NAN = float("nan")
+
+
+def _result(**changes) -> GradientResult:
+    base = GradientResult(
+        name="x", status="pass", max_abs_error=1.2345678e-12, max_rel_error=3.0e-13,
+        budget=1.5e-8, worst_index=(1, 2), analytic_at_worst=0.5, numeric_at_worst=0.5,
+        nfev=12, method="complex", mode="full", elements=12, size=12, rtol=1.5e-8, atol=0.0,
+        step=1e-20, message="", reason="auto: the complex-step probe passed",
+        worst=(WorstElement((1, 2), 0.5, 0.5, 1.2345678e-12, 1.5e-8),), seconds=0.01,
+    )
+    return replace(base, **changes)
+
+
+def _failing_result(**changes) -> GradientResult:
+    worst = (WorstElement((0, 3), 1.047146963, 1.046100862, 1.0461e-3, 1.56e-8),
+             WorstElement((2, 1), 0.918957915, 0.918039875, 9.18e-4, 1.56e-8))
+    failing = _result(name="gamma", status="fail", max_abs_error=1.0461e-3,
+                      max_rel_error=9.99e-4, budget=1.56e-8, worst_index=(0, 3),
+                      analytic_at_worst=1.047146963, numeric_at_worst=1.046100862, worst=worst,
+                      message="worst at (0, 3): analytic 1.04714696, numeric 1.04610086")
+    return replace(failing, **changes)
+
+
+def _report(*results: GradientResult, **changes) -> CheckReport:
+    base = CheckReport(layer="BatchNorm(4)", results=results or (_result(),),
+                       shapes={"x": (3, 4), "gamma": (4,)}, dtype="float64", seed=7,
+                       method="complex", seconds=0.05)
+    return replace(base, **changes)
+
+
+PASSING = _report(_result(), _result(name="beta"), case="N,D staged train")
+FAILING = _report(_result(), _failing_result(), problems=("backward modified `dout` in place",),
+                  warnings=("input `x` is float32, not float64",), layer="my_bn")
+SAMPLED = _report(_result(mode="sampled", elements=150, size=4096, directions=8,
+                          miss_norm=2.5e-7), layer="big")
+
+
+# --- every format -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", rep.FORMATS)
+@pytest.mark.parametrize(("reports", "verdict", "gradients"), [
+    pytest.param([PASSING], "PASS: 1 of 1 checks passed (2 of 2 gradients)", ["x", "beta"],
+                 id="passing"),
+    pytest.param([PASSING, FAILING], "FAIL: 1 of 2 checks passed (3 of 4 gradients)",
+                 ["x", "beta", "x", "gamma"], id="failing"),
+])
+def test_every_format_states_the_verdict_and_every_gradient(fmt, reports, verdict, gradients):
+    text = rep.render(reports, fmt)
+    if fmt == "json":
+        data = json.loads(text)
+        assert data["passed"] is verdict.startswith("PASS")
+        assert [r["layer"] for r in data["reports"]] == [r.layer for r in reports]
+        assert [g["name"] for r in data["reports"] for g in r["results"]] == gradients
+        return
+    assert verdict in text
+    for report in reports:
+        assert report.layer in text
+    for name in gradients:
+        assert f"d{name}" in text
+
+
+@pytest.mark.parametrize(("fmt", "marker"), [
+    pytest.param("text", "-------", id="text"),
+    pytest.param("markdown", "| layer", id="markdown"),
+    pytest.param("html", "<table>", id="html"),
+    pytest.param("json", '"schema_version": 1', id="json"),
+])
+def test_each_format_has_its_own_shape(fmt, marker):
+    assert marker in rep.render([PASSING], fmt)
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html"])
+@pytest.mark.parametrize(("reports", "expected", "absent"), [
+    pytest.param([PASSING], ["Summary"], ["Details", "(1, 2)", "probe passed"],
+                 id="passing-has-no-details"),
+    pytest.param([FAILING], ["Details", "dgamma: FAIL", "(0, 3)", "1.047e+00", "1.046e+00",
+                             "1.046e-03", "dout", "float32", "worst at (0, 3)"],
+                 ["dx: pass"], id="failing-shows-worst-elements-problems-warnings"),
+    pytest.param([_report(_result(message="complex step unsafe: forward calls abs; used "
+                                          "richardson", method="richardson"))],
+                 ["Details", "dx: pass", "used richardson", "(1, 2)"], [],
+                 id="passing-with-a-warning-is-detailed"),
+    pytest.param([SAMPLED], ["sampled 150/4096", "sampled 150 of 4096 elements and 8 random",
+                             "2-norm &gt;= 2.500e-07", "probability &gt;= 1 - 1e-06"],
+                 ["Details"], id="sampled-shows-coverage"),
+])
+def test_document_content(fmt, reports, expected, absent):
+    text = rep.render(reports, fmt)
+    if fmt == "text":
+        expected = [e.replace("&gt;", ">") for e in expected]
+    for piece in expected:
+        assert piece in text
+    for piece in absent:
+        assert piece not in text
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    pytest.param(1.2345678e-8, "1.235e-08", id="four-significant-digits"),
+    pytest.param(0.0, "0.000e+00", id="zero"),
+    pytest.param(-3.0, "-3.000e+00", id="negative"),
+    pytest.param(NAN, "-", id="nan"),
+    pytest.param(math.inf, "inf", id="inf"),
+])
+def test_numbers(value, text):
+    assert rep._num(value) == text
+
+
+def test_nan_shows_as_a_dash_in_tables():
+    shape = _result(name="beta", status="shape", max_abs_error=NAN, max_rel_error=NAN,
+                    budget=NAN, worst_index=None, analytic_at_worst=NAN, numeric_at_worst=NAN,
+                    method="-", mode="-", worst=(), message="dbeta has shape (1, 4)")
+    text = rep.render([_report(shape)], "text")
+    row = next(line for line in text.splitlines() if "dbeta" in line and "SHAPE" in line)
+    assert "nan" not in row.lower()
+    assert " - " in row
+
+
+@pytest.mark.parametrize(("reports", "line"), [
+    pytest.param([], "EMPTY: no checks ran", id="empty"),
+    pytest.param([PASSING, PASSING], "PASS: 2 of 2 checks passed (4 of 4 gradients)", id="pass"),
+    pytest.param([_report(problems=("forward modified its input `x` in place",))],
+                 "FAIL: 0 of 1 checks passed (1 of 1 gradients)", id="problem-fails-the-check"),
+])
+def test_verdict_line(reports, line):
+    assert rep.verdict_line(reports) == line
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    pytest.param(lambda: rep.render([PASSING], "pdf"), r"`fmt` must be one of .*'pdf'",
+                 id="render(fmt='pdf')"),
+    pytest.param(lambda: rep.render(PASSING, "text"), r"got a single CheckReport; pass \[report\]",
+                 id="render(single report)"),
+    pytest.param(lambda: rep.to_json([PASSING, "x"]), r"only CheckReport, got str",
+                 id="to_json(a string inside)"),
+    pytest.param(lambda: rep.write_reports([PASSING], README), r"`out_dir` must be a directory",
+                 id="write_reports(out_dir is a file)"),
+])
+def test_input_validation(call, match):
+    with pytest.raises(InvalidArgument, match=match):
+        call()
+
+
+# --- JSON -------------------------------------------------------------------------------------
+
+
+def _documented_keys(section: str) -> list[str]:
+    """The keys listed in reports/README.md's table under ``### {section}``."""
+    text = README.read_text(encoding="utf-8")
+    body = text.split(f"### {section}\n", 1)[1].split("\n#", 1)[0]
+    return re.findall(r"^\| `(\w+)` \|", body, flags=re.MULTILINE)
+
+
+def test_documented_keys_are_the_emitted_keys():
+    data = rep.to_json([FAILING, SAMPLED])
+    report = data["reports"][0]
+    result = report["results"][1]
+    assert list(data) == _documented_keys("Top level")
+    assert list(report) == _documented_keys("Report")
+    assert list(result) == _documented_keys("Result (one gradient)")
+    assert list(result["worst"][0]) == _documented_keys("Worst-element row")
+
+
+def test_a_single_report_is_also_the_top_level():
+    data = rep.to_json([FAILING])
+    for key in ("passed", "layer", "method", "seed", "dtype", "results"):
+        assert data[key] == data["reports"][0][key]
+    assert data["passed"] is False
+    assert data["seed"] == 7
+    assert data["results"][1]["worst_index"] == [0, 3]
+
+
+def test_several_reports_stay_in_the_list():
+    data = rep.to_json([PASSING, FAILING])
+    assert list(data) == ["schema_version", "generated_by", "passed", "reports"]
+    assert [r["passed"] for r in data["reports"]] == [True, False]
+
+
+def test_empty_is_not_a_pass():
+    assert rep.to_json([])["passed"] is False
+
+
+def test_json_round_trips_and_nan_is_null():
+    shape = _result(status="shape", max_abs_error=NAN, budget=math.inf, worst_index=None,
+                    worst=())
+    reports = [_report(shape), SAMPLED]
+    text = rep.render(reports, "json")
+    data = json.loads(text)
+    assert data == rep.to_json(reports)
+    first = data["reports"][0]["results"][0]
+    assert first["max_abs_error"] is None
+    assert first["budget"] is None
+    assert first["worst_index"] is None
+    assert first["miss_norm"] is None
+    assert data["reports"][1]["results"][0]["miss_norm"] == 2.5e-7
+    assert "NaN" not in text and "Infinity" not in text
+
+
+def test_json_values_are_plain_python():
+    import numpy as np
+
+    report = _report(_result(max_abs_error=np.float32(0.5), nfev=np.int64(3),
+                             worst_index=(np.int64(1),)), shapes={"x": (np.int64(2), 3)})
+    result = rep.to_json([report])["results"][0]
+    assert (result["max_abs_error"], result["nfev"], result["worst_index"]) == (0.5, 3, [1])
+    assert type(result["nfev"]) is int
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=5, max_size=5))
+def test_any_float_gives_strict_json(values):
+    a, b, c, d, e = values
+    report = _report(_result(max_abs_error=a, max_rel_error=b, budget=c, miss_norm=d,
+                             worst=(WorstElement((0,), a, b, c, e),)))
+    data = json.loads(rep.render([report], "json"))
+    assert data["results"][0]["worst"][0]["budget"] == (e if math.isfinite(e) else None)
+    assert data["results"][0]["budget"] == (c if math.isfinite(c) else None)
+
+
+# --- HTML and Markdown safety -----------------------------------------------------------------
+
+
+HOSTILE = _report(_failing_result(message="<img src=x onerror=alert(1)> & more"),
+                  layer="<script>alert('layer')</script>", case="a|b<c>",
+                  problems=("<b>bold</b>",))
+
+
+def test_html_is_self_contained():
+    page = rep.render([PASSING, FAILING, HOSTILE], "html")
+    assert page.startswith("<!DOCTYPE html>") and page.endswith("</html>")
+    lowered = page.lower()
+    for forbidden in ("http://", "https://", "//", "url(", "@import", "@font-face"):
+        assert forbidden not in lowered
+    tags = set(re.findall(r"<(/?[a-z0-9!]+)", lowered))
+    assert tags <= {"!doctype", "html", "/html", "head", "/head", "meta", "title", "/title",
+                    "style", "/style", "body", "/body", "h1", "/h1", "h2", "/h2", "h3", "/h3",
+                    "h4", "/h4", "p", "/p", "ul", "/ul", "li", "/li", "span", "/span", "table",
+                    "/table", "thead", "/thead", "tbody", "/tbody", "tr", "/tr", "th", "/th",
+                    "td", "/td"}
+    assert not re.search(r"<[^>]*\s(src|href|on\w+)=", lowered)
+
+
+def test_html_escapes_everything_it_did_not_write():
+    page = rep.render([HOSTILE], "html")
+    assert "&lt;script&gt;alert(&#x27;layer&#x27;)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(1)&gt; &amp; more" in page
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page
+    assert "a|b&lt;c&gt;" in page
+
+
+def test_markdown_tables_keep_their_columns():
+    text = rep.render([HOSTILE, PASSING], "markdown")
+    summary = text.split("## Summary\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    pipes = {len(re.findall(r"(?<!\\)\|", row)) for row in summary}
+    assert len(summary) == 2 + 1 + 2  # header, rule, HOSTILE's gradient, PASSING's two
+    assert pipes == {len(rep.TABLE_HEADERS) + 1}
+    assert "a\\|b&lt;c&gt;" in text
+    assert "<script" not in text and "<img" not in text
+
+
+# --- the short message for AssertionError -------------------------------------------------------
+
+
+def test_failure_message_is_short_and_precise():
+    message = rep.failure_message(FAILING)
+    lines = message.splitlines()
+    assert lines[0] == "gradient check of my_bn failed (seed 7, float64)"
+    for piece in ("dgamma", "FAIL", "1.046e-03", "9.990e-04", "1.560e-08", "(0, 3)",
+                  "1.047e+00", "1.046e+00", "worst at (0, 3)",
+                  "problem: backward modified `dout` in place"):
+        assert piece in message
+    assert len(lines) <= 4 + len(FAILING.results) + len(FAILING.problems)
+
+
+def test_summary_rows_follow_the_headers():
+    rows = rep.summary_rows(FAILING)
+    assert [len(r) for r in rows] == [len(rep.SUMMARY_HEADERS)] * 2
+    assert rows[1][:2] == ["dgamma", "FAIL"]
+
+
+# --- files --------------------------------------------------------------------------------------
+
+
+def _leftovers(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_write_reports_writes_every_format(tmp_path):
+    out = tmp_path / "nested" / "reports"
+    paths = rep.write_reports([PASSING, FAILING], out)
+    assert [p.name for p in paths] == list(rep.OUTPUT_FILES)
+    for path, fmt in zip(paths, rep.OUTPUT_FILES.values(), strict=True):
+        assert path.read_text(encoding="utf-8") == rep.render([PASSING, FAILING], fmt) + "\n"
+    assert json.loads((out / "results.json").read_text())["passed"] is False
+    assert _leftovers(out) == []
+
+
+def _old_files(directory: Path) -> dict[str, str]:
+    directory.mkdir(exist_ok=True)
+    for name in rep.OUTPUT_FILES:
+        (directory / name).write_text(f"old {name}\n")
+    return {name: f"old {name}\n" for name in rep.OUTPUT_FILES}
+
+
+def _fail(*args, **kwargs):
+    raise OSError("disk full (simulated)")
+
+
+@pytest.mark.parametrize("target", [
+    pytest.param("os.replace", id="rename-fails"),
+    pytest.param("os.fsync", id="fsync-fails"),
+])
+def test_a_crash_mid_write_keeps_the_old_file_and_no_temporary(tmp_path, monkeypatch, target):
+    old = _old_files(tmp_path)
+    monkeypatch.setattr(target, _fail)
+    with pytest.raises(OSError, match="simulated"):
+        rep.write_reports([FAILING], tmp_path)
+    monkeypatch.undo()
+    assert {name: (tmp_path / name).read_text() for name in old} == old
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_rendering_error_touches_no_file(tmp_path, monkeypatch):
+    old = _old_files(tmp_path)
+
+    def broken(reports):
+        raise RuntimeError("renderer bug")
+
+    monkeypatch.setitem(rep._RENDERERS, "html", broken)
+    with pytest.raises(RuntimeError, match="renderer bug"):
+        rep.write_reports([FAILING], tmp_path)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == old
+
+
+def test_a_crash_after_some_files_leaves_each_file_whole(tmp_path, monkeypatch):
+    old = _old_files(tmp_path)
+    real_replace = os.replace
+    calls = []
+
+    def replace_twice(src, dst):
+        calls.append(dst)
+        if len(calls) > 2:
+            raise OSError("power cut (simulated)")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_twice)
+    with pytest.raises(OSError, match="simulated"):
+        rep.write_reports([FAILING], tmp_path)
+    monkeypatch.undo()
+    new = rep.render([FAILING], "text") + "\n"
+    assert (tmp_path / "summary.txt").read_text() == new
+    assert (tmp_path / "summary.html").read_text() == old["summary.html"]
+    assert _leftovers(tmp_path) == []
+
+
+def test_rewriting_keeps_the_file_mode(tmp_path):
+    path = tmp_path / "summary.txt"
+    path.write_text("old\n")
+    path.chmod(0o640)
+    rep.write_reports([PASSING], tmp_path)
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o644
