@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(CI),--hypothesis-show-statistics,)
 
 # The reference suite through the public API; writes reports/ and exits non-zero on a failure.
 check: $(STAMP)

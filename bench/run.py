@@ -440,8 +440,10 @@ def _sensitivity_one(bench: Bench, checker: Checker, shape: Shape,
             "smallest_flagged": None if flags_correct else smallest,
             "first_flagged_above": above, "seconds": time.perf_counter() - t0,
         })
-        found = f"{smallest:g}" if smallest else (f"none; above: {above}" if not flags_correct
-                                                  else "meaningless (flags correct code)")
+        if flags_correct:
+            found = "meaningless (it flags the correct backward)"
+        else:
+            found = f"{smallest:g}" if smallest else f"none; first flagged above: {above}"
         bench.clock.log(f"sensitivity {_shape_text(shape)} {checker.label} {kind}: smallest "
                         f"flagged {found}")
     return rows

@@ -1,19 +1,33 @@
 """gradcheck: tells you, with evidence, whether your layer's gradients are right.
 
-Only the names in ``__all__`` are public and stable; submodules whose names start with ``_``
-may change at any time.
+Only the names in ``__all__`` are public and stable; modules whose names start with ``_`` may
+change at any time. ``gradcheck.strategies`` and ``gradcheck.invariants`` are public submodules
+(the strategies need hypothesis).
 """
 
 from gradcheck._version import __version__
+from gradcheck.check import CheckReport, GradientResult, assert_gradients, check_grads, check_layer
 from gradcheck.errors import GradcheckError, InvalidArgument, LayerError
+from gradcheck.layer import Layer, from_callables, from_class, from_functions
 from gradcheck.layers.batchnorm import BatchNorm, batchnorm_backward, batchnorm_forward
+from gradcheck.tolerance import Tolerance
 
 __all__ = [
     "BatchNorm",
+    "CheckReport",
     "GradcheckError",
+    "GradientResult",
     "InvalidArgument",
+    "Layer",
     "LayerError",
+    "Tolerance",
     "__version__",
+    "assert_gradients",
     "batchnorm_backward",
     "batchnorm_forward",
+    "check_grads",
+    "check_layer",
+    "from_callables",
+    "from_class",
+    "from_functions",
 ]

@@ -56,7 +56,7 @@ DIRECTIONS = 8
 MISS_PROBABILITY = 1e-6
 EXTRA_SAMPLES = 32
 WORST_ROWS = 5
-MODES = ("auto", "full", "sampled")
+MODES = ("auto", "full", "sampled", "directional")
 # Our random streams are keyed by (seed, _STREAM), so they never coincide with a caller's
 # default_rng(seed) data: a dout equal to (x - mean)/std would make BatchNorm's dx vanish.
 _STREAM = 0x67726164
@@ -334,13 +334,30 @@ def _compare_repeats(spec: _Spec, first: dict[str, Any], second: dict[str, Any],
 # --- the numerical side --------------------------------------------------------------------
 
 
-def _objective(spec: _Spec, inputs64: dict[str, np.ndarray], name: str, g64: np.ndarray) -> Any:
+def _objective(spec: _Spec, inputs64: dict[str, np.ndarray], name: str, g64: np.ndarray,
+               copy_inputs: bool) -> Any:
+    """``L(arr) = <g, forward(inputs with `name` = arr)>``.
+
+    The other inputs are shared read-only arrays (a forward that writes to them raises) unless
+    the analytic pass caught the forward mutating its inputs; then each call gets copies.
+    """
+    others = {k: (v if copy_inputs else _read_only(v)) for k, v in inputs64.items() if k != name}
+    flat_g = g64.reshape(-1)
+
     def f(arr: np.ndarray) -> Any:
-        local = {k: (arr if k == name else v.copy()) for k, v in inputs64.items()}
+        local = {k: (arr if k == name else (others[k].copy() if copy_inputs else others[k]))
+                 for k in inputs64}
         out, _ = _forward(spec, local, f"numerical pass for `{name}`")
-        return np.sum(g64 * np.asarray(out))
+        out = np.asarray(out)
+        return np.dot(flat_g, out.reshape(-1)) if out.size == flat_g.size else np.sum(g64 * out)
 
     return f
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
 
 
 @dataclass(frozen=True)
@@ -358,12 +375,15 @@ class _Numeric:
 def _prepare(spec: _Spec, run: _Run, name: str) -> _Numeric:
     inputs64 = {k: v.astype(np.float64) for k, v in spec.inputs.items()}
     g64 = run.g.astype(np.float64)
-    f = _objective(spec, inputs64, name, g64)
+    mutates = any(p.startswith("forward modified its input") for p in run.problems)
+    f = _objective(spec, inputs64, name, g64, copy_inputs=mutates)
     context = "float64 reference"
     out64 = _output(spec, _forward(spec, dict(inputs64), context)[0], context)
     noise = float(np.finfo(out64.dtype).eps * np.sum(np.abs(g64 * out64))) * _conditioning(
         inputs64)
     floor = natural_scale(g64, np.asarray(out64, dtype=np.float64), inputs64[name])
+    if inputs64[name].size != out64.size:
+        floor = 0.0  # a parameter's gradient sums over the batch: its terms do not cancel to 0
     method, reason = spec.method, ""
     if method == "auto":
         safe, why = numeric.probe_complex_step(f, inputs64[name], seed=spec.seed, noise=noise)
@@ -451,26 +471,45 @@ def _along(num: _Numeric, u: np.ndarray) -> Any:
     return lambda t: num.f(num.x + t * u)
 
 
+@dataclass(frozen=True)
+class _Directions:
+    """The directional comparisons of one gradient."""
+
+    passed: bool
+    nfev: int
+    miss_norm: float
+    message: str
+    worst: tuple[float, float, float]  # analytic <a, u>, numeric dL/du, budget: largest ratio
+
+
 def _judge_directions(name: str, num: _Numeric, analytic: np.ndarray, tol: Tolerance,
-                      rng: np.random.Generator) -> tuple[bool, int, float, str]:
+                      rng: np.random.Generator) -> _Directions:
     # Directions at the scale of x's spread, where the engines' steps in t are natural.
     spread = float(np.std(num.x)) or float(np.sqrt(np.mean(np.square(num.x)))) or 1.0
-    nfev, worst_budget, failures = 0, 0.0, []
+    nfev, rows, failures = 0, [], []
     a = analytic.astype(np.float64)
     for k in range(DIRECTIONS):
         u = rng.standard_normal(num.x.shape) * spread
         est = numeric.directional(_along(num, u), method=num.method, noise=num.noise)
         nfev += est.nfev
-        claimed, measured = float(np.sum(a * u)), float(est.value)
+        claimed, measured = float(np.vdot(a, u)), float(est.value)
         size_u = float(np.sum(np.abs(u)))
         allowed = float(est.error) + tol.atol * size_u + (tol.rtol or 0.0) * max(
-            float(np.sum(np.abs(a * u))), abs(measured), num.floor * size_u)
-        worst_budget = max(worst_budget, allowed)
+            float(np.vdot(np.abs(a), np.abs(u))), abs(measured), num.floor * size_u)
+        rows.append((claimed, measured, allowed))
         if abs(claimed - measured) > allowed:
             failures.append(f"direction {k}: <d{name}, u> analytic {claimed:.9g} vs numeric "
                             f"{measured:.9g} (budget {allowed:.2g})")
     z = math.sqrt(2.0) * float(erfinv(MISS_PROBABILITY ** (1.0 / DIRECTIONS)))
-    return not failures, nfev, worst_budget / (z * spread), "; ".join(failures[:2])
+    worst = max(rows, key=lambda r: abs(r[0] - r[1]) / r[2] if r[2] > 0 else math.inf)
+    miss = max(r[2] for r in rows) / (z * spread)
+    return _Directions(not failures, nfev, miss, "; ".join(failures[:2]), worst)
+
+
+def _mode(spec: _Spec, x: np.ndarray) -> str:
+    if spec.mode != "auto":
+        return spec.mode
+    return "sampled" if x.size > FULL_MODE_MAX_ELEMENTS else "full"
 
 
 def _judge(spec: _Spec, run: _Run, name: str, rounding: float) -> GradientResult:
@@ -481,24 +520,31 @@ def _judge(spec: _Spec, run: _Run, name: str, rounding: float) -> GradientResult
     grad = raw.real.astype(np.float64) if raw.dtype.kind == "c" else raw
     if grad.shape != x.shape:
         return _shape_failure(name, grad, x, tol)
-    nan = float("nan")
     if not np.all(np.isfinite(grad)):
-        bad = int(grad.size - np.count_nonzero(np.isfinite(grad)))
-        return GradientResult(name, "nonfinite", nan, nan, nan, None, nan, nan, 0, "-", "-", 0,
-                              x.size, tol.rtol or 0.0, tol.atol, nan,
-                              f"d{name} contains {bad} NaN or inf of {grad.size} elements")
+        return _nonfinite_failure(name, grad, x, tol)
     num = _prepare(spec, run, name)
-    sampled = spec.mode == "sampled" or (spec.mode == "auto" and x.size > FULL_MODE_MAX_ELEMENTS)
+    mode = _mode(spec, x)
     rng = np.random.default_rng([spec.seed, _STREAM, *map(ord, name)])
-    idx = _sample_indices(x.shape, rng) if sampled else np.arange(x.size)
-    est = numeric.numerical_gradient(num.f, num.x, method=num.method,
-                                     indices=idx if sampled else None, noise=num.noise)
-    j = _judge_elements(grad, est, idx, tol, num.floor, x.shape)
-    ok, nfev, miss, dir_msg = (True, 0, nan, "")
-    if sampled:
-        ok, nfev, miss, dir_msg = _judge_directions(name, num, grad, tol, rng)
-    return _result(name, j, est, num, tol, x, idx, sampled, ok, nfev, miss, dir_msg,
-                   time.perf_counter() - t0)
+    elements = None
+    if mode != "directional":
+        idx = _sample_indices(x.shape, rng) if mode == "sampled" else np.arange(x.size)
+        est = numeric.numerical_gradient(num.f, num.x, method=num.method,
+                                         indices=idx if mode == "sampled" else None,
+                                         noise=num.noise)
+        elements = _judge_elements(grad, est, idx, tol, num.floor, x.shape)
+        elements.update(nfev=est.nfev, step=float(np.median(est.step)), count=idx.size,
+                        zero=not np.any(est.value))
+    directions = _judge_directions(name, num, grad, tol, rng) if mode != "full" else None
+    return _result(name, mode, elements, directions, num, tol, x, time.perf_counter() - t0)
+
+
+def _nonfinite_failure(name: str, grad: np.ndarray, x: np.ndarray,
+                       tol: Tolerance) -> GradientResult:
+    nan = float("nan")
+    bad = int(grad.size - np.count_nonzero(np.isfinite(grad)))
+    return GradientResult(name, "nonfinite", nan, nan, nan, None, nan, nan, 0, "-", "-", 0,
+                          x.size, tol.rtol or 0.0, tol.atol, nan,
+                          f"d{name} contains {bad} NaN or inf of {grad.size} elements")
 
 
 def _gradient_array(spec: _Spec, run: _Run, name: str) -> np.ndarray:
@@ -513,35 +559,45 @@ def _gradient_array(spec: _Spec, run: _Run, name: str) -> np.ndarray:
     return arr
 
 
-def _result(name: str, j: dict[str, Any], est: numeric.Estimate, num: _Numeric, tol: Tolerance,
-            x: np.ndarray, idx: np.ndarray, sampled: bool, dir_ok: bool, dir_nfev: int,
-            miss: float, dir_msg: str, seconds: float) -> GradientResult:
-    w = j["worst"][0]
-    status = "vacuous" if j["vacuous"] else ("pass" if j["passed"] and dir_ok else "fail")
-    message = _message(name, status, w, est, dir_msg)
+def _result(name: str, mode: str, el: dict[str, Any] | None, d: _Directions | None,
+            num: _Numeric, tol: Tolerance, x: np.ndarray, seconds: float) -> GradientResult:
+    """One GradientResult from the element-wise and the directional comparisons."""
+    nan = float("nan")
+    passed = (el is None or el["passed"]) and (d is None or d.passed)
+    vacuous = el is not None and el["vacuous"] and d is None
+    status = "vacuous" if vacuous else ("pass" if passed else "fail")
+    if el is not None:
+        w = el["worst"][0]
+        head = (el["max_abs"], el["max_rel"], w.budget, w.index, w.analytic, w.numeric)
+    else:
+        assert d is not None
+        a, n, b = d.worst
+        head = (abs(a - n), abs(a - n) / max(abs(a), abs(n)) if a or n else 0.0, b, None, a, n)
+    message = _message(name, status, el, d)
     return GradientResult(
-        name, status, j["max_abs"], j["max_rel"], w.budget, w.index, w.analytic, w.numeric,
-        est.nfev + dir_nfev, est.method, "sampled" if sampled else "full", idx.size, x.size,
-        tol.rtol or 0.0, tol.atol, float(np.median(est.step)), message, num.reason,
-        DIRECTIONS if sampled else 0, miss, j["worst"], seconds,
+        name, status, *head, (el["nfev"] if el else 0) + (d.nfev if d else 0),
+        num.method, mode, el["count"] if el else 0, x.size, tol.rtol or 0.0, tol.atol,
+        el["step"] if el else nan, message, num.reason, DIRECTIONS if d else 0,
+        d.miss_norm if d else nan, el["worst"] if el else (), seconds,
     )
 
 
-def _message(name: str, status: str, w: WorstElement, est: numeric.Estimate, dir_msg: str) -> str:
+def _message(name: str, status: str, el: dict[str, Any] | None, d: _Directions | None) -> str:
     if status == "vacuous":
         return (f"vacuous: analytic and numerical d{name} are both exactly zero, so this check "
                 f"carries no evidence (does the output depend on `{name}`? if not, exclude it "
                 "with wrt=)")
     parts = []
-    if status == "fail" and w.abs_error > w.budget:
+    if el is not None and not el["passed"]:
+        w = el["worst"][0]
         parts.append(f"worst at {w.index}: analytic {w.analytic:.9g}, numeric {w.numeric:.9g}, "
                      f"error {w.abs_error:.3g} > budget {w.budget:.3g}")
-        if not np.any(est.value):
+        if el["zero"]:
             parts.append(
                 f"the numerical gradient is zero everywhere: does the forward use `{name}`?"
             )
-    if dir_msg:
-        parts.append(dir_msg)
+    if d is not None and d.message:
+        parts.append(d.message)
     return "; ".join(parts)
 
 

@@ -121,6 +121,8 @@ def from_functions(
     config : mapping, optional
         Non-array parameters by name, e.g. ``{"bn_param": {"mode": "train"}}``; deep-copied for
         every call so the caller's dict is never modified.
+    name : str, optional
+        For reports; by default the forward's name without ``_forward``.
 
     Examples
     --------

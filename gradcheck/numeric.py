@@ -250,7 +250,8 @@ class _Evaluator:
         """As :meth:`at`, but NaN when ``f`` is not finite there: a step too large for ``f``
         (e.g. one that makes a variance vanish), which the Richardson reruns shrink away."""
         try:
-            return self.at(k, value)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                return self.at(k, value)
         except InvalidArgument as exc:
             if "finite" not in str(exc):
                 raise

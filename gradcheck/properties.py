@@ -71,6 +71,8 @@ def check_layer_property(
         As for :func:`check_layer`.
     shapes : mapping of str to sequence of str or int
         Symbolic shapes, e.g. ``{"x": ("N", "D"), "gamma": ("D",), "beta": ("D",)}``.
+    dtype, method
+        As for :func:`check_layer` (the inputs' dtype and the numerical method).
     seed : int
         Seeds hypothesis, so a run is reproducible.
     examples : int

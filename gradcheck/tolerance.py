@@ -74,7 +74,9 @@ def natural_scale(g: np.ndarray, out: np.ndarray, x: np.ndarray) -> float:
     Moving ``x`` by its own spread moves the output by about the output's spread, so this is
     the magnitude of the terms a backward adds up; its rounding is relative to them, not to a
     result that cancels to (near) zero, e.g. BatchNorm's ``dx`` for N = 2 and eps = 0.
-    ``spread(x)`` is the standard deviation of ``x``, or its RMS when ``x`` is constant.
+    ``spread(x)`` is the standard deviation of ``x``, or its RMS when ``x`` is constant. The
+    checker uses it for inputs the size of the output (``x``), not for parameters summed over a
+    batch, whose terms it would overstate by about ``sqrt(N)``.
     """
     spread = float(np.std(x)) or float(np.sqrt(np.mean(np.square(x))))
     if spread == 0.0 or out.size == 0:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def bench_run():
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    return importlib.import_module("bench.run")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(ROOT))  # `bench` is a directory of the repository, not installed
+        return importlib.import_module("bench.run")
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +70,8 @@ def test_speed_records(tiny):
     for r in speed:
         assert r["status"] in ("measured", "skipped")
         if r["status"] == "measured":
-            assert r["nfev"] > 0 and r["median_s"] > 0 and r["passed"] is True
+            assert r["nfev"] > 0 and r["passed"] is True
+            assert len(r["times_s"]) == r["runs"] >= 1
         else:
             assert r["reason"]
     torch_rows = [r for r in speed if r["checker"] == "torch"]

@@ -295,3 +295,14 @@ def test_callable_layer_and_warnings_are_quiet_for_float64():
         report = check_layer(from_callables(lambda v: np.sum(v**3), lambda v: 3 * v**2),
                              {"x": np.array([1.0, -2.0, 0.5])})
     assert report.passed and report.results[0].method == "complex"
+
+
+@pytest.mark.parametrize("name", ["dx-times-1+1e-6", "missing-mean-term", "dgamma-times-gamma"])
+def test_directional_mode_catches_bugs(name):
+    inputs = bn_inputs(0, n=9, d=4)
+    assert check_layer(course_layer(cat.backward_compact), inputs, mode="directional").passed
+    report = check_layer(course_layer(cat.BROKEN[name]), inputs, mode="directional")
+    assert not report.passed
+    failing = [r for r in report.results if not r.passed]
+    assert all(r.mode == "directional" and r.elements == 0 and r.directions > 0 for r in failing)
+    assert all("direction" in r.message for r in failing)
