@@ -28,7 +28,8 @@ def tiny(bench_run, tmp_path_factory):
         name="smoke",
         speed_shapes=((4, 5), (2, 3, 4, 4)),
         scale_shapes=((8, 6),),
-        sensitivity=(((4, 5), ("gc-full", "gc-sampled", "course", "torch-fast")),),
+        sensitivity=(((4, 5), ("gc-full", "gc-sampled", "gc-directional", "course",
+                               "torch-fast")),),
         deltas=(1e-2, 1e-9),
         seeds=1,
         accuracy_shapes=((4, 5),),
@@ -65,7 +66,8 @@ def test_speed_records(tiny):
     result, _, _ = tiny
     speed = [r for r in result["speed"] if r["section"] == "speed"]
     labels = {r["label"] for r in speed}
-    assert {"gradcheck complex/full", "gradcheck central/sampled", "course checker",
+    assert {"gradcheck complex/full", "gradcheck central/sampled",
+            "gradcheck complex/directional", "gradcheck auto/directional", "course checker",
             "torch default", "torch fast_mode"} <= labels
     for r in speed:
         assert r["status"] in ("measured", "skipped")
@@ -74,6 +76,12 @@ def test_speed_records(tiny):
             assert len(r["times_s"]) == r["runs"] >= 1
         else:
             assert r["reason"]
+    directional = [r for r in speed if r["mode"] == "directional" and r["status"] == "measured"]
+    assert directional
+    for r in directional:  # no element sample: 8 directions per gradient, a miss bound for each
+        assert r["judged"] == 0 and r["coverage"] == "24 directions"
+        assert set(r["detail"]["miss_norm"]) == {"x", "gamma", "beta"}
+        assert r["forward_calls"] > r["nfev"]  # the analytic run (and auto's probe) too
     torch_rows = [r for r in speed if r["checker"] == "torch"]
     assert all(r["status"] == "skipped" and "disabled" in r["reason"] for r in torch_rows)
 
@@ -82,7 +90,7 @@ def test_sensitivity_flags_the_big_bug(tiny):
     result, _, _ = tiny
     sweeps = result["sensitivity"]
     assert {s["label"] for s in sweeps} == {"gradcheck auto/full", "gradcheck auto/sampled",
-                                            "course checker"}
+                                            "gradcheck auto/directional", "course checker"}
     for s in sweeps:
         assert s["flags"][0] is True, s  # dx off by 1 % is caught by every checker
         assert s["smallest_flagged"] is not None
@@ -114,3 +122,53 @@ def test_smallest_flagged(bench_run):
     assert bench_run.smallest_flagged(deltas, [True, True, False, None]) == 1e-3
     assert bench_run.smallest_flagged(deltas, [False, True, False, None]) is None
     assert bench_run.smallest_flagged(deltas, [True, True, True, True]) == 1e-5
+
+
+def _record(bench_run, checkers, shape, method, mode, seconds, nfev, calls, key="gradcheck"):
+    if key == "gradcheck":
+        checker = checkers.gradcheck_checker(method, mode)
+    else:
+        checker = checkers.Checker("torch", "central eps=1e-6", mode, lambda *a: None)
+    record = bench_run._speed_record(checker, shape, "speed")
+    record.update(status="measured", median_s=seconds, nfev=nfev, forward_calls=calls,
+                  passed=True, coverage="24 directions", runs=1, times_s=[seconds],
+                  detail={"miss_norm": {"x": 1e-3, "gamma": 1e-4, "beta": 1e-4},
+                          "method_used": "complex"})
+    return record
+
+
+def test_fast_mode_targets_render(bench_run):
+    """T2 and T3 on made-up numbers: judged per fast mode for auto and complex, and rendered."""
+    from bench import checkers, render
+
+    small, big = bench_run.TARGET_FULL_SHAPE, bench_run.TARGET_BIG_SHAPE
+    records = [_record(bench_run, checkers, small, "", "fast_mode", 0.01, 8, 8, key="torch")]
+    for shape, scale in ((small, 0.01), (big, 1.0)):
+        records += [
+            _record(bench_run, checkers, shape, "complex", "directional", 1.5 * scale, 48, 52),
+            _record(bench_run, checkers, shape, "auto", "directional", 4.0 * scale, 48, 371),
+            _record(bench_run, checkers, shape, "complex", "sampled", 3.5 * scale, 192, 196),
+            _record(bench_run, checkers, shape, "auto", "sampled", 6.0 * scale, 192, 515),
+        ]
+    sweeps = []
+    for label, smallest in (("gradcheck auto/sampled", 1e-9), ("gradcheck auto/directional", 1e-9),
+                            ("torch fast_mode", None)):
+        for kind in ("scaled", "element"):
+            sweeps.append({"shape": list(small), "label": label, "kind": kind,
+                           "smallest_flagged": smallest,
+                           "first_flagged_above": 1.0 if smallest is None else None,
+                           "methods_used": ["complex"]})
+    costs = bench_run.CostModel()
+    for shape in (small, big):  # no forward timed here
+        costs.forward_cost[(shape, True)] = 0.025 if shape == big else 2e-4
+        costs.forward_cost[(shape, False)] = 0.01 if shape == big else 1e-4
+    t2 = bench_run.target_fast(records, sweeps, costs)
+    assert t2["met_by"] == ["complex/directional"] and t2["met"] is True
+    assert t2["candidates"][0]["label"] == "complex/directional"  # fastest first
+    auto = next(c for c in t2["candidates"] if c["label"] == "auto/directional")
+    assert auto["probe"]["forward_calls"] == 371 - 52 and auto["met"] is False
+    t3 = bench_run.target_big(records, costs)
+    assert t3["met_by"] == ["complex/directional"]
+    for text in (render._t2(t2), render._t3(t3)):
+        assert "MET by complex/directional" in text and "auto/directional" in text
+        assert "probe added 319 calls" in text
