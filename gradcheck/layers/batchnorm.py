@@ -108,7 +108,7 @@ class BatchNormCache:
     """What the backward needs; arrays are in the compute dtype (float64 or complex128)."""
 
     x: np.ndarray
-    xhat: np.ndarray
+    xc: np.ndarray  # x - mean
     mean: np.ndarray  # batch mean (training) or running mean (inference), broadcastable to x
     var: np.ndarray
     inv_std: np.ndarray
@@ -119,6 +119,12 @@ class BatchNormCache:
     x_dtype: np.dtype
     gamma_dtype: np.dtype
     beta_dtype: np.dtype
+
+    @property
+    def xhat(self) -> np.ndarray:
+        """``(x - mean) / sqrt(var + eps)``, made when a backward asks (forwards run far more
+        often than backwards inside a gradient check, and each array they make costs)."""
+        return self.xc * self.inv_std
 
 
 def get_convention(convention: str) -> Convention:
@@ -270,12 +276,13 @@ def batchnorm_forward(
         mean, var = _running_for_inference(running_mean, running_var, channels, x.ndim, axis)
         xc = xw - mean
     inv_std = 1.0 / np.sqrt(var + eps)
-    xhat = xc * inv_std
     g = _broadcast(gamma_arr.astype(compute, copy=False), x.ndim, axis)
     b = _broadcast(beta_arr.astype(compute, copy=False), x.ndim, axis)
-    out = (g * xhat + b).astype(np.result_type(x, gamma_arr, beta_arr), copy=False)
+    out = xc * (g * inv_std)  # = gamma * xhat, with one array made instead of two
+    out += b
+    out = out.astype(np.result_type(x, gamma_arr, beta_arr), copy=False)
     cache = BatchNormCache(
-        xw, xhat, mean, var, inv_std, g, axes, bool(training), eps,
+        xw, xc, mean, var, inv_std, g, axes, bool(training), eps,
         x.dtype, gamma_arr.dtype, beta_arr.dtype,
     )
     return out, cache
@@ -334,7 +341,7 @@ def batchnorm_backward_staged(dout: Any, cache: BatchNormCache) -> dict[str, np.
     if not cache.training:
         return _finish(cache, dxhat * cache.inv_std, dgamma, dbeta)
     n = cache.x.size // cache.gamma.size
-    xc = cache.x - cache.mean
+    xc = cache.xc
     dvar = np.sum(dxhat * xc, axis=cache.axes, keepdims=True) * -0.5 * cache.inv_std**3
     dmu = -np.sum(dxhat, axis=cache.axes, keepdims=True) * cache.inv_std
     dmu = dmu + dvar * np.mean(-2.0 * xc, axis=cache.axes, keepdims=True)
