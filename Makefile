@@ -33,7 +33,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --out reports
 
 lint: $(STAMP)
-	$(BIN)/ruff check gradcheck tests
+	$(BIN)/ruff check gradcheck tests bench
 	$(BIN)/mypy
 
 clean:

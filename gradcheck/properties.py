@@ -11,7 +11,7 @@ gradcheck[property]``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -116,9 +116,11 @@ def check_layer_property(
         shapes_f, seed_f, report = _smallest_failure(seen)
         text = (f"property mode: FAIL after {len(seen)} cases; smallest failing case "
                 f"{_describe(shapes_f)} (replay: {_replay(shapes_f, seed_f)})")
+        report = replace(report, case=f"smallest failing case, {_replay(shapes_f, seed_f)}")
         return PropertyResult(False, len(seen), shapes_f, seed_f, (report,), text)
     last_shapes, last_seed, last = seen[-1]
     text = f"property mode: PASS: {len(seen)} drawn cases passed ({_shape_stats(seen)})"
+    last = replace(last, case=f"last of {len(seen)} drawn cases, {_replay(last_shapes, last_seed)}")
     return PropertyResult(True, len(seen), last_shapes, last_seed, (last,), text)
 
 
