@@ -450,20 +450,35 @@ def _worst_rows(idx: np.ndarray, shape: tuple[int, ...], a: np.ndarray, n: np.nd
     )
 
 
+@dataclass(frozen=True)
+class _Elements:
+    """The element-by-element comparisons of one gradient."""
+
+    passed: bool
+    vacuous: bool  # both sides exactly zero everywhere
+    zero: bool  # the numerical side is exactly zero everywhere
+    max_abs: float
+    max_rel: float
+    worst: tuple[WorstElement, ...]
+    nfev: int
+    step: float
+    count: int
+
+
 def _judge_elements(analytic: np.ndarray, est: numeric.Estimate, idx: np.ndarray,
-                    tol: Tolerance, floor: float, shape: tuple[int, ...]) -> dict[str, Any]:
+                    tol: Tolerance, floor: float, shape: tuple[int, ...]) -> _Elements:
     a = analytic.reshape(-1)[idx].astype(np.float64)
     n = np.asarray(est.value, dtype=np.float64).reshape(-1)
     err = np.abs(a - n)
     bud = budget(analytic.astype(np.float64), n, np.asarray(est.error).reshape(-1), tol, floor)
     denom = np.maximum(np.abs(a), np.abs(n))
     rel = np.divide(err, denom, out=np.zeros_like(err), where=denom > 0)
-    worst = _worst_rows(idx, shape, a, n, err, bud)
-    vacuous = not np.any(a) and not np.any(n)
-    return {
-        "passed": bool(np.all(err <= bud)), "vacuous": vacuous, "worst": worst,
-        "max_abs": float(np.max(err)), "max_rel": float(np.max(rel)),
-    }
+    return _Elements(
+        passed=bool(np.all(err <= bud)), vacuous=not np.any(a) and not np.any(n),
+        zero=not np.any(n), max_abs=float(np.max(err)), max_rel=float(np.max(rel)),
+        worst=_worst_rows(idx, shape, a, n, err, bud), nfev=est.nfev,
+        step=float(np.median(est.step)), count=idx.size,
+    )
 
 
 def _along(num: _Numeric, u: np.ndarray) -> Any:
@@ -532,8 +547,6 @@ def _judge(spec: _Spec, run: _Run, name: str, rounding: float) -> GradientResult
                                          indices=idx if mode == "sampled" else None,
                                          noise=num.noise)
         elements = _judge_elements(grad, est, idx, tol, num.floor, x.shape)
-        elements.update(nfev=est.nfev, step=float(np.median(est.step)), count=idx.size,
-                        zero=not np.any(est.value))
     directions = _judge_directions(name, num, grad, tol, rng) if mode != "full" else None
     return _result(name, mode, elements, directions, num, tol, x, time.perf_counter() - t0)
 
@@ -559,40 +572,43 @@ def _gradient_array(spec: _Spec, run: _Run, name: str) -> np.ndarray:
     return arr
 
 
-def _result(name: str, mode: str, el: dict[str, Any] | None, d: _Directions | None,
+def _result(name: str, mode: str, el: _Elements | None, d: _Directions | None,
             num: _Numeric, tol: Tolerance, x: np.ndarray, seconds: float) -> GradientResult:
     """One GradientResult from the element-wise and the directional comparisons."""
     nan = float("nan")
-    passed = (el is None or el["passed"]) and (d is None or d.passed)
-    vacuous = el is not None and el["vacuous"] and d is None
+    passed = (el is None or el.passed) and (d is None or d.passed)
+    vacuous = el is not None and el.vacuous and d is None
     status = "vacuous" if vacuous else ("pass" if passed else "fail")
+    head: tuple[float, float, float, tuple[int, ...] | None, float, float]
     if el is not None:
-        w = el["worst"][0]
-        head = (el["max_abs"], el["max_rel"], w.budget, w.index, w.analytic, w.numeric)
-    else:
-        assert d is not None
-        a, n, b = d.worst
+        w = el.worst[0]
+        head = (el.max_abs, el.max_rel, w.budget, w.index, w.analytic, w.numeric)
+    else:  # directional mode: the worst direction stands in for the worst element
+        a, n, b = d.worst if d is not None else (nan, nan, nan)
         head = (abs(a - n), abs(a - n) / max(abs(a), abs(n)) if a or n else 0.0, b, None, a, n)
-    message = _message(name, status, el, d)
+    max_abs, max_rel, bud, index, analytic, numeric_value = head
     return GradientResult(
-        name, status, *head, (el["nfev"] if el else 0) + (d.nfev if d else 0),
-        num.method, mode, el["count"] if el else 0, x.size, tol.rtol or 0.0, tol.atol,
-        el["step"] if el else nan, message, num.reason, DIRECTIONS if d else 0,
-        d.miss_norm if d else nan, el["worst"] if el else (), seconds,
+        name=name, status=status, max_abs_error=max_abs, max_rel_error=max_rel, budget=bud,
+        worst_index=index, analytic_at_worst=analytic, numeric_at_worst=numeric_value,
+        nfev=(el.nfev if el else 0) + (d.nfev if d else 0), method=num.method, mode=mode,
+        elements=el.count if el else 0, size=x.size, rtol=tol.rtol or 0.0, atol=tol.atol,
+        step=el.step if el else nan, message=_message(name, status, el, d), reason=num.reason,
+        directions=DIRECTIONS if d else 0, miss_norm=d.miss_norm if d else nan,
+        worst=el.worst if el else (), seconds=seconds,
     )
 
 
-def _message(name: str, status: str, el: dict[str, Any] | None, d: _Directions | None) -> str:
+def _message(name: str, status: str, el: _Elements | None, d: _Directions | None) -> str:
     if status == "vacuous":
         return (f"vacuous: analytic and numerical d{name} are both exactly zero, so this check "
                 f"carries no evidence (does the output depend on `{name}`? if not, exclude it "
                 "with wrt=)")
     parts = []
-    if el is not None and not el["passed"]:
-        w = el["worst"][0]
+    if el is not None and not el.passed:
+        w = el.worst[0]
         parts.append(f"worst at {w.index}: analytic {w.analytic:.9g}, numeric {w.numeric:.9g}, "
                      f"error {w.abs_error:.3g} > budget {w.budget:.3g}")
-        if el["zero"]:
+        if el.zero:
             parts.append(
                 f"the numerical gradient is zero everywhere: does the forward use `{name}`?"
             )

@@ -9,7 +9,6 @@ public :func:`gradcheck.check_layer`. Inputs are deliberately awkward: a per-cha
 from __future__ import annotations
 
 import itertools
-import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace
@@ -74,6 +73,3 @@ def run_reference_suite(*, quick: bool = False, progress: IO[str] | None = None,
         progress.write("\n")
     return reports
 
-
-if __name__ == "__main__":  # pragma: no cover - convenience
-    print(sum(r.passed for r in run_reference_suite(progress=sys.stderr)))
