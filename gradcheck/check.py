@@ -299,7 +299,7 @@ def _upstream(spec: _Spec, out: np.ndarray, run_warnings: list[str]) -> np.ndarr
     return spec.dout.astype(out.dtype)
 
 
-def _analytic(spec: _Spec) -> tuple[_Run, Any]:
+def _analytic(spec: _Spec) -> _Run:
     inputs = {k: v.copy() for k, v in spec.inputs.items()}
     out_raw, cache = _forward(spec, inputs, "analytic pass")
     out = _output(spec, out_raw, "analytic pass")
@@ -314,7 +314,7 @@ def _analytic(spec: _Spec) -> tuple[_Run, Any]:
     run.grads = first
     _compare_repeats(spec, first, second, run)
     run.problems[:] = list(dict.fromkeys(run.problems))
-    return run, cache
+    return run
 
 
 def _compare_repeats(spec: _Spec, first: dict[str, Any], second: dict[str, Any], run: _Run) -> None:
@@ -372,24 +372,40 @@ class _Numeric:
     reason: str
 
 
-def _prepare(spec: _Spec, run: _Run, name: str) -> _Numeric:
+@dataclass(frozen=True)
+class _Reference:
+    """The float64 run every gradient's numerical side starts from (made once per check)."""
+
+    inputs: dict[str, np.ndarray]
+    g: np.ndarray
+    out: np.ndarray
+    noise: float  # rounding noise of one evaluation of L, scaled by the conditioning
+    copy_inputs: bool  # the forward mutates its inputs: give each evaluation copies
+
+
+def _reference(spec: _Spec, run: _Run) -> _Reference:
     inputs64 = {k: v.astype(np.float64) for k, v in spec.inputs.items()}
     g64 = run.g.astype(np.float64)
-    mutates = any(p.startswith("forward modified its input") for p in run.problems)
-    f = _objective(spec, inputs64, name, g64, copy_inputs=mutates)
     context = "float64 reference"
     out64 = _output(spec, _forward(spec, dict(inputs64), context)[0], context)
     noise = float(np.finfo(out64.dtype).eps * np.sum(np.abs(g64 * out64))) * _conditioning(
         inputs64)
-    floor = natural_scale(g64, np.asarray(out64, dtype=np.float64), inputs64[name])
-    if inputs64[name].size != out64.size:
+    mutates = any(p.startswith("forward modified its input") for p in run.problems)
+    return _Reference(inputs64, g64, out64, noise, mutates)
+
+
+def _prepare(spec: _Spec, ref: _Reference, name: str) -> _Numeric:
+    x64 = ref.inputs[name]
+    f = _objective(spec, ref.inputs, name, ref.g, copy_inputs=ref.copy_inputs)
+    floor = natural_scale(ref.g, np.asarray(ref.out, dtype=np.float64), x64)
+    if x64.size != ref.out.size:
         floor = 0.0  # a parameter's gradient sums over the batch: its terms do not cancel to 0
     method, reason = spec.method, ""
     if method == "auto":
-        safe, why = numeric.probe_complex_step(f, inputs64[name], seed=spec.seed, noise=noise)
+        safe, why = numeric.probe_complex_step(f, x64, seed=spec.seed, noise=ref.noise)
         method = "complex" if safe else "richardson"
         reason = "auto: the complex-step probe passed" if safe else f"auto: {why}; used richardson"
-    return _Numeric(f, inputs64[name], noise, floor, method, reason)
+    return _Numeric(f, x64, ref.noise, floor, method, reason)
 
 
 def _conditioning(inputs: Mapping[str, np.ndarray]) -> float:
@@ -402,12 +418,11 @@ def _conditioning(inputs: Mapping[str, np.ndarray]) -> float:
     return max([1.0, *ratios])
 
 
-def _forward_rounding(spec: _Spec, run: _Run) -> float:
+def _forward_rounding(run: _Run, ref: _Reference) -> float:
     """Relative deviation of the layer's own-dtype output from its float64 run."""
     if run.out.dtype == np.float64:
         return 0.0
-    inputs64 = {k: v.astype(np.float64) for k, v in spec.inputs.items()}
-    out64 = np.asarray(_forward(spec, inputs64, "float64 reference")[0], dtype=np.float64)
+    out64 = np.asarray(ref.out, dtype=np.float64)
     scale = float(np.max(np.abs(out64), initial=0.0)) or 1.0
     return float(np.max(np.abs(run.out.astype(np.float64) - out64))) / scale
 
@@ -527,7 +542,8 @@ def _mode(spec: _Spec, x: np.ndarray) -> str:
     return "sampled" if x.size > FULL_MODE_MAX_ELEMENTS else "full"
 
 
-def _judge(spec: _Spec, run: _Run, name: str, rounding: float) -> GradientResult:
+def _judge(spec: _Spec, run: _Run, ref: _Reference, name: str,
+           rounding: float) -> GradientResult:
     t0 = time.perf_counter()
     x = spec.inputs[name]
     raw = _gradient_array(spec, run, name)
@@ -537,7 +553,7 @@ def _judge(spec: _Spec, run: _Run, name: str, rounding: float) -> GradientResult
         return _shape_failure(name, grad, x, tol)
     if not np.all(np.isfinite(grad)):
         return _nonfinite_failure(name, grad, x, tol)
-    num = _prepare(spec, run, name)
+    num = _prepare(spec, ref, name)
     mode = _mode(spec, x)
     rng = np.random.default_rng([spec.seed, _STREAM, *map(ord, name)])
     elements = None
@@ -698,9 +714,10 @@ def check_layer(
 
 
 def _check(spec: _Spec) -> tuple[list[GradientResult], _Run]:
-    run, _cache = _analytic(spec)
-    rounding = _forward_rounding(spec, run)
-    return [_judge(spec, run, name, rounding) for name in spec.wrt], run
+    run = _analytic(spec)
+    ref = _reference(spec, run)
+    rounding = _forward_rounding(run, ref)
+    return [_judge(spec, run, ref, name, rounding) for name in spec.wrt], run
 
 
 def _methods(results: Sequence[GradientResult]) -> str:
