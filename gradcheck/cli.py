@@ -27,7 +27,12 @@ from typing import Any
 from gradcheck._version import __version__
 from gradcheck.errors import GradcheckError, InvalidArgument
 
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+# Exit codes, one meaning each (documented in README): 0 every gradient passes, 1 a gradient
+# fails, 2 usage or input error, 3 the layer crashed or misbehaved (raised, exited, returned
+# something unusable), 4 inconclusive (nothing failed, but a gradient could not be certified),
+# 130 interrupted (Ctrl-C).
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_LAYER, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130
 FORMATS = ("text", "markdown", "html", "json")  # the writers of gradcheck.report
 
 

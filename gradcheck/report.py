@@ -42,8 +42,9 @@ import numpy as np
 from tabulate import tabulate
 
 from gradcheck._version import __version__
-from gradcheck.check import MISS_PROBABILITY, CheckReport, GradientResult, WorstElement
+from gradcheck.compare import MISS_PROBABILITY
 from gradcheck.errors import InvalidArgument
+from gradcheck.results import CheckReport, GradientResult, WorstElement
 
 __all__ = [
     "FORMATS",

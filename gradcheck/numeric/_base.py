@@ -1,0 +1,191 @@
+"""What every estimator shares: the Estimate, argument validation, counted evaluations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradcheck.errors import InvalidArgument
+
+METHODS = ("auto", "complex", "central", "richardson")
+
+_EPS = float(np.finfo(np.float64).eps)
+_TINY = float(np.finfo(np.float64).smallest_normal)  # added to every bound (subnormal results)
+_CS_EXPONENT = -360  # complex step h = 2**-360 * max(1, |x|): O(h**3) terms underflow to 0
+_CS_ROUNDING = 2.0**7  # complex-step rounding bound, in units of eps (see module docstring)
+_F_ULPS = 2.0**3  # every evaluation of f is off by at least this many eps of |f|
+
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A numerical derivative with a bound on its error.
+
+    Attributes
+    ----------
+    value : ndarray of float64
+        The estimate; shape ``x.shape``, or ``(len(indices),)`` when indices are given;
+        0-d for :func:`directional`.
+    error : ndarray of float64
+        Per-element bound on ``|value - true derivative|``, same shape, ``>= 0``.
+    nfev : int
+        Evaluations of the function used.
+    method : str
+        ``"complex"``, ``"central"`` or ``"richardson"``.
+    step : ndarray of float64
+        Per-element step actually taken, same shape as ``value``.
+    reason : str
+        For ``method="auto"``: which method ran and why; ``""`` otherwise.
+    """
+
+    value: np.ndarray
+    error: np.ndarray
+    nfev: int
+    method: str
+    step: np.ndarray
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """Validated arguments: a private float64 copy of ``x`` and the flat indices to estimate."""
+
+    f: Callable[[np.ndarray], Any]
+    x: np.ndarray
+    idx: np.ndarray
+    shape: tuple[int, ...]  # of the estimate
+
+
+# --------------------------------------------------------------------------------- validation
+
+
+def _validate_f(f: Any, name: str = "f") -> None:
+    if not callable(f):
+        raise InvalidArgument(f"`{name}` must be callable, got {type(f).__name__}")
+
+
+def _validate_x(x: Any) -> np.ndarray:
+    arr = np.asarray(x)
+    if arr.dtype.kind != "f":
+        raise InvalidArgument(
+            f"`x` must be a real floating array (float16, float32 or float64), got {arr.dtype}"
+        )
+    base = np.array(arr, dtype=np.float64, copy=True)
+    if not np.all(np.isfinite(base)):
+        bad = int(base.size - np.count_nonzero(np.isfinite(base)))
+        raise InvalidArgument(f"`x` must be finite, got {bad} NaN or inf of {base.size} elements")
+    base.flags.writeable = False
+    return base
+
+
+def _validate_indices(indices: Any, size: int) -> np.ndarray:
+    if indices is None:
+        return np.arange(size)
+    idx = np.asarray(indices)
+    if idx.dtype.kind not in "iu" or idx.ndim != 1:
+        raise InvalidArgument(
+            "`indices` must be a 1-D array of integer flat indices, "
+            f"got dtype {idx.dtype} and shape {idx.shape}"
+        )
+    if idx.size and (idx.min() < 0 or idx.max() >= size):
+        bad = idx[(idx < 0) | (idx >= size)][0]
+        raise InvalidArgument(
+            f"`indices` must be flat indices in [0, {size}) for `x` of size {size}, got {bad}"
+        )
+    return idx.astype(np.intp)
+
+
+def _validate_noise(noise: Any) -> float | None:
+    if noise is None:
+        return None
+    ok = isinstance(noise, (int, float, np.floating, np.integer)) and not isinstance(noise, bool)
+    if not ok or not np.isfinite(noise) or noise < 0:
+        raise InvalidArgument(f"`noise` must be a non-negative finite float or None, got {noise!r}")
+    return float(noise)
+
+
+def _validate(f: Any, x: Any, indices: Any) -> _Problem:
+    _validate_f(f)
+    base = _validate_x(x)
+    idx = _validate_indices(indices, base.size)
+    shape = base.shape if indices is None else (idx.size,)
+    return _Problem(f, base, idx, shape)
+
+
+def _as_scalar(value: Any, where: str, *, complex_ok: bool = False, name: str = "f") -> complex:
+    """``value`` as a Python number; ``InvalidArgument`` unless it is a finite numeric scalar."""
+    arr = np.asarray(value)
+    if arr.ndim != 0 or arr.dtype.kind not in "iufc":
+        raise InvalidArgument(
+            f"`{name}` must return a numeric scalar, got {type(value).__name__} with shape "
+            f"{arr.shape} and dtype {arr.dtype} {where}"
+        )
+    if not np.isfinite(arr):
+        raise InvalidArgument(f"`{name}` must return a finite value, got {arr.item()!r} {where}")
+    if arr.dtype.kind == "c" and not complex_ok and arr.imag != 0:
+        raise InvalidArgument(
+            f"`{name}` must return a real value for real input, got {arr.item()!r} {where}"
+        )
+    return complex(arr.item()) if complex_ok else complex(float(arr.real))
+
+
+class _Evaluator:
+    """Calls ``f`` on fresh copies of ``x`` (never on the caller's array) and counts the calls."""
+
+    def __init__(self, problem: _Problem) -> None:
+        self.f = problem.f
+        self.x = problem.x
+        self.nfev = 0
+
+    def at(self, k: int | None = None, value: float = 0.0) -> float:
+        """``f(x)`` with element ``k`` (a flat index) replaced by ``value``."""
+        arr = self.x.copy()
+        if k is not None:
+            arr.flat[k] = value
+        self.nfev += 1
+        where = "at `x`" if k is None else f"at `x` with element {k} perturbed"
+        return float(_as_scalar(self.f(arr), where).real)
+
+    def at_or_nan(self, k: int, value: float) -> float:
+        """As :meth:`at`, but NaN when ``f`` is not finite there: a step too large for ``f``
+        (e.g. one that makes a variance vanish), which the Richardson reruns shrink away."""
+        try:
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                return self.at(k, value)
+        except InvalidArgument as exc:
+            if "finite" not in str(exc):
+                raise
+            return float("nan")
+
+    def imag_at(self, k: int, h: float) -> complex:
+        """``f(x + i h e_k)`` on a complex128 copy."""
+        arr = self.x.astype(np.complex128)
+        arr.flat[k] += 1j * h
+        self.nfev += 1
+        return _as_scalar(self.f(arr), f"at `x + ih e_{k}`", complex_ok=True)
+
+
+def _finish(
+    problem: _Problem, value: Any, error: Any, nfev: int, method: str, step: Any
+) -> Estimate:
+    def shaped(a: Any) -> np.ndarray:
+        return np.asarray(a, dtype=np.float64).reshape(problem.shape)
+
+    return Estimate(shaped(value), shaped(error), int(nfev), method, shaped(step))
+
+
+def _validate_seed(seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InvalidArgument(f"`seed` must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def _validate_method(method: Any, allowed: tuple[str, ...]) -> str:
+    if not isinstance(method, str) or method not in allowed:
+        known = ", ".join(repr(m) for m in allowed)
+        raise InvalidArgument(f"`method` must be one of {known}, got {method!r}")
+    return method
+

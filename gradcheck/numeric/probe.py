@@ -1,0 +1,267 @@
+"""Whether the complex step can be trusted on a forward: a tracer and agreement tests."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from numpy.exceptions import ComplexWarning
+
+from gradcheck.numeric._base import (
+    Estimate,
+    _Evaluator,
+    _Problem,
+    _validate,
+    _validate_noise,
+    _validate_seed,
+)
+from gradcheck.numeric.complex_step import _complex_steps, complex_step
+from gradcheck.numeric.richardson import _richardson_core, _richardson_steps, richardson
+
+_PROBE_SAMPLES = 3
+_PROBE_RTOL = 1e-9  # complex step and Richardson must agree to their bounds plus this
+
+
+_NON_ANALYTIC_UFUNCS = frozenset({
+    "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
+    "maximum", "minimum", "fmax", "fmin", "absolute", "fabs", "sign", "signbit", "clip",
+    "conjugate", "floor", "ceil", "rint", "trunc", "heaviside", "copysign",
+    "remainder", "fmod", "floor_divide", "divmod", "modf",
+})
+
+_NON_ANALYTIC_FUNCTIONS: dict[Any, str] = {
+    np.var: "np.var", np.std: "np.std", np.nanvar: "np.nanvar", np.nanstd: "np.nanstd",
+    np.max: "np.max", np.min: "np.min", np.amax: "np.amax", np.amin: "np.amin",
+    np.clip: "np.clip", np.round: "np.round", np.around: "np.around", np.sort: "np.sort",
+    np.argmax: "np.argmax", np.argmin: "np.argmin", np.median: "np.median",
+    np.percentile: "np.percentile", np.quantile: "np.quantile", np.ptp: "np.ptp",
+}
+
+
+def _log_of(arrays: tuple[Any, ...]) -> list[str]:
+    return next((a.log for a in arrays if isinstance(a, _Traced)), [])
+
+
+def _untraced(arrays: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(a.view(np.ndarray) if isinstance(a, _Traced) else a for a in arrays)
+
+
+def _traced(result: Any, log: list[str]) -> Any:
+    """Wrap a ufunc result (array, NumPy scalar or tuple of them) so that tracing goes on."""
+    if isinstance(result, tuple):
+        return tuple(_traced(r, log) for r in result)
+    if not isinstance(result, (np.ndarray, np.generic)):
+        return result
+    out = np.asarray(result).view(_Traced)
+    out.log = log
+    return out
+
+
+class _Traced(np.ndarray):
+    """An ndarray that records the non-analytic operations applied to it and to what derives
+    from it (``__array_ufunc__``, ``__array_function__``); ``.real``, ``.imag`` and ``astype``
+    keep tracing but are not recorded: they drop the imaginary part visibly, which checks (b)
+    and (c) measure, and complex-step-safe code uses them legitimately (``mu.real`` for the
+    running statistics)."""
+
+    log: list[str]
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.log = getattr(obj, "log", [])
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        out = kwargs.get("out", ())
+        log = _log_of(inputs + out)
+        if ufunc.__name__ in _NON_ANALYTIC_UFUNCS:
+            log.append(f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}"))
+        if out:
+            kwargs["out"] = _untraced(out)
+        result = getattr(ufunc, method)(*_untraced(inputs), **kwargs)
+        if out:
+            return out[0] if len(out) == 1 else out
+        return _traced(result, log)
+
+    def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+        if func in _NON_ANALYTIC_FUNCTIONS:
+            self.log.append(_NON_ANALYTIC_FUNCTIONS[func])
+        return super().__array_function__(func, types, args, kwargs)
+
+    @property  # type: ignore[misc]
+    def real(self) -> Any:  # type: ignore[override]
+        return _traced(self.view(np.ndarray).real, self.log)
+
+    @property  # type: ignore[misc]
+    def imag(self) -> Any:  # type: ignore[override]
+        return _traced(self.view(np.ndarray).imag, self.log)
+
+    def astype(self, dtype: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        return _traced(self.view(np.ndarray).astype(dtype, *args, **kwargs), self.log)
+
+
+def _perturbed(problem: _Problem, k: int) -> np.ndarray:
+    arr = problem.x.astype(np.complex128)
+    arr.flat[k] += 1j * _complex_steps(problem.x.flat[k : k + 1])[0]
+    return arr
+
+
+def _element(problem: _Problem, k: int) -> str:
+    return str(tuple(int(i) for i in np.unravel_index(k, problem.x.shape)))
+
+
+def _raised(problem: _Problem, exc: Exception) -> str:
+    """Why a complex evaluation failed; re-raises if ``f`` fails on real input too."""
+    _Evaluator(problem).at()  # a genuine error in f propagates unchanged from here
+    return f"the forward raised {type(exc).__name__} on complex input ({exc})"
+
+
+def _probe_first_call(problem: _Problem, k: int) -> str:
+    """(a) raising on complex input and (b) dropping the imaginary part visibly."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            value = np.asarray(problem.f(_perturbed(problem, k)))
+        except Exception as exc:  # any error on complex input means "not complex-step safe"
+            return _raised(problem, exc)
+    if any(issubclass(w.category, ComplexWarning) for w in caught):
+        return ("the forward casts the perturbed input to a real dtype (ComplexWarning: "
+                "the imaginary part is discarded)")
+    if value.dtype.kind != "c":
+        return ("the forward returned a real value for complex input: the imaginary part was "
+                "dropped (.real, float() or a cast to a real dtype)")
+    if value.ndim == 0 and not np.isfinite(value):
+        return f"the forward returned {value.item()!r} for complex input"
+    return ""
+
+
+def _probe_trace(problem: _Problem, k: int) -> str:
+    """(d) non-analytic operations, recorded on an ndarray subclass (lost if ``f`` strips it)."""
+    probe = _perturbed(problem, k).view(_Traced)
+    probe.log = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            problem.f(probe)
+        except Exception:  # the subclass itself may upset f; checks (a)-(c) still apply
+            return ""
+    if not probe.log:
+        return ""
+    return (f"the forward calls {probe.log[0]} on the perturbed input (comparisons, max/min, "
+            "abs, var and casts to float break the complex step)")
+
+
+def _disagreement(problem: _Problem, sample: np.ndarray, cs: Estimate, ref: Estimate) -> str:
+    """The first element where the complex step is off ``ref`` beyond both bounds + 1e-9."""
+    for j, k in enumerate(sample):
+        c, r = float(cs.value[j]), float(ref.value[j])
+        bound = float(cs.error[j] + ref.error[j])
+        where = f"element {_element(problem, int(k))}"
+        if c == 0.0 and abs(r) > 2 * bound:
+            return (f"the imaginary part is zero at {where} while finite differences give "
+                    f"{r:.6g} (the imaginary part was dropped, e.g. by .real, abs or np.var)")
+        if abs(c - r) > 2 * bound + _PROBE_RTOL * max(abs(c), abs(r)):
+            return (f"complex step ({c:.12g}) and finite differences ({r:.12g} ± {bound:.1g}) "
+                    f"disagree at {where} (np.var, abs or .real drop part of the imaginary part)")
+    return ""
+
+
+def _scatter(problem: _Problem, sample: np.ndarray, noise: float | None,
+             reference: Estimate) -> np.ndarray:
+    """A second Richardson run on steps 3/4 as large: its difference from the first measures
+    the error actually made (the ``noise`` given may miss the forward's conditioning)."""
+    ev = _Evaluator(problem)
+    xk = problem.x.flat[sample]
+    again, _, _ = _richardson_core(
+        lambda j, v: ev.at(int(sample[j]), v), xk, 0.75 * _richardson_steps(problem.x, xk),
+        ev.at(), noise or 0.0,
+    )
+    return np.abs(again - reference.value)
+
+
+def _probe_agreement(problem: _Problem, sample: np.ndarray, noise: float | None) -> str:
+    """(b) a silently zero imaginary part and (c) disagreement with Richardson's central
+    differences, whose step follows the natural scale (the classic central step can exceed it,
+    e.g. for BatchNorm with ``|mean| ≫ std``, and would blame correct code). A disagreement is
+    confirmed with a second Richardson run, whose scatter widens the bound, before it counts:
+    agreement never needs the second run, so the common case costs one run."""
+    reference = richardson(problem.f, problem.x, indices=sample, noise=noise)
+    try:
+        cs = complex_step(problem.f, problem.x, indices=sample)
+    except Exception as exc:  # see _probe_first_call
+        return _raised(problem, exc)
+    if not _disagreement(problem, sample, cs, reference):
+        return ""
+    scatter = _scatter(problem, sample, noise, reference)
+    return _disagreement(problem, sample, cs, replace(reference, error=reference.error + scatter))
+
+
+
+def probe_complex_step(
+    f: Callable[[np.ndarray], Any], x: Any, *, seed: int = 0, noise: float | None = None
+) -> tuple[bool, str]:
+    """Whether the complex step can be trusted on ``f`` at ``x``, and why not.
+
+    Checks, in order: (d) ``f``, run once on an ndarray subclass that records the non-analytic
+    operations (comparisons, ``maximum``/``minimum``, ``abs``, ``sign``, ``clip``, ``conjugate``,
+    rounding, ``np.var``/``np.std``) applied to arrays derived from its input, uses one (``.real``
+    and casts are followed but left to (b) and (c), as they are how safe code keeps side outputs
+    such as running statistics real);
+    (a) ``f`` raises on complex input; (b) the imaginary part is dropped visibly (a
+    ``ComplexWarning``, a real result, or ``Im f = 0`` where central differences see a slope);
+    (c) the complex step disagrees with central differences at three seeded elements beyond the
+    two bounds plus 1e-9 relative. The central differences are Richardson's (:func:`richardson`,
+    run twice, on steps in the ratio 3/4, whose difference widens the bound when ``noise`` misses
+    the forward's conditioning; about 40 calls per element): the classic central step can exceed
+    the natural scale of an ill-conditioned input and blame correct code, and its 1e-8 accuracy
+    would hide a dropped term that is small but far above the complex step's bound. In all, the
+    probe costs about 125 evaluations. ``np.isfinite``/``np.isnan`` are not
+    flagged. If ``f`` strips the subclass (``np.asarray``), (d) sees nothing and (a)-(c) still
+    apply.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(arr) -> scalar``.
+    x : array of float
+        Point of evaluation; never modified.
+    seed : int
+        Seeds the choice of the elements compared in (c).
+    noise : float, optional
+        Bound on the absolute rounding error of ``f`` near ``x``, for central differences.
+
+    Returns
+    -------
+    safe : bool
+    reason : str
+        ``"complex step unsafe: ..."`` naming the cause when not safe; ``""`` when safe.
+
+    Raises
+    ------
+    InvalidArgument
+        As :func:`central`, and for a negative or non-integer ``seed``.
+
+    Examples
+    --------
+    >>> x = np.array([1.0, -2.0, 3.0])
+    >>> probe_complex_step(lambda a: np.sum(a**2), x)
+    (True, '')
+    >>> safe, why = probe_complex_step(lambda a: np.sum(np.maximum(a, 0)), x)
+    >>> safe, why[:52]
+    (False, 'complex step unsafe: the forward calls np.maximum on')
+    """
+    problem = _validate(f, x, None)
+    noise = _validate_noise(noise)
+    rng = np.random.default_rng(_validate_seed(seed))
+    sample = np.sort(rng.choice(problem.x.size, min(_PROBE_SAMPLES, problem.x.size), replace=False))
+    if sample.size == 0:
+        return True, ""
+    k = int(sample[0])
+    reason = (
+        _probe_trace(problem, k)
+        or _probe_first_call(problem, k)
+        or _probe_agreement(problem, sample, noise)
+    )
+    return not reason, f"complex step unsafe: {reason}" if reason else ""
+

@@ -1,0 +1,119 @@
+"""What a check returns: one frozen record per gradient, one per check, and the statuses."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["PASSING", "STATUSES", "CheckReport", "GradientResult", "KinkElement", "WorstElement"]
+
+# Every status a gradient can end in. ``passed`` is true for the first three.
+#   pass          every compared element within its budget
+#   zero          both sides are zero up to the rounding of the terms they sum: the gradient
+#                 carries no evidence (the reason is in ``message``); passes with a warning
+#   kink          non-differentiable points found, and the analytic value is a valid choice there
+#   fail          an element (or direction) outside its budget: a bug
+#   inconclusive  the engines could not certify an estimate: neither pass nor fail
+#   shape         the gradient's shape differs from its input's
+#   nonfinite     the gradient holds NaN or inf
+STATUSES = ("pass", "zero", "kink", "fail", "inconclusive", "shape", "nonfinite")
+PASSING = frozenset({"pass", "zero", "kink"})
+
+
+@dataclass(frozen=True)
+class WorstElement:
+    """One row of a worst-elements table."""
+
+    index: tuple[int, ...]
+    analytic: float
+    numeric: float
+    abs_error: float
+    budget: float
+
+
+@dataclass(frozen=True)
+class KinkElement:
+    """An element where the one-sided derivatives differ: the layer has a kink there."""
+
+    index: tuple[int, ...]
+    left: float
+    right: float
+    analytic: float
+    valid: bool  # the analytic value is an admissible choice (in the closed interval)
+
+
+@dataclass(frozen=True)
+class GradientResult:
+    """The measured comparison for one gradient, and its verdict.
+
+    ``status`` is one of :data:`STATUSES`. ``detectable`` is the smallest relative error of the
+    analytic gradient this check could have seen (the budget over the gradient's size where the
+    check carries evidence); ``kinks`` lists the non-differentiable elements found.
+    BatchNorm with N = 2 and eps = 0 is honestly ``zero`` for ``dx``: its output does not depend
+    on ``x``.
+    """
+
+    name: str
+    status: str
+    max_abs_error: float
+    max_rel_error: float
+    budget: float
+    worst_index: tuple[int, ...] | None
+    analytic_at_worst: float
+    numeric_at_worst: float
+    nfev: int
+    method: str
+    mode: str
+    elements: int
+    size: int
+    rtol: float
+    atol: float
+    step: float
+    message: str = ""
+    reason: str = ""
+    directions: int = 0
+    miss_norm: float = float("nan")
+    worst: tuple[WorstElement, ...] = ()
+    seconds: float = 0.0
+    detectable: float = float("nan")
+    kinks: tuple[KinkElement, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """``pass``, ``zero`` (with a warning) and a valid ``kink`` pass."""
+        return self.status in PASSING
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Everything one check measured; ``passed`` only when every gradient passed and no problem."""
+
+    layer: str
+    results: tuple[GradientResult, ...]
+    shapes: Mapping[str, tuple[int, ...]]
+    dtype: str
+    seed: int
+    method: str
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    seconds: float = 0.0
+    case: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems and all(r.passed for r in self.results)
+
+    @property
+    def verdict(self) -> str:
+        """``"pass"``, ``"fail"`` (a gradient failed or a problem was found) or ``"inconclusive"``
+        (nothing failed, but some gradient could not be certified)."""
+        if self.passed:
+            return "pass"
+        if self.problems or any(r.status not in PASSING | {"inconclusive"} for r in self.results):
+            return "fail"
+        return "inconclusive"
+
+    @property
+    def nfev(self) -> int:
+        return sum(r.nfev for r in self.results)
+
