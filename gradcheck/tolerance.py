@@ -1,20 +1,44 @@
-"""Per-dtype tolerances and the error budget that turns a measured error into a verdict.
+"""Per-dtype defaults and the per-element error budget that turns a measured error into a verdict.
 
-An analytic gradient ``a`` is compared with a numerical estimate ``n`` that carries its own error
-bound ``e`` (see :mod:`gradcheck.numeric`). Element ``k`` passes when::
+An analytic gradient ``a`` is compared with a numerical estimate ``n`` element by element.
+Element ``k`` passes when ``|a_k - n_k| <= budget_k``, where the budget is what that element's
+two computations can honestly lose, and nothing else::
 
-    |a_k - n_k| <= budget_k = e_k + atol + rtol * scale
+    budget_k = e_k + r_k + atol + rtol * max(|a_k|, |n_k|)
 
-``scale = max(max|n|, max|a|, natural_scale)`` over the whole gradient tensor: the analytic
-side is computed in floating point, and its rounding error is proportional to the size of the
-terms it sums, not to the (possibly tiny, cancelled) value of one element; ``natural_scale``
-(:func:`natural_scale`) stands in for those terms when the whole gradient cancels.
-``rtol`` defaults to ``sqrt(eps)`` of the
-dtype the *layer* ran in (float64: 1.5e-8, float32: 3.5e-4, float16: 3.1e-2): a backward that
-loses half the digits of its dtype is wrong, one that loses fewer is rounding. For a layer that
-did not run in float64 the measured rounding of its forward (its output against the same forward
-run in float64, relative to the output's size) is a floor: ``rtol >= 4 * rho``. ``atol`` defaults
-to 0; both can be overridden (:class:`Tolerance`).
+**The numerical bound** ``e_k`` is the engine's own bound for that element
+(:mod:`gradcheck.numeric`), widened by ``4 |n_k - n'_k|`` where a second estimate ``n'`` in
+extended precision (complex long double) was made to confirm an element that would fail.
+
+**The analytic rounding** ``r_k`` is measured, not assumed. The layer's forward and backward are
+run a second time in a wider dtype (the *witness*: float64 for a float32 layer, ``np.longdouble``
+for a float64 layer where it is wider, as on x86-64 and aarch64 Linux), on the same input values
+and the same upstream gradient. Rounding errors shrink with the unit roundoff while a wrong
+formula stays wrong, so ``|a_k - w_k|`` is the rounding the layer's own dtype added at element
+``k``: it is large exactly where the element's own terms cancel (a bias before a normalisation,
+a saturated ``1 - tanh²``) and tiny elsewhere. With ``T_k`` the magnitude of the terms the backward
+sums into element ``k`` (the backward applied to the upstream gradient with random signs: for a
+backward linear in ``dout``, ``Σ_i r_i J_ik g_i`` has the RMS ``(Σ_i (J_ik g_i)²)^½``), ::
+
+    r_k = 4 |a_k - w_k| + 16 ε (|a_k| + T_k)
+
+where ``ε`` is the unit roundoff of the layer's dtype; the second term is a floor for the
+rounding the witness shares (the final conversion) and for layers that do not carry the wider
+dtype through. Where no witness could run (the forward raises on long double, or casts its
+arrays back to float64), only the floor is left: an element over that budget but within
+``sqrt(ε) (|a_k| + |n_k| + T_k)`` is *inconclusive* rather than failed, as nothing measured can
+tell rounding from a bug there.
+
+**``rtol`` and ``atol``** default to ``64 ε`` and 0: a slack for the imprecision of the bounds,
+four decades below what float64 checks can resolve. Both can be overridden (:class:`Tolerance`).
+No tensor-wide scale enters an element's budget: a 100% error in a channel a million times
+smaller than its neighbours is caught, and a channel whose gradient cancels does not raise a
+false alarm.
+
+**Zero gradients.** An element is *zero* when both sides are indistinguishable from 0 by their
+own measured noise: ``|w_k| <= |a_k| / 64`` (the wider dtype shrank the analytic value: it was
+rounding) or ``a_k == 0``, and ``|n_k| <= e_k``. A gradient whose every element is zero carries
+no evidence and says so (status ``zero``).
 """
 
 from __future__ import annotations
@@ -25,9 +49,21 @@ import numpy as np
 
 from gradcheck.errors import InvalidArgument
 
-__all__ = ["Tolerance", "budget", "default_rtol", "natural_scale"]
+__all__ = [
+    "WITNESS_FACTOR",
+    "Tolerance",
+    "analytic_rounding",
+    "budget",
+    "default_rtol",
+    "resolve",
+    "unit_roundoff",
+    "witness_dtype",
+]
 
-FORWARD_ROUNDING_FACTOR = 4.0  # rtol floor = this * the forward's measured relative rounding
+WITNESS_FACTOR = 4.0  # r_k = WITNESS_FACTOR * |a_k - w_k| + ...
+FLOOR_ULPS = 16.0  # ... + FLOOR_ULPS * eps * (|a_k| + T_k)
+RTOL_ULPS = 64.0  # default rtol = RTOL_ULPS * eps
+NOISE_RATIO = 1 / 64  # |w_k| <= NOISE_RATIO * |a_k|: the analytic value was rounding noise
 
 
 @dataclass(frozen=True)
@@ -50,46 +86,48 @@ class Tolerance:
                 )
 
 
-def default_rtol(dtype: np.dtype | type) -> float:
-    """``sqrt(eps)`` of a floating dtype (complex: of its real part)."""
+def unit_roundoff(dtype: np.dtype | type) -> float:
+    """``ε`` of a floating dtype (complex: of its real part)."""
     dt = np.dtype(dtype)
     if dt.kind not in "fc":
         raise InvalidArgument(f"`dtype` must be a floating dtype, got {dt}")
-    return float(np.sqrt(np.finfo(dt).eps))
+    return float(np.finfo(dt).eps)
 
 
-def resolve(tolerance: Tolerance, dtype: np.dtype, forward_rounding: float = 0.0) -> Tolerance:
+def default_rtol(dtype: np.dtype | type) -> float:
+    """``64 ε`` of a floating dtype: slack for the bounds, not for rounding (which is measured)."""
+    return RTOL_ULPS * unit_roundoff(dtype)
+
+
+def resolve(tolerance: Tolerance, dtype: np.dtype) -> Tolerance:
     """The tolerance actually used for a layer that ran in ``dtype``."""
     if tolerance.rtol is not None:
         return tolerance
-    rtol = max(default_rtol(dtype), FORWARD_ROUNDING_FACTOR * forward_rounding)
-    return Tolerance(rtol=rtol, atol=tolerance.atol)
+    return Tolerance(rtol=default_rtol(dtype), atol=tolerance.atol)
 
 
-def natural_scale(g: np.ndarray, out: np.ndarray, x: np.ndarray) -> float:
-    """The size ``dL/dx`` has when nothing cancels.
-
-    ``natural_scale = sum|g * (out - mean(out))| / (n * spread(x))``.
-
-    Moving ``x`` by its own spread moves the output by about the output's spread, so this is
-    the magnitude of the terms a backward adds up; its rounding is relative to them, not to a
-    result that cancels to (near) zero, e.g. BatchNorm's ``dx`` for N = 2 and eps = 0.
-    ``spread(x)`` is the standard deviation of ``x``, or its RMS when ``x`` is constant. The
-    checker uses it for inputs the size of the output (``x``), not for parameters summed over a
-    batch, whose terms it would overstate by about ``sqrt(N)``.
-    """
-    spread = float(np.std(x)) or float(np.sqrt(np.mean(np.square(x))))
-    if spread == 0.0 or out.size == 0:
-        return 0.0
-    return float(np.sum(np.abs(g * (out - np.mean(out))))) / (x.size * spread)
+def witness_dtype(dtype: np.dtype | type) -> np.dtype | None:
+    """The wider dtype that measures a layer's rounding in ``dtype``; ``None`` if there is none."""
+    dt = np.dtype(dtype)
+    if dt.itemsize < 8:
+        return np.dtype(np.float64)
+    wide = np.dtype(np.longdouble)
+    return wide if np.finfo(wide).eps < np.finfo(dt).eps else None
 
 
-def budget(
-    analytic: np.ndarray, numeric: np.ndarray, numeric_error: np.ndarray, tol: Tolerance,
-    floor: float = 0.0,
-) -> np.ndarray:
-    """Per-element allowance ``e_k + atol + rtol * scale`` (see the module docstring)."""
-    scale = max(float(np.max(np.abs(numeric), initial=0.0)),
-                float(np.max(np.abs(analytic), initial=0.0)), floor)
+def analytic_rounding(a: np.ndarray, witness: np.ndarray | None, terms: np.ndarray,
+                      eps: float) -> np.ndarray:
+    """``r_k = 4 |a_k - w_k| + 16 ε (|a_k| + T_k)`` (see the module docstring)."""
+    size = np.abs(a)
+    floor = FLOOR_ULPS * eps * (size + terms)
+    if witness is None:
+        return floor
+    return WITNESS_FACTOR * np.abs(a - witness) + floor
+
+
+def budget(analytic: np.ndarray, numeric: np.ndarray, numeric_error: np.ndarray,
+           rounding: np.ndarray, tol: Tolerance) -> np.ndarray:
+    """Per-element allowance ``e_k + r_k + atol + rtol max(|a_k|, |n_k|)``."""
     rtol = 0.0 if tol.rtol is None else tol.rtol
-    return numeric_error + tol.atol + rtol * scale
+    size = np.maximum(np.abs(analytic), np.abs(numeric))
+    return numeric_error + rounding + tol.atol + rtol * size

@@ -650,11 +650,23 @@ def test_indices_estimate_the_same_elements(method: str, rng: np.random.Generato
 
 
 def test_central_step_is_the_step_actually_taken() -> None:
-    x = np.array([0.0, -3.0, 1e8, 0.1])
+    x = np.array([0.0, -3.0, 5.0, 0.1, -4.0])  # spread 3.3 > max(1, |x|) except at 5 and -4
     est = central(lambda a: np.sum(a**2), x, noise=0.0)
-    h = EPS ** (1 / 3) * np.array([1.0, -3.0, 1e8, 1.0])
-    np.testing.assert_array_equal(est.step, (x + h) - x)
+    s = np.std(x)
+    h = EPS ** (1 / 3) * np.array([1.0, -3.0, 0.0, 1.0, 0.0])
+    h[2] = np.cbrt(EPS * 5.0 / s) * s  # |x| above the spread: (eps kappa)^(1/3) * spread
+    h[4] = -np.cbrt(EPS * 4.0 / s) * s
+    np.testing.assert_allclose(est.step, (x + h) - x, rtol=1e-12)
     assert est.nfev == 4 * x.size
+
+
+def test_central_step_follows_the_local_scale_of_a_channel() -> None:
+    rng = np.random.default_rng(3)
+    x = np.stack([rng.normal(1e6, 0.03, 16), rng.normal(0.0, 1.0, 16)], axis=1)
+    est = central(lambda a: np.sum(np.sin(a - np.mean(a, axis=0))), x, noise=0.0)
+    steps = np.abs(est.step).reshape(16, 2)
+    assert np.all(steps[:, 0] < 0.03 * 1e-2)  # far below the channel's spread, not 6e-6 * 1e6
+    assert np.all(steps[:, 1] > 1e-6)
 
 
 def test_zero_dimensional_and_empty_inputs() -> None:

@@ -6,26 +6,51 @@ import numpy as np
 import pytest
 
 from gradcheck.errors import InvalidArgument
-from gradcheck.tolerance import Tolerance, budget, default_rtol, resolve
+from gradcheck.tolerance import (
+    Tolerance,
+    analytic_rounding,
+    budget,
+    default_rtol,
+    resolve,
+    witness_dtype,
+)
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
-def test_default_rtol_is_sqrt_eps(dtype):
-    assert default_rtol(dtype) == pytest.approx(np.sqrt(np.finfo(dtype).eps))
+def test_default_rtol_is_a_small_multiple_of_eps(dtype):
+    assert default_rtol(dtype) == pytest.approx(64 * np.finfo(dtype).eps)
 
 
-def test_budget_adds_estimate_error_atol_and_scaled_rtol():
+def test_budget_adds_bound_rounding_atol_and_elementwise_rtol():
     a = np.array([1.0, -4.0, 0.0])
     n = np.array([1.0, -3.0, 1e-9])
     e = np.array([1e-12, 0.0, 2e-12])
-    b = budget(a, n, e, Tolerance(rtol=1e-3, atol=1e-6))
-    np.testing.assert_allclose(b, e + 1e-6 + 1e-3 * 4.0)
+    r = np.array([0.0, 1e-10, 3e-11])
+    b = budget(a, n, e, r, Tolerance(rtol=1e-3, atol=1e-6))
+    # no tensor-wide scale: each element's rtol term uses its own size
+    np.testing.assert_allclose(b, e + r + 1e-6 + 1e-3 * np.array([1.0, 4.0, 1e-9]))
 
 
-def test_resolve_keeps_overrides_and_floors_by_forward_rounding():
-    assert resolve(Tolerance(rtol=0.5), np.dtype(np.float32), 1.0).rtol == 0.5
+def test_analytic_rounding_is_four_times_the_witness_gap_plus_a_floor():
+    a = np.array([1.0, 1e-10, 3e-17])
+    w = np.array([1.0, 1e-10 + 1e-16, 1e-20])
+    t = np.array([0.0, 1e-10, 1.0])
+    eps = float(np.finfo(np.float64).eps)
+    r = analytic_rounding(a, w, t, eps)
+    np.testing.assert_allclose(r, 4 * np.abs(a - w) + 16 * eps * (np.abs(a) + t))
+    np.testing.assert_allclose(analytic_rounding(a, None, t, eps), 16 * eps * (np.abs(a) + t))
+
+
+def test_witness_dtype_is_wider():
+    assert witness_dtype(np.float32) == np.float64
+    wide = witness_dtype(np.float64)
+    assert wide is None or np.finfo(wide).eps < np.finfo(np.float64).eps
+
+
+def test_resolve_keeps_overrides_and_defaults_per_dtype():
+    assert resolve(Tolerance(rtol=0.5), np.dtype(np.float32)).rtol == 0.5
     assert resolve(Tolerance(), np.dtype(np.float64)).rtol == default_rtol(np.float64)
-    assert resolve(Tolerance(), np.dtype(np.float32), 1e-2).rtol == pytest.approx(4e-2)
+    assert resolve(Tolerance(atol=1e-9), np.dtype(np.float32)).atol == 1e-9
 
 
 @pytest.mark.parametrize(

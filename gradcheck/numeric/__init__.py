@@ -90,6 +90,7 @@ from gradcheck.numeric._base import (
     _validate_method,
     _validate_noise,
     _validate_seed,
+    local_scale,
 )
 from gradcheck.numeric.central import central
 from gradcheck.numeric.complex_step import complex_step
@@ -103,6 +104,7 @@ __all__ = [
     "central",
     "complex_step",
     "directional",
+    "local_scale",
     "numerical_gradient",
     "probe_complex_step",
     "richardson",
@@ -125,7 +127,7 @@ class _Counted:
 
 def _auto(f: Callable[[np.ndarray], Any], x: Any, indices: Any, noise: Any, seed: int) -> Estimate:
     counted = _Counted(f)
-    safe, why = probe_complex_step(counted, x, seed=seed, noise=noise)
+    safe, why = probe_complex_step(counted, x, seed=seed, noise=_validate_noise(noise))
     if safe:
         est = complex_step(f, x, indices=indices)
         reason = ("complex step safe: no non-analytic operation found and complex step agreed "
@@ -142,7 +144,7 @@ def numerical_gradient(
     *,
     method: str = "auto",
     indices: Any = None,
-    noise: float | None = None,
+    noise: Any = None,
     seed: int = 0,
 ) -> Estimate:
     """Numerical gradient of the scalar ``f`` at ``x`` by the chosen method, with error bounds.
@@ -187,7 +189,7 @@ def numerical_gradient(
     seed = _validate_seed(seed)
     if method == "auto":
         _validate(f, x, indices)
-        return _auto(f, x, indices, _validate_noise(noise), seed)
+        return _auto(f, x, indices, noise, seed)
     if method == "complex":
         _validate_noise(noise)
         return complex_step(f, x, indices=indices)

@@ -98,13 +98,53 @@ def _validate_indices(indices: Any, size: int) -> np.ndarray:
     return idx.astype(np.intp)
 
 
-def _validate_noise(noise: Any) -> float | None:
+def _validate_noise(noise: Any, shape: tuple[int, ...] | None = None) -> Any:
+    """``None``, a float, or (with ``shape``) an array of per-element noise of that shape."""
     if noise is None:
         return None
+    if isinstance(noise, np.ndarray) and noise.ndim > 0:
+        arr = np.asarray(noise, dtype=np.float64)
+        if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+            raise InvalidArgument("`noise` must hold non-negative finite floats")
+        if shape is None:
+            return float(np.max(arr, initial=0.0))
+        try:
+            return np.broadcast_to(arr, shape)
+        except ValueError:
+            raise InvalidArgument(
+                f"`noise` must be a float or an array of `x`'s shape {shape}, got shape {arr.shape}"
+            ) from None
     ok = isinstance(noise, (int, float, np.floating, np.integer)) and not isinstance(noise, bool)
     if not ok or not np.isfinite(noise) or noise < 0:
         raise InvalidArgument(f"`noise` must be a non-negative finite float or None, got {noise!r}")
     return float(noise)
+
+
+def _noise_at(noise: Any, idx: np.ndarray) -> Any:
+    """The noise of the elements ``idx`` (a float stays a float)."""
+    if noise is None:
+        return 0.0
+    if isinstance(noise, np.ndarray):
+        return np.asarray(noise).reshape(-1)[idx]
+    return float(noise)
+
+
+def local_scale(x: np.ndarray) -> np.ndarray:
+    """Per element, the scale on which the input varies: the smallest standard deviation of ``x``
+    along any axis through the element (axes of length one skipped).
+
+    For BatchNorm's ``(N, C)`` input the spread down a column is the channel's own standard
+    deviation, which can be a million times smaller than the spread of the whole tensor when
+    channels sit at different offsets; a step or noise model scaled to the whole tensor would
+    then be a million times off for that channel. Elements with no spread get ``max(1, |x_k|)``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    scale = np.full(x.shape, np.inf)
+    for axis, n in enumerate(x.shape):
+        if n > 1:
+            scale = np.minimum(scale, np.std(x, axis=axis, keepdims=True))
+    fallback = np.maximum(1.0, np.abs(x))
+    return np.where(np.isfinite(scale) & (scale > 0), scale, fallback)
 
 
 def _validate(f: Any, x: Any, indices: Any) -> _Problem:
@@ -160,9 +200,9 @@ class _Evaluator:
                 raise
             return float("nan")
 
-    def imag_at(self, k: int, h: float) -> complex:
-        """``f(x + i h e_k)`` on a complex128 copy."""
-        arr = self.x.astype(np.complex128)
+    def imag_at(self, k: int, h: float, dtype: Any = np.complex128) -> complex:
+        """``f(x + i h e_k)`` on a complex copy (complex128, or a wider ``dtype``)."""
+        arr = self.x.astype(dtype)
         arr.flat[k] += 1j * h
         self.nfev += 1
         return _as_scalar(self.f(arr), f"at `x + ih e_{k}`", complex_ok=True)

@@ -14,22 +14,32 @@ from gradcheck.numeric._base import (
     Estimate,
     _Evaluator,
     _finish,
+    _noise_at,
     _validate,
     _validate_noise,
+    local_scale,
 )
 
 
-def _central_steps(xk: np.ndarray) -> np.ndarray:
-    """``eps**(1/3) * sign(x) * max(1, |x|)`` with sign(0) = +1."""
+def _central_steps(xk: np.ndarray, scale: Any = None) -> np.ndarray:
+    """``ε^(1/3)·sign(x)·max(1, |x|)`` with sign(0) = +1, or less where ``x`` varies on a
+    smaller scale ``s``: ``(ε κ)^(1/3)·s`` with ``κ = max(1, |x|)/s``, the step that balances
+    truncation (relative ``(h/s)²``) and a noise amplified by the conditioning ``κ``."""
     sign = np.where(xk < 0, -1.0, 1.0)
-    return _EPS ** (1 / 3) * sign * np.maximum(1.0, np.abs(xk))
+    magnitude = np.maximum(1.0, np.abs(xk))
+    classic = _EPS ** (1 / 3) * magnitude
+    if scale is not None:
+        s = np.asarray(scale, dtype=np.float64)
+        kappa = np.maximum(1.0, magnitude / s)
+        classic = np.minimum(classic, np.cbrt(_EPS * kappa) * s)
+    return sign * classic
 
 
 def _central_core(
-    evaluate: Callable[[int, float], float], xk: np.ndarray, noise: float
+    evaluate: Callable[[int, float], float], xk: np.ndarray, noise: Any, scale: Any = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``D(h)``, its bound from ``D(2h)`` and the step taken, for each element ``j``."""
-    h = _central_steps(xk)
+    h = _central_steps(xk, scale)
     points = xk[:, None] + np.array([1.0, -1.0, 2.0, -2.0]) * h[:, None]
     values = np.array([[evaluate(j, t) for t in row] for j, row in enumerate(points)])
     values = values.reshape(xk.size, 4)
@@ -42,9 +52,14 @@ def _central_core(
 
 
 def central(
-    f: Callable[[np.ndarray], Any], x: Any, *, indices: Any = None, noise: float | None = None
+    f: Callable[[np.ndarray], Any], x: Any, *, indices: Any = None, noise: Any = None
 ) -> Estimate:
     """Gradient by central differences with ``h = ε^(1/3)·max(1, |x_k|)``, bound from two steps.
+
+    Where ``x_k`` varies on a scale ``s_k`` below ``max(1, |x_k|)`` (:func:`local_scale`: the
+    smallest spread along an axis through it, e.g. a BatchNorm channel at a large offset), the
+    step is ``(ε κ_k)^(1/3)·s_k`` with ``κ_k = max(1, |x_k|)/s_k`` instead: the classic step
+    would be many natural scales wide and its ``h²`` error model would not hold.
 
     Parameters
     ----------
@@ -54,9 +69,10 @@ def central(
         Point of evaluation; never modified. Evaluated as float64.
     indices : 1-D array of int, optional
         Flat indices of the elements to estimate; all when omitted.
-    noise : float, optional
-        Bound on the absolute rounding error of ``f`` near ``x`` (at the points evaluated);
-        ``8·ε·|f|`` at those points is always added, and is all there is when omitted.
+    noise : float or array, optional
+        Bound on the absolute rounding error of ``f`` near ``x`` (at the points evaluated), one
+        for all elements or one per element (``x``'s shape); ``8·ε·|f|`` at those points is
+        always added, and is all there is when omitted.
 
     Returns
     -------
@@ -77,11 +93,12 @@ def central(
     (True, 8)
     """
     problem = _validate(f, x, indices)
-    noise_abs = _validate_noise(noise) or 0.0
+    noise_k = _noise_at(_validate_noise(noise, problem.x.shape), problem.idx)
     ev = _Evaluator(problem)
     idx = problem.idx
+    scale = local_scale(problem.x).reshape(-1)[idx]
     value, error, step = _central_core(
-        lambda j, v: ev.at(int(idx[j]), v), problem.x.flat[idx], noise_abs
+        lambda j, v: ev.at(int(idx[j]), v), problem.x.flat[idx], noise_k, scale
     )
     return _finish(problem, value, error, ev.nfev, "central", step)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcheck.errors import InvalidArgument
 from gradcheck.numeric._base import (
     _CS_EXPONENT,
     _CS_ROUNDING,
@@ -25,14 +26,37 @@ def _complex_steps(xk: np.ndarray) -> np.ndarray:
     return np.ldexp(1.0, exponent - 1 + _CS_EXPONENT)
 
 
-def _complex_bound(value: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Rounding relative to the gradient's scale, plus the resolution of ``Im f / h``: imaginary
-    parts below the smallest normal number lose digits (subnormals)."""
-    scale = np.max(np.abs(value), initial=0.0)
-    return _CS_ROUNDING * _EPS * (np.abs(value) + scale) + _TINY / h
+def _complex_bound(value: np.ndarray, h: np.ndarray, terms: Any, eps: float) -> np.ndarray:
+    """Rounding relative to the terms each element sums (by default the gradient's largest
+    element), plus the resolution of ``Im f / h``: imaginary parts below the smallest normal
+    number lose digits (subnormals)."""
+    scale = np.max(np.abs(value), initial=0.0) if terms is None else terms
+    return _CS_ROUNDING * eps * (np.abs(value) + scale) + _TINY / h
 
 
-def complex_step(f: Callable[[np.ndarray], Any], x: Any, *, indices: Any = None) -> Estimate:
+def _validate_complex_dtype(dtype: Any) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt.kind != "c" or np.finfo(dt).eps > _EPS:
+        raise InvalidArgument(
+            f"`dtype` must be complex128 or a wider complex dtype (np.clongdouble), got {dt}"
+        )
+    return dt
+
+
+def _validate_terms(terms: Any, shape: tuple[int, ...], idx: np.ndarray) -> Any:
+    if terms is None:
+        return None
+    arr = np.asarray(terms, dtype=np.float64)
+    if arr.shape != shape or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise InvalidArgument(
+            f"`terms` must be non-negative finite floats of `x`'s shape {shape}, "
+            f"got shape {arr.shape}"
+        )
+    return arr.reshape(-1)[idx]
+
+
+def complex_step(f: Callable[[np.ndarray], Any], x: Any, *, indices: Any = None,
+                 terms: Any = None, dtype: Any = np.complex128) -> Estimate:
     """Gradient by the complex step ``Im f(x + ih e_k) / h``: exact to rounding, one call each.
 
     Parameters
@@ -44,12 +68,18 @@ def complex_step(f: Callable[[np.ndarray], Any], x: Any, *, indices: Any = None)
         Point of evaluation; never modified. Evaluated as complex128.
     indices : 1-D array of int, optional
         Flat indices of the elements to estimate; all when omitted.
+    terms : array of float, optional
+        ``x``'s shape: the magnitude of the terms each element's derivative sums, to which its
+        rounding is relative; by default the largest ``|v|`` over the estimated elements.
+    dtype : complex dtype
+        ``complex128``, or ``np.clongdouble`` for a second, more precise estimate (a witness:
+        its difference from the first measures the first's rounding).
 
     Returns
     -------
     Estimate
-        ``method="complex"``, error ``2⁷·ε·(|v_k| + max|v|) + 2⁻¹⁰²²/h_k`` (the maximum over
-        the estimated elements; see the module docstring for what it leaves out), step ``h``.
+        ``method="complex"``, error ``2⁷·ε·(|v_k| + T_k) + 2⁻¹⁰²²/h_k`` with ``T_k`` the
+        ``terms`` (see the module docstring for what it leaves out), step ``h``.
 
     Raises
     ------
@@ -64,10 +94,13 @@ def complex_step(f: Callable[[np.ndarray], Any], x: Any, *, indices: Any = None)
     (True, 2)
     """
     problem = _validate(f, x, indices)
+    dt = _validate_complex_dtype(dtype)
+    scale = _validate_terms(terms, problem.x.shape, problem.idx)
     ev = _Evaluator(problem)
     h = _complex_steps(problem.x.flat[problem.idx])
-    value = np.array([ev.imag_at(int(k), hk).imag for k, hk in zip(problem.idx, h, strict=True)])
+    value = np.array([ev.imag_at(int(k), hk, dt).imag
+                      for k, hk in zip(problem.idx, h, strict=True)])
     value = value / h
-    error = _complex_bound(value, h)
+    error = _complex_bound(value, h, scale, float(np.finfo(dt).eps))
     return _finish(problem, value, error, ev.nfev, "complex", h)
 

@@ -174,7 +174,7 @@ def _scatter(problem: _Problem, sample: np.ndarray, noise: float | None,
     ev = _Evaluator(problem)
     xk = problem.x.flat[sample]
     again, _, _ = _richardson_core(
-        lambda j, v: ev.at(int(sample[j]), v), xk, 0.75 * _richardson_steps(problem.x, xk),
+        lambda j, v: ev.at(int(sample[j]), v), xk, 0.75 * _richardson_steps(problem.x, sample),
         ev.at(), noise or 0.0,
     )
     return np.abs(again - reference.value)

@@ -15,8 +15,10 @@ from gradcheck.numeric._base import (
     Estimate,
     _Evaluator,
     _finish,
+    _noise_at,
     _validate,
     _validate_noise,
+    local_scale,
 )
 
 _RICH_ORDER = 8
@@ -82,11 +84,12 @@ class _Stencil:
         return result
 
 
-def _richardson_steps(x: np.ndarray, xk: np.ndarray) -> np.ndarray:
-    """Initial steps ``scale/8`` as powers of two, ``scale = min(max(1, |x_k|), std(x))``."""
+def _richardson_steps(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Initial steps ``scale/8`` as powers of two, ``scale = min(max(1, |x_k|), s_k)`` with
+    ``s_k`` the element's :func:`local_scale`."""
+    xk = x.reshape(-1)[idx]
     magnitude = np.maximum(1.0, np.abs(xk))
-    spread = float(np.std(x)) if x.size > 1 else 0.0
-    scale = np.minimum(magnitude, spread) if spread > 0 else magnitude
+    scale = np.minimum(magnitude, local_scale(x).reshape(-1)[idx])
     first = np.maximum(_RICH_FIRST * scale, _RICH_FLOOR * magnitude)
     return np.exp2(np.round(np.log2(first)))
 
@@ -112,7 +115,7 @@ def _neighbour_spread(history: np.ndarray) -> np.ndarray:
 
 
 def _iterate_bounds(
-    history: np.ndarray, steps: np.ndarray, stencil: _Stencil, noise: float
+    history: np.ndarray, steps: np.ndarray, stencil: _Stencil, noise: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each iterate's bound, and whether it has settled (agrees with its neighbours)."""
     spread = _neighbour_spread(history)
@@ -139,7 +142,7 @@ def _choose(
 
 def _richardson_core(
     evaluate: Callable[[int, float], float], base: np.ndarray, h0: np.ndarray, f0: float,
-    noise: float,
+    noise: Any,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Runs SciPy from ``h0``, then again 2**-11 lower for elements that have not settled."""
     stencil = _Stencil(evaluate, base, f0)
@@ -158,7 +161,7 @@ def _richardson_core(
 
 
 def richardson(
-    f: Callable[[np.ndarray], Any], x: Any, *, indices: Any = None, noise: float | None = None
+    f: Callable[[np.ndarray], Any], x: Any, *, indices: Any = None, noise: Any = None
 ) -> Estimate:
     """Gradient by Richardson extrapolation (:func:`scipy.differentiate.derivative`).
 
@@ -170,9 +173,10 @@ def richardson(
         Point of evaluation; never modified. Evaluated as float64.
     indices : 1-D array of int, optional
         Flat indices of the elements to estimate; all when omitted.
-    noise : float, optional
+    noise : float or array, optional
         Bound on the absolute rounding error of ``f`` near ``x`` (at the points evaluated, up
-        to ``max(1, |x_k|)/8`` away); ``8·ε·|f|`` there is always added.
+        to ``max(1, |x_k|)/8`` away), one for all elements or one per element (``x``'s shape);
+        ``8·ε·|f|`` there is always added.
 
     Returns
     -------
@@ -193,15 +197,15 @@ def richardson(
     True
     """
     problem = _validate(f, x, indices)
-    noise_abs = _validate_noise(noise) or 0.0
+    noise_k = _noise_at(_validate_noise(noise, problem.x.shape), problem.idx)
     ev = _Evaluator(problem)
     f0 = ev.at()
     idx, xk = problem.idx, problem.x.flat[problem.idx]
     if idx.size == 0:
         return _finish(problem, xk, xk, ev.nfev, "richardson", xk)
     value, error, step = _richardson_core(
-        lambda j, v: ev.at_or_nan(int(idx[j]), v), xk, _richardson_steps(problem.x, xk), f0,
-        noise_abs,
+        lambda j, v: ev.at_or_nan(int(idx[j]), v), xk, _richardson_steps(problem.x, idx), f0,
+        noise_k,
     )
     return _finish(problem, value, error, ev.nfev, "richardson", step)
 

@@ -1,0 +1,134 @@
+"""The scalar the numerical side differentiates, ``L(inputs) = <g, forward(inputs)>``, its noise
+model, and the choice of engine.
+
+``L`` is evaluated in float64 (complex128 for the complex step) on copies of the inputs; a
+second objective in extended precision (long double, complex long double) confirms estimates
+that would make an element fail (:mod:`gradcheck.tolerance`).
+
+**Noise** of one evaluation of ``L`` near ``x``, per element ``k`` of the input differentiated::
+
+    noise_k = ε · Σ|g·out| · max(κ_k, κ_other)
+
+``κ_k = max(1, |x_k|) / s_k`` is the element's conditioning, with ``s_k`` its local scale
+(:func:`gradcheck.numeric.local_scale`: a BatchNorm channel at offset 1e4 with spread 1e-3 loses
+seven digits in ``x - mean``, its neighbour at offset 0 none); ``κ_other`` is the largest of the
+other inputs' (they are held fixed, but their rounding enters every evaluation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradcheck import numeric
+from gradcheck._calls import _forward, _output, _Run, _Spec
+from gradcheck.errors import LayerError
+from gradcheck.numeric import local_scale
+
+_EPS = float(np.finfo(np.float64).eps)
+
+
+def objective(spec: _Spec, inputs: Mapping[str, np.ndarray], name: str, g: np.ndarray,
+              copy_inputs: bool) -> Any:
+    """``L(arr) = <g, forward(inputs with `name` = arr)>``.
+
+    The other inputs are shared read-only arrays (a forward that writes to them raises) unless
+    the analytic pass caught the forward mutating its inputs; then each call gets copies.
+    """
+    others = {k: (v if copy_inputs else _read_only(v)) for k, v in inputs.items() if k != name}
+    flat_g = g.reshape(-1)
+
+    def f(arr: np.ndarray) -> Any:
+        local = {k: (arr if k == name else (others[k].copy() if copy_inputs else others[k]))
+                 for k in inputs}
+        out, _ = _forward(spec, local, f"numerical pass for `{name}`")
+        out = np.asarray(out)
+        if out.shape != g.shape:
+            raise LayerError(
+                f"{spec.name}: forward returned shape {out.shape} in the numerical pass for "
+                f"`{name}`, but {g.shape} in the analytic pass: the output shape must not "
+                "depend on the input's values"
+            )
+        return np.dot(flat_g, out.reshape(-1))
+
+    return f
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The float64 run every gradient's numerical side starts from (made once per check)."""
+
+    inputs: dict[str, np.ndarray]
+    g: np.ndarray
+    out: np.ndarray
+    total: float  # Σ|g·out|: the size of the terms one evaluation of L sums
+    copy_inputs: bool  # the forward mutates its inputs: give each evaluation copies
+
+
+def reference(spec: _Spec, run: _Run) -> Reference:
+    inputs64 = {k: v.astype(np.float64) for k, v in spec.inputs.items()}
+    g64 = run.g.astype(np.float64)
+    context = "float64 reference"
+    out64 = _output(spec, _forward(spec, dict(inputs64), context)[0], context)
+    if out64.shape != g64.shape:
+        raise LayerError(
+            f"{spec.name}: forward returned shape {out64.shape} in float64, but {g64.shape} in "
+            "the analytic pass: the output shape must not depend on the input's values or dtype"
+        )
+    total = float(np.sum(np.abs(g64 * out64)))
+    mutates = any(p.startswith("forward modified its input") for p in run.problems)
+    return Reference(inputs64, g64, out64, total, mutates)
+
+
+def conditioning(x: np.ndarray) -> np.ndarray:
+    """``κ_k = max(1, |x_k|) / s_k``, per element."""
+    return np.maximum(1.0, np.maximum(1.0, np.abs(x)) / local_scale(x))
+
+
+def noise(ref: Reference, name: str) -> np.ndarray:
+    """``noise_k`` of the module docstring, one per element of input ``name``."""
+    others = [float(np.max(conditioning(v))) for k, v in ref.inputs.items() if k != name]
+    kappa = np.maximum(conditioning(ref.inputs[name]), max([1.0, *others]))
+    return _EPS * ref.total * kappa
+
+
+@dataclass(frozen=True)
+class Numeric:
+    """What the numerical side needs for one gradient."""
+
+    f: Any
+    x: np.ndarray
+    noise: np.ndarray
+    method: str
+    reason: str
+    witness: Any  # the objective in extended precision, or None (no wider dtype here)
+
+
+def _witness_objective(spec: _Spec, ref: Reference, name: str) -> Any:
+    wide = np.dtype(np.longdouble)
+    if np.finfo(wide).eps >= _EPS:
+        return None
+    inputs = {k: v.astype(wide) for k, v in ref.inputs.items()}
+    return objective(spec, inputs, name, ref.g.astype(wide), copy_inputs=True)
+
+
+def prepare(spec: _Spec, ref: Reference, name: str) -> Numeric:
+    x64 = ref.inputs[name]
+    f = objective(spec, ref.inputs, name, ref.g, copy_inputs=ref.copy_inputs)
+    noise_k = noise(ref, name)
+    method, reason = spec.method, ""
+    if method == "auto":
+        safe, why = numeric.probe_complex_step(f, x64, seed=spec.seed,
+                                               noise=float(np.max(noise_k)))
+        method = "complex" if safe else "richardson"
+        reason = "auto: the complex-step probe passed" if safe else f"auto: {why}; used richardson"
+    return Numeric(f, x64, noise_k, method, reason, _witness_objective(spec, ref, name))

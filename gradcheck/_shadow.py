@@ -1,0 +1,110 @@
+"""Second runs of the analytic side that measure its rounding (see :mod:`gradcheck.tolerance`).
+
+The *witness* re-runs the layer's forward and backward in a wider dtype on the same values; the
+*terms* run applies the backward to the upstream gradient with random signs, whose result has
+the magnitude of the terms each element of the gradient sums. Both are measurements, made once
+per check, and both fail soft: a layer that cannot run in the wider dtype (a SciPy function, a
+cast back to float64, an error) simply has no witness for those gradients, and the verdict says
+what it could not measure.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gradcheck._calls import _STREAM, _Run, _Spec
+from gradcheck._state import safe_deepcopy
+from gradcheck.tolerance import witness_dtype
+
+TERM_DRAWS = 4  # random-sign backwards whose RMS is the term magnitude
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """What the second runs measured, per gradient name."""
+
+    witness: Mapping[str, np.ndarray] = field(default_factory=dict)  # in the witness dtype
+    terms: Mapping[str, np.ndarray] = field(default_factory=dict)  # float64, >= 0
+    dtype: str = ""  # the witness dtype, "" when none ran
+    note: str = ""  # why some gradient has no witness
+
+
+def _quiet_call(fn: Any, *args: Any) -> Any:
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return fn(*args)
+
+
+def _run(spec: _Spec, dtype: np.dtype, g: np.ndarray,
+         extra: list[np.ndarray]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Forward once in ``dtype``, then backward with ``g`` and with each upstream in ``extra``."""
+    inputs = {k: v.astype(dtype) for k, v in spec.inputs.items()}
+    out, cache = _quiet_call(spec.layer.forward, inputs)
+    if np.asarray(out).shape != g.shape:
+        raise ValueError("output shape differs from the analytic pass")
+    main = _quiet_call(spec.layer.backward, g.astype(dtype), safe_deepcopy(cache))
+    others = [_quiet_call(spec.layer.backward, e.astype(dtype), safe_deepcopy(cache))
+              for e in extra]
+    if not isinstance(main, Mapping):
+        raise TypeError("backward did not return gradients by name")
+    return dict(main), [dict(o) if isinstance(o, Mapping) else {} for o in others]
+
+
+def _signed_upstreams(spec: _Spec, g: np.ndarray) -> list[np.ndarray]:
+    rng = np.random.default_rng([spec.seed, _STREAM, 0x7465726D])
+    return [g * rng.choice([-1.0, 1.0], size=g.shape) for _ in range(TERM_DRAWS)]
+
+
+def _terms(spec: _Spec, draws: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    terms = {}
+    for name in spec.wrt:
+        shape = spec.inputs[name].shape
+        arrays = [np.asarray(d.get(name)) for d in draws if d.get(name) is not None]
+        arrays = [a for a in arrays if a.shape == shape and a.dtype.kind in "fc"]
+        if len(arrays) == len(draws) and arrays:
+            squares = [np.square(np.abs(a).astype(np.longdouble)) for a in arrays]
+            rms = np.sqrt(np.mean(squares, axis=0)).astype(np.float64)
+            terms[name] = np.where(np.isfinite(rms), rms, 0.0)
+    return terms
+
+
+def _witnesses(spec: _Spec, grads: dict[str, Any], dtype: np.dtype) -> dict[str, np.ndarray]:
+    found = {}
+    for name in spec.wrt:
+        arr = np.asarray(grads.get(name)) if grads.get(name) is not None else None
+        if arr is not None and arr.dtype == dtype and arr.shape == spec.inputs[name].shape \
+                and np.all(np.isfinite(arr)):
+            found[name] = arr
+    return found
+
+
+def measure(spec: _Spec, run: _Run) -> Shadow:
+    """The witness gradients and the term magnitudes of one check (never raises)."""
+    layer_dtype = np.result_type(*spec.inputs.values())
+    wide = witness_dtype(layer_dtype)
+    extra = _signed_upstreams(spec, run.g.astype(np.float64))
+    note = ""
+    if wide is not None:
+        try:
+            grads, draws = _run(spec, wide, run.g, extra)
+            witness = _witnesses(spec, grads, wide)
+            missing = [n for n in spec.wrt if n not in witness]
+            if missing:
+                note = (f"{', '.join(f'd{n}' for n in missing)} did not come back in {wide} "
+                        "(the layer casts to a narrower dtype)")
+            return Shadow(witness, _terms(spec, draws), str(wide), note)
+        except Exception as exc:  # any failure in the wider dtype only means: no witness
+            note = f"the layer raised {type(exc).__name__} in {wide}: {exc}"[:200]
+    else:
+        note = "no floating dtype wider than the layer's is available on this machine"
+    try:
+        _, draws = _run(spec, np.dtype(layer_dtype), run.g, extra)
+        terms = _terms(spec, draws)
+    except Exception:
+        terms = {}
+    return Shadow({}, terms, "", note)
