@@ -95,17 +95,19 @@ from gradcheck.numeric._base import (
 from gradcheck.numeric.central import central
 from gradcheck.numeric.complex_step import complex_step
 from gradcheck.numeric.directional import directional
-from gradcheck.numeric.probe import probe_complex_step
+from gradcheck.numeric.probe import Probe, probe, probe_complex_step
 from gradcheck.numeric.richardson import richardson
 
 __all__ = [
     "METHODS",
     "Estimate",
+    "Probe",
     "central",
     "complex_step",
     "directional",
     "local_scale",
     "numerical_gradient",
+    "probe",
     "probe_complex_step",
     "richardson",
 ]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,26 +20,42 @@ from gradcheck.numeric._base import (
     _validate_seed,
 )
 from gradcheck.numeric.complex_step import _complex_steps, complex_step
+from gradcheck.numeric.directional import directional
 from gradcheck.numeric.richardson import _richardson_core, _richardson_steps, richardson
 
 _PROBE_SAMPLES = 3
 _PROBE_RTOL = 1e-9  # complex step and Richardson must agree to their bounds plus this
 
 
+# Operations that make the complex step wrong: they drop or mangle the imaginary part.
 _NON_ANALYTIC_UFUNCS = frozenset({
+    "absolute", "fabs", "sign", "signbit", "conjugate", "floor", "ceil", "rint", "trunc",
+    "heaviside", "copysign", "remainder", "fmod", "floor_divide", "divmod", "modf",
+})
+# Operations NumPy evaluates on complex numbers by the lexicographic order (real part first):
+# they select on the real parts and carry the imaginary part of what they select, so the
+# complex step is exact for them except at exact ties of the real parts (kinks), where the sign
+# of the step picks a side. They are recorded as piecewise, not as unsafe.
+_PIECEWISE_UFUNCS = frozenset({
     "greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
-    "maximum", "minimum", "fmax", "fmin", "absolute", "fabs", "sign", "signbit", "clip",
-    "conjugate", "floor", "ceil", "rint", "trunc", "heaviside", "copysign",
-    "remainder", "fmod", "floor_divide", "divmod", "modf",
+    "maximum", "minimum", "fmax", "fmin", "clip",
 })
 
 _NON_ANALYTIC_FUNCTIONS: dict[Any, str] = {
     np.var: "np.var", np.std: "np.std", np.nanvar: "np.nanvar", np.nanstd: "np.nanstd",
-    np.max: "np.max", np.min: "np.min", np.amax: "np.amax", np.amin: "np.amin",
-    np.clip: "np.clip", np.round: "np.round", np.around: "np.around", np.sort: "np.sort",
-    np.argmax: "np.argmax", np.argmin: "np.argmin", np.median: "np.median",
-    np.percentile: "np.percentile", np.quantile: "np.quantile", np.ptp: "np.ptp",
+    np.round: "np.round", np.around: "np.around", np.ptp: "np.ptp",
+    np.linalg.norm: "np.linalg.norm", np.real: "np.real", np.abs: "np.abs",
+    np.real_if_close: "np.real_if_close",
 }
+_PIECEWISE_FUNCTIONS: dict[Any, str] = {
+    np.max: "np.max", np.min: "np.min", np.amax: "np.amax", np.amin: "np.amin",
+    np.clip: "np.clip", np.sort: "np.sort", np.argmax: "np.argmax", np.argmin: "np.argmin",
+    np.median: "np.median", np.percentile: "np.percentile", np.quantile: "np.quantile",
+    np.where: "np.where", np.argsort: "np.argsort", np.partition: "np.partition",
+}
+# Copies that would strip the tracer: wrapped while the traced call runs, so tracing goes on.
+_COPIES = ("asarray", "array", "asanyarray", "ascontiguousarray", "copy", "atleast_1d",
+           "atleast_2d")
 
 
 def _log_of(arrays: tuple[Any, ...]) -> list[str]:
@@ -65,7 +82,7 @@ class _Traced(np.ndarray):
     from it (``__array_ufunc__``, ``__array_function__``); ``.real``, ``.imag`` and ``astype``
     keep tracing but are not recorded: they drop the imaginary part visibly, which checks (b)
     and (c) measure, and complex-step-safe code uses them legitimately (``mu.real`` for the
-    running statistics)."""
+    running statistics). ``log`` holds ``"unsafe:name"`` and ``"piecewise:name"`` entries."""
 
     log: list[str]
 
@@ -75,8 +92,11 @@ class _Traced(np.ndarray):
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         out = kwargs.get("out", ())
         log = _log_of(inputs + out)
+        label = f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
         if ufunc.__name__ in _NON_ANALYTIC_UFUNCS:
-            log.append(f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}"))
+            log.append(f"unsafe:{label}")
+        elif ufunc.__name__ in _PIECEWISE_UFUNCS:
+            log.append(f"piecewise:{label}")
         if out:
             kwargs["out"] = _untraced(out)
         result = getattr(ufunc, method)(*_untraced(inputs), **kwargs)
@@ -86,7 +106,9 @@ class _Traced(np.ndarray):
 
     def __array_function__(self, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
         if func in _NON_ANALYTIC_FUNCTIONS:
-            self.log.append(_NON_ANALYTIC_FUNCTIONS[func])
+            self.log.append(f"unsafe:{_NON_ANALYTIC_FUNCTIONS[func]}")
+        elif func in _PIECEWISE_FUNCTIONS:
+            self.log.append(f"piecewise:{_PIECEWISE_FUNCTIONS[func]}")
         return super().__array_function__(func, types, args, kwargs)
 
     @property  # type: ignore[misc]
@@ -99,6 +121,30 @@ class _Traced(np.ndarray):
 
     def astype(self, dtype: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         return _traced(self.view(np.ndarray).astype(dtype, *args, **kwargs), self.log)
+
+
+def _keeping_trace(copy: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(a: Any, *args: Any, **kwargs: Any) -> Any:
+        result = copy(a, *args, **kwargs)
+        if isinstance(a, _Traced) and isinstance(result, np.ndarray) \
+                and not isinstance(result, _Traced):
+            return _traced(result, a.log)
+        return result
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def _copies_traced() -> Iterator[None]:
+    """``np.asarray`` and friends keep the tracer for the duration of one traced call."""
+    saved = {name: getattr(np, name) for name in _COPIES}
+    try:
+        for name, fn in saved.items():
+            setattr(np, name, _keeping_trace(fn))
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(np, name, fn)
 
 
 def _perturbed(problem: _Problem, k: int) -> np.ndarray:
@@ -136,20 +182,25 @@ def _probe_first_call(problem: _Problem, k: int) -> str:
     return ""
 
 
-def _probe_trace(problem: _Problem, k: int) -> str:
-    """(d) non-analytic operations, recorded on an ndarray subclass (lost if ``f`` strips it)."""
+def _trace(problem: _Problem, k: int) -> list[str]:
+    """(d) the non-analytic and piecewise operations ``f`` applies to its input."""
     probe = _perturbed(problem, k).view(_Traced)
     probe.log = []
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), np.errstate(all="ignore"), _copies_traced():
         warnings.simplefilter("ignore")
         try:
             problem.f(probe)
         except Exception:  # the subclass itself may upset f; checks (a)-(c) still apply
-            return ""
-    if not probe.log:
+            return [entry for entry in probe.log if entry.startswith("piecewise:")]
+    return list(dict.fromkeys(probe.log))
+
+
+def _unsafe_in(log: list[str]) -> str:
+    unsafe = [entry.split(":", 1)[1] for entry in log if entry.startswith("unsafe:")]
+    if not unsafe:
         return ""
-    return (f"the forward calls {probe.log[0]} on the perturbed input (comparisons, max/min, "
-            "abs, var and casts to float break the complex step)")
+    return (f"the forward calls {unsafe[0]} on the perturbed input (abs, sign, conj, rounding, "
+            "np.var/np.std and norms drop or mangle the imaginary part)")
 
 
 def _disagreement(problem: _Problem, sample: np.ndarray, cs: Estimate, ref: Estimate) -> str:
@@ -198,27 +249,63 @@ def _probe_agreement(problem: _Problem, sample: np.ndarray, noise: float | None)
 
 
 
-def probe_complex_step(
-    f: Callable[[np.ndarray], Any], x: Any, *, seed: int = 0, noise: float | None = None
-) -> tuple[bool, str]:
-    """Whether the complex step can be trusted on ``f`` at ``x``, and why not.
+def _dense_disagreement(problem: _Problem, rng: np.random.Generator,
+                        noise: float | None) -> str:
+    """(e) the complex step along one dense random direction (it touches every element, so an
+    operation on one column of the output cannot hide from it) against Richardson's real
+    differences along the same direction, confirmed on a second direction 3/4 as long."""
+    spread = float(np.std(problem.x)) or float(np.max(np.abs(problem.x), initial=0.0)) or 1.0
+    u = rng.standard_normal(problem.x.shape) * spread
 
-    Checks, in order: (d) ``f``, run once on an ndarray subclass that records the non-analytic
-    operations (comparisons, ``maximum``/``minimum``, ``abs``, ``sign``, ``clip``, ``conjugate``,
-    rounding, ``np.var``/``np.std``) applied to arrays derived from its input, uses one (``.real``
-    and casts are followed but left to (b) and (c), as they are how safe code keeps side outputs
-    such as running statistics real);
+    def along(scale: float) -> Callable[[Any], Any]:
+        return lambda t: problem.f(problem.x + (t * scale) * u)
+
+    try:
+        cs = directional(along(1.0), method="complex")
+    except Exception as exc:  # see _probe_first_call
+        return _raised(problem, exc)
+    real = directional(along(1.0), method="richardson", noise=noise)
+    c, r = float(cs.value), float(real.value)
+    bound = float(cs.error + real.error)
+    if abs(c - r) <= 2 * bound + _PROBE_RTOL * max(abs(c), abs(r)):
+        return ""
+    again = directional(along(0.75), method="richardson", noise=noise)
+    bound += abs(float(again.value) / 0.75 - r)
+    if abs(c - r) <= 2 * bound + _PROBE_RTOL * max(abs(c), abs(r)):
+        return ""
+    return (f"along a random direction the complex step gives {c:.12g} and finite differences "
+            f"{r:.12g} ± {bound:.1g}: part of the forward drops the imaginary part (abs, "
+            ".real, a norm or a cast on some of the outputs)")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What :func:`probe` found: whether the complex step is exact for ``f`` at ``x``."""
+
+    safe: bool
+    reason: str  # "complex step unsafe: ..." when not safe; "" when safe
+    piecewise: tuple[str, ...]  # operations exact away from ties (kinks possible there)
+
+
+def probe(f: Callable[[np.ndarray], Any], x: Any, *, seed: int = 0,
+          noise: float | None = None) -> Probe:
+    """Whether the complex step can be trusted on ``f`` at ``x``, why not, and which piecewise
+    operations (max, comparisons, clip: exact for the complex step away from ties) it uses.
+
+    Checks, in order: (d) ``f``, run once on an ndarray subclass that records the operations
+    applied to arrays derived from its input (also through ``np.asarray``/``np.array`` copies,
+    which are wrapped for that one call), uses one that drops or mangles the imaginary part
+    (``abs``, ``sign``, ``conj``, rounding, ``np.var``/``np.std``, ``np.linalg.norm``); ``.real``
+    and casts are followed but left to (b) and (c), as they are how safe code keeps side
+    outputs such as running statistics real; comparisons, ``maximum``/``minimum``, ``np.max``,
+    ``clip`` and sorting are recorded as piecewise (NumPy orders complex numbers by their real
+    parts first, so they select exactly and carry the selected imaginary part);
     (a) ``f`` raises on complex input; (b) the imaginary part is dropped visibly (a
     ``ComplexWarning``, a real result, or ``Im f = 0`` where central differences see a slope);
-    (c) the complex step disagrees with central differences at three seeded elements beyond the
-    two bounds plus 1e-9 relative. The central differences are Richardson's (:func:`richardson`,
-    run twice, on steps in the ratio 3/4, whose difference widens the bound when ``noise`` misses
-    the forward's conditioning; about 40 calls per element): the classic central step can exceed
-    the natural scale of an ill-conditioned input and blame correct code, and its 1e-8 accuracy
-    would hide a dropped term that is small but far above the complex step's bound. In all, the
-    probe costs about 125 evaluations. ``np.isfinite``/``np.isnan`` are not
-    flagged. If ``f`` strips the subclass (``np.asarray``), (d) sees nothing and (a)-(c) still
-    apply.
+    (c) the complex step disagrees with Richardson's central differences at three seeded
+    elements beyond the two bounds plus 1e-9 relative (a disagreement is confirmed by a second
+    run on steps 3/4 as large, whose scatter widens the bound); (e) the same comparison along one
+    dense random direction, which no operation on part of the output can escape.
 
     Parameters
     ----------
@@ -227,7 +314,58 @@ def probe_complex_step(
     x : array of float
         Point of evaluation; never modified.
     seed : int
-        Seeds the choice of the elements compared in (c).
+        Seeds the elements compared in (c) and the direction in (e).
+    noise : float, optional
+        Bound on the absolute rounding error of ``f`` near ``x``, for central differences.
+
+    Returns
+    -------
+    Probe
+
+    Raises
+    ------
+    InvalidArgument
+        As :func:`central`, and for a negative or non-integer ``seed``.
+
+    Examples
+    --------
+    >>> x = np.array([1.0, -2.0, 3.0])
+    >>> probe(lambda a: np.sum(np.maximum(a, 0) ** 2), x).piecewise
+    ('np.maximum',)
+    >>> probe(lambda a: np.sum(np.abs(a)), x).reason[:47]
+    'complex step unsafe: the forward calls np.absol'
+    """
+    problem = _validate(f, x, None)
+    noise = _validate_noise(noise)
+    rng = np.random.default_rng(_validate_seed(seed))
+    sample = np.sort(rng.choice(problem.x.size, min(_PROBE_SAMPLES, problem.x.size), replace=False))
+    if sample.size == 0:
+        return Probe(True, "", ())
+    k = int(sample[0])
+    log = _trace(problem, k)
+    piecewise = tuple(dict.fromkeys(e.split(":", 1)[1] for e in log if e.startswith("piecewise:")))
+    reason = (
+        _unsafe_in(log)
+        or _probe_first_call(problem, k)
+        or _probe_agreement(problem, sample, noise)
+        or _dense_disagreement(problem, rng, noise)
+    )
+    return Probe(not reason, f"complex step unsafe: {reason}" if reason else "", piecewise)
+
+
+def probe_complex_step(
+    f: Callable[[np.ndarray], Any], x: Any, *, seed: int = 0, noise: float | None = None
+) -> tuple[bool, str]:
+    """Whether the complex step can be trusted on ``f`` at ``x``, and why not (:func:`probe`).
+
+    Parameters
+    ----------
+    f : callable
+        ``f(arr) -> scalar``.
+    x : array of float
+        Point of evaluation; never modified.
+    seed : int
+        Seeds the elements and the direction compared.
     noise : float, optional
         Bound on the absolute rounding error of ``f`` near ``x``, for central differences.
 
@@ -247,21 +385,9 @@ def probe_complex_step(
     >>> x = np.array([1.0, -2.0, 3.0])
     >>> probe_complex_step(lambda a: np.sum(a**2), x)
     (True, '')
-    >>> safe, why = probe_complex_step(lambda a: np.sum(np.maximum(a, 0)), x)
+    >>> safe, why = probe_complex_step(lambda a: np.sum(np.abs(a)), x)
     >>> safe, why[:52]
-    (False, 'complex step unsafe: the forward calls np.maximum on')
+    (False, 'complex step unsafe: the forward calls np.absolute o')
     """
-    problem = _validate(f, x, None)
-    noise = _validate_noise(noise)
-    rng = np.random.default_rng(_validate_seed(seed))
-    sample = np.sort(rng.choice(problem.x.size, min(_PROBE_SAMPLES, problem.x.size), replace=False))
-    if sample.size == 0:
-        return True, ""
-    k = int(sample[0])
-    reason = (
-        _probe_trace(problem, k)
-        or _probe_first_call(problem, k)
-        or _probe_agreement(problem, sample, noise)
-    )
-    return not reason, f"complex step unsafe: {reason}" if reason else ""
-
+    found = probe(f, x, seed=seed, noise=noise)
+    return found.safe, found.reason
