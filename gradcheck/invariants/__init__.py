@@ -33,13 +33,31 @@ from gradcheck.invariants.batchnorm import (
     course_functions,
     reference_functions,
 )
+from gradcheck.invariants.groupnorm import groupnorm_functions
+from gradcheck.invariants.groupwise import (
+    NORM_INVARIANTS,
+    NormFunctions,
+    NormInputs,
+    check_group_affine,
+    check_group_dx_sum_zero,
+    check_group_dx_xhat_identity,
+    check_group_independence,
+    check_group_moments,
+    check_group_param_grads,
+    check_group_shift_invariance,
+    check_norm_invariants,
+)
+from gradcheck.invariants.layernorm import layernorm_functions
 
 __all__ = [
     "INVARIANTS",
+    "NORM_INVARIANTS",
     "BatchNormData",
     "BatchNormFunctions",
     "BatchNormInputs",
     "InvariantResult",
+    "NormFunctions",
+    "NormInputs",
     "check_batch_permutation",
     "check_channel_independence",
     "check_dbeta_identity",
@@ -48,9 +66,17 @@ __all__ = [
     "check_dx_proportional_to_gamma",
     "check_dx_sum_zero",
     "check_dx_xhat_identity",
+    "check_group_affine",
+    "check_group_dx_sum_zero",
+    "check_group_dx_xhat_identity",
+    "check_group_independence",
+    "check_group_moments",
+    "check_group_param_grads",
+    "check_group_shift_invariance",
     "check_inference_affine",
     "check_invariants",
     "check_jacobian_symmetry",
+    "check_norm_invariants",
     "check_odd_symmetry",
     "check_output_mean",
     "check_output_variance",
@@ -58,5 +84,7 @@ __all__ = [
     "check_scale_covariance",
     "check_shift_invariance",
     "course_functions",
+    "groupnorm_functions",
+    "layernorm_functions",
     "reference_functions",
 ]
