@@ -291,3 +291,90 @@ def _e(**kwargs):
 def test_input_validation(call, message):
     with pytest.raises(InvalidArgument, match=message):
         call()
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line: gradcheck check FILE.py --op batchnorm --against batchnorm
+
+CLI_FILE = '''
+import numpy as np
+
+def _forward(x, gamma, beta, bn_param, swapped):
+    eps, m = bn_param.get("eps", 1e-5), bn_param.get("momentum", 0.9)
+    rm = bn_param.get("running_mean", np.zeros(x.shape[1]))
+    rv = bn_param.get("running_var", np.zeros(x.shape[1]))
+    if bn_param["mode"] == "train":
+        mu = x.mean(axis=0)
+        xc = x - mu
+        var = (xc ** 2).mean(axis=0)
+        w = m if swapped else 1 - m  # the batch's weight; swapped is torch's form
+        bn_param["running_mean"] = (1 - w) * rm + w * mu
+        bn_param["running_var"] = (1 - w) * rv + w * var
+    else:
+        xc, var = x - rm, rv
+    std = np.sqrt(var + eps)
+    xhat = xc / std
+    return gamma * xhat + beta, (xhat, gamma, std)
+
+def good_forward(x, gamma, beta, bn_param):
+    return _forward(x, gamma, beta, bn_param, False)
+
+def swapped_forward(x, gamma, beta, bn_param):
+    return _forward(x, gamma, beta, bn_param, True)
+
+def backward(dout, cache):
+    xhat, gamma, std = cache
+    dx = gamma / std * (dout - dout.mean(0) - xhat * (dout * xhat).mean(0))
+    return dx, (dout * xhat).sum(0), dout.sum(0)
+'''
+CLI_ARGS = ["--shape", "x=6,3", "--shape", "gamma=3", "--shape", "beta=3",
+            "--kwarg", 'bn_param={"mode": "train"}', "--backward", "backward"]
+
+
+@pytest.fixture
+def cli_file(tmp_path):
+    path = tmp_path / "bn_layers.py"
+    path.write_text(CLI_FILE)
+    return str(path)
+
+
+def _main(argv):
+    from gradcheck.cli import main
+
+    return main(argv)
+
+
+@pytest.mark.parametrize(("forward", "code", "words"), [
+    pytest.param("good_forward", 0, "forward check: PASS (4 of 4 match)", id="good"),
+    pytest.param("swapped_forward", 1, "(momentum convention swapped)?", id="momentum-swapped"),
+])
+def test_cli_text_report_shows_the_forward_check(cli_file, capsys, forward, code, words):
+    argv = ["check", cli_file, "--forward", forward, *CLI_ARGS, "--against", "batchnorm"]
+    assert _main(argv) == code
+    out = capsys.readouterr().out
+    assert "PASS: 1 of 1 checks passed" in out  # the gradient verdict is unchanged
+    assert "convention cs231n" in out and words in out
+
+
+def test_cli_json_carries_the_findings(cli_file, capsys):
+    argv = ["check", cli_file, "--forward", "swapped_forward", *CLI_ARGS, "--against",
+            "batchnorm", "--convention", "cs231n", "--format", "json"]
+    assert _main(argv) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["passed"] is True  # the gradient verdict is unchanged
+    forward = data["forward_check"]
+    assert forward["passed"] is False and forward["convention_source"] == "given"
+    assert [f["passed"] for f in forward["findings"]] == [True, True, False, True]
+    assert "(momentum convention swapped)?" in forward["findings"][2]["diagnosis"]
+
+
+def test_cli_against_needs_a_forward_function(cli_file, capsys):
+    code = _main(["check", cli_file, "--layer", "Nothing", "--shape", "x=3,2",
+                  "--against", "batchnorm"])
+    assert code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_cli_without_against_is_unchanged(cli_file, capsys):
+    assert _main(["check", cli_file, "--forward", "swapped_forward", *CLI_ARGS]) == 0
+    assert "forward check" not in capsys.readouterr().out
