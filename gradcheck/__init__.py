@@ -8,8 +8,8 @@ change at any time. ``gradcheck.strategies`` and ``gradcheck.invariants`` are pu
 from gradcheck._version import __version__
 from gradcheck.check import CheckReport, GradientResult, assert_gradients, check_grads, check_layer
 from gradcheck.errors import GradcheckError, InvalidArgument, LayerError
-from gradcheck.layer import Layer, from_callables, from_class, from_functions
 from gradcheck.forward_check import check_forward
+from gradcheck.layer import Layer, from_callables, from_class, from_functions
 from gradcheck.layers.batchnorm import BatchNorm, batchnorm_backward, batchnorm_forward
 from gradcheck.layers.groupnorm import GroupNorm
 from gradcheck.layers.layernorm import LayerNorm
@@ -23,8 +23,8 @@ __all__ = [
     "GroupNorm",
     "InvalidArgument",
     "Layer",
-    "LayerNorm",
     "LayerError",
+    "LayerNorm",
     "Tolerance",
     "__version__",
     "assert_gradients",
