@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gradcheck.errors import InvalidArgument
 from gradcheck.forward_check import (
@@ -378,3 +380,47 @@ def test_cli_against_needs_a_forward_function(cli_file, capsys):
 def test_cli_without_against_is_unchanged(cli_file, capsys):
     assert _main(["check", cli_file, "--forward", "swapped_forward", *CLI_ARGS]) == 0
     assert "forward check" not in capsys.readouterr().out
+
+
+GN_FILE = '''
+import numpy as np
+
+def spatial_groupnorm_forward(x, gamma, beta, G, gn_param):
+    n, c, h, w = x.shape
+    xg = x.reshape(n, G, -1)
+    mu = xg.mean(axis=2, keepdims=True)
+    std = np.sqrt(((xg - mu) ** 2).mean(axis=2, keepdims=True) + gn_param.get("eps", 1e-5))
+    xhat = ((xg - mu) / std).reshape(x.shape)
+    return gamma * xhat + beta, (xhat, gamma, std, G)
+
+def spatial_groupnorm_backward(dout, cache):
+    xhat, gamma, std, G = cache
+    n = xhat.shape[0]
+    dxhat = (dout * gamma).reshape(n, G, -1)
+    xh = xhat.reshape(n, G, -1)
+    dx = (dxhat - dxhat.mean(2, keepdims=True) - xh * (dxhat * xh).mean(2, keepdims=True)) / std
+    sums = (0, 2, 3)
+    return (dx.reshape(xhat.shape), (dout * xhat).sum(sums, keepdims=True),
+            dout.sum(sums, keepdims=True))
+'''
+
+
+def test_cli_groupnorm_takes_groups_and_parameter_shape_from_the_arguments(tmp_path, capsys):
+    path = tmp_path / "gn_layers.py"
+    path.write_text(GN_FILE)
+    argv = ["check", str(path), "--op", "spatial_groupnorm", "--shape", "x=2,4,3,3",
+            "--shape", "gamma=1,4,1,1", "--shape", "beta=1,4,1,1", "--kwarg", "G=2",
+            "--kwarg", 'gn_param={"eps": 1e-5}', "--against", "groupnorm"]
+    assert _main(argv) == 0
+    out = capsys.readouterr().out
+    assert "forward check against the reference groupnorm, x of shape (2, 4, 3, 3)" in out
+    assert "forward check: PASS (2 of 2 match)" in out
+
+
+@given(seed=st.integers(0, 2**16), n=st.integers(2, 12), c=st.integers(1, 5),
+       convention=st.sampled_from(list(LAWS)), spatial=st.booleans())
+@settings(deadline=None, max_examples=20)
+def test_no_false_alarm_on_correct_batchnorms(seed, n, c, convention, spatial):
+    shape = (n, c, 2, 3) if spatial else (n, c)
+    report = check_forward(make_batchnorm(convention), shape=shape, seed=seed)
+    assert report.passed and report.convention == convention, render_forward_report(report)
