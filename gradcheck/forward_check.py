@@ -356,7 +356,11 @@ def _output_mistakes(case: _Case) -> list[tuple[str, np.ndarray]]:
 
 
 def _affine_fit(case: _Case, user: np.ndarray) -> str:
-    """Whether each statistics group of ``user`` is an affine map of the correct ``xhat``."""
+    """Whether each statistics group of ``user`` is an affine map of the correct ``xhat``.
+
+    The fit is judged by how much of the deviation from ``xhat`` it leaves (under 0.1%: the
+    map is affine). A structureless deviation of the size of float32 rounding is said to be so.
+    """
     view, axes = _layout(case)
     xhat = case.rows(_standardise(case.x, view, axes, case.eps))
     wide = case.wide
@@ -365,15 +369,20 @@ def _affine_fit(case: _Case, user: np.ndarray) -> str:
     coef = np.stack([np.linalg.lstsq(d, r, rcond=None)[0] for d, r in zip(design, z,
                                                                            strict=True)])
     fit = coef[:, :1] * xhat + coef[:, 1:]
-    residual = float(np.max(np.abs(fit - z)) / np.max(np.abs(z)))
-    if residual > 1e-6:
-        return ("not an affine map of the correct xhat within each statistics group: the "
-                "statistics run over other elements, or the map is not elementwise")
+    left = float(np.max(np.abs(fit - z)) / max(float(np.max(np.abs(z - xhat))), 1e-300))
+    if left > 1e-3:
+        units = _relative(user, case.affine(_standardise(case.x, view, axes, case.eps))) / float(
+            np.finfo(np.float32).eps)
+        if units <= 100:
+            return (f"the deviation is {units:.2g} float32 epsilons with no per-group structure: "
+                    "float32 arithmetic (does the forward cast to float32?)")
+        return ("not an affine map of the correct xhat within each statistics group (an affine "
+                f"fit leaves {100 * left:.0f}% of the deviation): the statistics run over other "
+                "elements, or the map is not elementwise")
     scale, shift = np.max(np.abs(coef[:, 0] - 1)), np.max(np.abs(coef[:, 1]))
     return (f"each statistics group is the correct xhat scaled by up to {scale:.2g} and "
-            f"shifted by up to {shift:.2g}"
-            f" (fit residual {residual:.1g}): the mean or spread it normalises by is wrong, e.g. "
-            "statistics over part of the batch")
+            f"shifted by up to {shift:.2g} (the fit leaves {100 * left:.2g}% of the deviation): "
+            "the mean or spread it normalises by is wrong, e.g. statistics over part of the batch")
 
 
 def _reference_train(case: _Case, x: np.ndarray | None = None) -> np.ndarray:
@@ -717,7 +726,9 @@ def check_forward(
     p_shape = _param_shape(against, x_shape, param_shape)
     g = _groups(against, x_shape, groups)
     settings: Mapping[str, float] = _DETECT if convention is None else {
-        "eps": CONVENTIONS[convention].eps, "momentum": CONVENTIONS[convention].momentum or 0.1}
+        # every convention in the table has a numeric default momentum (None is an option)
+        "eps": CONVENTIONS[convention].eps, "momentum": float(CONVENTIONS[convention].momentum
+                                                             or 0.0)}
     case = _case(against, x_shape, p_shape, g, settings["eps"], settings["momentum"], seed)
     findings = [_train_output(forward, case), _test_output(forward, case)]
     if against != "batchnorm":

@@ -239,6 +239,17 @@ def test_an_unknown_mistake_is_not_guessed():
     assert "not an affine map of the correct xhat" in train.diagnosis
 
 
+def test_float32_arithmetic_is_recognised_by_its_size():
+    def forward(x, gamma, beta, bn_param):
+        out, _ = make_batchnorm()(x.astype(np.float32), gamma.astype(np.float32),
+                                  beta.astype(np.float32), bn_param)
+        return out, None
+
+    train = check_forward(forward, convention="cs231n").findings[0]
+    assert not train.passed and 1e-8 < train.deviation < 1e-5
+    assert "float32 epsilons with no per-group structure: float32 arithmetic" in train.diagnosis
+
+
 def test_a_forward_that_raises_in_test_mode_is_a_finding_not_a_crash():
     def forward(x, gamma, beta, bn_param):
         if bn_param["mode"] == "test":

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from gradcheck.errors import InvalidArgument
-from gradcheck.layers.batchnorm import _cast, _validate_array
+from gradcheck.layers.batchnorm import _cast, _require_finite, _validate_array
 
 BackwardForm = Literal["compact", "staged"]
 
@@ -104,8 +104,6 @@ def normalise(
     with np.errstate(over="ignore", invalid="ignore"):
         mean = np.mean(xg, axis=2, keepdims=True)
     if not np.all(np.isfinite(mean)):
-        from gradcheck.layers.batchnorm import _require_finite
-
         _require_finite("x", x)
         raise InvalidArgument(f"`x` is too large: its per-{unit} sum overflows")
     xc = xg - mean
