@@ -435,3 +435,12 @@ def test_no_false_alarm_on_correct_batchnorms(seed, n, c, convention, spatial):
     shape = (n, c, 2, 3) if spatial else (n, c)
     report = check_forward(make_batchnorm(convention), shape=shape, seed=seed)
     assert report.passed and report.convention == convention, render_forward_report(report)
+
+
+def test_cli_markdown_puts_the_findings_on_stderr(cli_file, capsys):
+    argv = ["check", cli_file, "--forward", "swapped_forward", *CLI_ARGS, "--against",
+            "batchnorm", "--format", "markdown"]
+    assert _main(argv) == 1
+    captured = capsys.readouterr()
+    assert "forward check" not in captured.out
+    assert "forward check: FAIL (3 of 4 match)" in captured.err
