@@ -8,8 +8,11 @@ change at any time. ``gradcheck.strategies`` and ``gradcheck.invariants`` are pu
 from gradcheck._version import __version__
 from gradcheck.check import CheckReport, GradientResult, assert_gradients, check_grads, check_layer
 from gradcheck.errors import GradcheckError, InvalidArgument, LayerError
+from gradcheck.forward_check import check_forward
 from gradcheck.layer import Layer, from_callables, from_class, from_functions
 from gradcheck.layers.batchnorm import BatchNorm, batchnorm_backward, batchnorm_forward
+from gradcheck.layers.groupnorm import GroupNorm
+from gradcheck.layers.layernorm import LayerNorm
 from gradcheck.tolerance import Tolerance
 
 __all__ = [
@@ -17,14 +20,17 @@ __all__ = [
     "CheckReport",
     "GradcheckError",
     "GradientResult",
+    "GroupNorm",
     "InvalidArgument",
     "Layer",
     "LayerError",
+    "LayerNorm",
     "Tolerance",
     "__version__",
     "assert_gradients",
     "batchnorm_backward",
     "batchnorm_forward",
+    "check_forward",
     "check_grads",
     "check_layer",
     "from_callables",

@@ -81,8 +81,56 @@ def _parser() -> _Parser:
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--examples", type=int, default=100,
                        help="hypothesis examples when --shape uses symbolic dimensions")
+    _add_forward_options(check)
     _add_output_options(check)
     return parser
+
+
+# --- forward check (gradcheck.forward_check): --against, --convention ---------------------------
+
+
+def _add_forward_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--against", choices=("batchnorm", "layernorm", "groupnorm"),
+                   help="also compare the forward's outputs (and running statistics) with this "
+                        "reference; a deviation makes the exit code 1")
+    p.add_argument("--convention", choices=("torch", "keras", "cs231n"),
+                   help="--against batchnorm: the running-statistics convention (default: "
+                        "detected from what the forward does)")
+
+
+def _forward_check(args: argparse.Namespace, module: ModuleType,
+                   specs: dict[str, tuple[str, ...]], kwargs: dict[str, Any]) -> Any:
+    """The :class:`~gradcheck.forward_check.ForwardReport` asked for by ``--against``, or None."""
+    if not args.against:
+        return None
+    from gradcheck.forward_check import check_forward
+
+    if not (args.op or args.forward):
+        raise InvalidArgument("`--against` needs `--op` or `--forward` (a course-style forward)")
+    forward = _lookup(module, f"{args.op}_forward" if args.op else args.forward, "forward")
+    sized = {n: tuple(int(d) for d in dims) for n, dims in specs.items()
+             if all(d.isdigit() for d in dims)}
+    return check_forward(forward, against=args.against, shape=sized.get("x"),
+                         param_shape=sized.get("gamma"), convention=args.convention,
+                         groups=kwargs.get("G"), seed=args.seed)
+
+
+def _with_forward(text: str, forward: Any, fmt: str) -> str:
+    """The gradient report with the forward check's findings: inside JSON, after text."""
+    from gradcheck.forward_check import render_forward_report
+
+    if fmt == "json":
+        return json.dumps({**json.loads(text), "forward_check": forward.to_dict()}, indent=2,
+                          allow_nan=False)
+    if fmt == "text":
+        return f"{text}\n\n{render_forward_report(forward)}"
+    print(render_forward_report(forward), file=sys.stderr)  # markdown/html: a separate stream
+    return text
+
+
+def _forward_exit(code: int, forward: Any) -> int:
+    """A deviating forward fails the run (the user asked for the comparison) unless it failed."""
+    return EXIT_FAIL if code == EXIT_PASS and forward is not None and not forward.passed else code
 
 
 def _parse_shape(text: str) -> tuple[str, tuple[str, ...]]:
@@ -153,10 +201,11 @@ def _build_layer(args: argparse.Namespace, module: ModuleType, kwargs: dict[str,
                           config=kwargs, name=args.op)
 
 
-def _emit(reports: Sequence[Any], args: argparse.Namespace) -> None:
+def _emit(reports: Sequence[Any], args: argparse.Namespace, forward: Any = None) -> None:
     from gradcheck import report as rep
 
-    print(rep.render(reports, args.format))
+    text = rep.render(reports, args.format)
+    print(text if forward is None else _with_forward(text, forward, args.format))
     if args.out:
         for path in rep.write_reports(reports, args.out):
             print(f"wrote {path}", file=sys.stderr)
@@ -172,21 +221,22 @@ def _check(args: argparse.Namespace) -> int:
     specs = dict(_parse_shape(s) for s in args.shape)
     if not specs:
         raise InvalidArgument("give at least one input with `--shape NAME=D1,D2`")
+    forward = _forward_check(args, module, specs, kwargs)
     if any(not d.isdigit() for dims in specs.values() for d in dims):
         from gradcheck.properties import check_layer_property
 
         result = check_layer_property(layer, specs, dtype=args.dtype, method=args.method,
                                       seed=args.seed, examples=args.examples)
-        _emit(result.reports, args)
+        _emit(result.reports, args, forward)
         print(result.summary, file=sys.stderr)
-        return EXIT_PASS if result.passed else EXIT_FAIL
+        return _forward_exit(EXIT_PASS if result.passed else EXIT_FAIL, forward)
     shapes = {n: tuple(int(d) for d in dims) for n, dims in specs.items()}
     with warnings.catch_warnings():  # the report carries them
         warnings.simplefilter("ignore", UserWarning)
         report = check_layer(layer, random_inputs(shapes, args.dtype, args.seed),
                              method=args.method, mode=args.mode, seed=args.seed)
-    _emit([report], args)
-    return EXIT_PASS if report.passed else EXIT_FAIL
+    _emit([report], args, forward)
+    return _forward_exit(EXIT_PASS if report.passed else EXIT_FAIL, forward)
 
 
 def _run(args: argparse.Namespace) -> int:

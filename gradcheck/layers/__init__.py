@@ -6,5 +6,26 @@ from gradcheck.layers.batchnorm import (
     batchnorm_backward,
     batchnorm_forward,
 )
+from gradcheck.layers.groupnorm import (
+    GroupNorm,
+    InstanceNorm,
+    groupnorm_backward,
+    groupnorm_forward,
+    instancenorm_forward,
+)
+from gradcheck.layers.layernorm import LayerNorm, layernorm_backward, layernorm_forward
 
-__all__ = ["CONVENTIONS", "BatchNorm", "batchnorm_backward", "batchnorm_forward"]
+__all__ = [
+    "CONVENTIONS",
+    "BatchNorm",
+    "GroupNorm",
+    "InstanceNorm",
+    "LayerNorm",
+    "batchnorm_backward",
+    "batchnorm_forward",
+    "groupnorm_backward",
+    "groupnorm_forward",
+    "instancenorm_forward",
+    "layernorm_backward",
+    "layernorm_forward",
+]

@@ -1,0 +1,90 @@
+"""Identities every correct normalisation layer satisfies, checked on any layer given as functions.
+
+One module per job: :mod:`gradcheck.invariants.batchnorm` (BatchNorm: forward, backward, inference
+and running-statistics identities, with the error model every tolerance follows),
+:mod:`gradcheck.invariants.groupwise` (LayerNorm, GroupNorm and instance norm: statistics per
+sample or per group of channels), and the private ``_common`` (result type, calling the layer,
+judging). Every name below is importable from ``gradcheck.invariants`` directly.
+"""
+
+from gradcheck.invariants._common import InvariantResult
+from gradcheck.invariants.batchnorm import (
+    INVARIANTS,
+    BatchNormData,
+    BatchNormFunctions,
+    BatchNormInputs,
+    check_batch_permutation,
+    check_channel_independence,
+    check_dbeta_identity,
+    check_dgamma_identity,
+    check_dx_linear_in_dout,
+    check_dx_proportional_to_gamma,
+    check_dx_sum_zero,
+    check_dx_xhat_identity,
+    check_inference_affine,
+    check_invariants,
+    check_jacobian_symmetry,
+    check_odd_symmetry,
+    check_output_mean,
+    check_output_variance,
+    check_running_stats,
+    check_scale_covariance,
+    check_shift_invariance,
+    course_functions,
+    reference_functions,
+)
+from gradcheck.invariants.groupnorm import groupnorm_functions
+from gradcheck.invariants.groupwise import (
+    NORM_INVARIANTS,
+    NormFunctions,
+    NormInputs,
+    check_group_affine,
+    check_group_dx_sum_zero,
+    check_group_dx_xhat_identity,
+    check_group_independence,
+    check_group_moments,
+    check_group_param_grads,
+    check_group_shift_invariance,
+    check_norm_invariants,
+)
+from gradcheck.invariants.layernorm import layernorm_functions
+
+__all__ = [
+    "INVARIANTS",
+    "NORM_INVARIANTS",
+    "BatchNormData",
+    "BatchNormFunctions",
+    "BatchNormInputs",
+    "InvariantResult",
+    "NormFunctions",
+    "NormInputs",
+    "check_batch_permutation",
+    "check_channel_independence",
+    "check_dbeta_identity",
+    "check_dgamma_identity",
+    "check_dx_linear_in_dout",
+    "check_dx_proportional_to_gamma",
+    "check_dx_sum_zero",
+    "check_dx_xhat_identity",
+    "check_group_affine",
+    "check_group_dx_sum_zero",
+    "check_group_dx_xhat_identity",
+    "check_group_independence",
+    "check_group_moments",
+    "check_group_param_grads",
+    "check_group_shift_invariance",
+    "check_inference_affine",
+    "check_invariants",
+    "check_jacobian_symmetry",
+    "check_norm_invariants",
+    "check_odd_symmetry",
+    "check_output_mean",
+    "check_output_variance",
+    "check_running_stats",
+    "check_scale_covariance",
+    "check_shift_invariance",
+    "course_functions",
+    "groupnorm_functions",
+    "layernorm_functions",
+    "reference_functions",
+]
