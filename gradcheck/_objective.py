@@ -72,6 +72,7 @@ class Reference:
     out: np.ndarray
     total: float  # Σ|g·out|: the size of the terms one evaluation of L sums
     copy_inputs: bool  # the forward mutates its inputs: give each evaluation copies
+    random: str = ""  # why the forward is not a function of its inputs, if it is not
 
 
 def reference(spec: _Spec, run: _Run) -> Reference:
@@ -86,7 +87,20 @@ def reference(spec: _Spec, run: _Run) -> Reference:
         )
     total = float(np.sum(np.abs(g64 * out64)))
     mutates = any(p.startswith("forward modified its input") for p in run.problems)
-    return Reference(inputs64, g64, out64, total, mutates)
+    again = _output(spec, _forward(spec, dict(inputs64), context)[0], context)
+    return Reference(inputs64, g64, out64, total, mutates, _randomness(out64, again))
+
+
+def _randomness(first: np.ndarray, second: np.ndarray) -> str:
+    """A forward whose two calls on the same inputs differ is not a function of its inputs:
+    no numerical derivative of it means anything."""
+    if first.shape == second.shape and np.array_equal(first, second):
+        return ""
+    diff = (float(np.max(np.abs(first - second))) if first.shape == second.shape
+            else float("nan"))
+    return (f"the forward is random: two calls on the same inputs returned outputs that differ "
+            f"by up to {diff:.3g}, so its gradients cannot be checked; fix its seed (for "
+            "example dropout_param['seed'], or a seeded np.random.default_rng inside the layer)")
 
 
 def conditioning(x: np.ndarray) -> np.ndarray:
@@ -111,6 +125,7 @@ class Numeric:
     method: str
     reason: str
     witness: Any  # the objective in extended precision, or None (no wider dtype here)
+    piecewise: tuple[str, ...] = ()  # operations exact away from ties: kinks are possible
 
 
 def _witness_objective(spec: _Spec, ref: Reference, name: str) -> Any:
@@ -126,9 +141,24 @@ def prepare(spec: _Spec, ref: Reference, name: str) -> Numeric:
     f = objective(spec, ref.inputs, name, ref.g, copy_inputs=ref.copy_inputs)
     noise_k = noise(ref, name)
     method, reason = spec.method, ""
+    piecewise: tuple[str, ...] = ()
     if method == "auto":
-        safe, why = numeric.probe_complex_step(f, x64, seed=spec.seed,
-                                               noise=float(np.max(noise_k)))
-        method = "complex" if safe else "richardson"
-        reason = "auto: the complex-step probe passed" if safe else f"auto: {why}; used richardson"
-    return Numeric(f, x64, noise_k, method, reason, _witness_objective(spec, ref, name))
+        found = numeric.probe(f, x64, seed=spec.seed, noise=float(np.max(noise_k)))
+        piecewise = found.piecewise
+        method = "complex" if found.safe else "richardson"
+        reason = _reason(found)
+    elif method == "complex":
+        piecewise = numeric.piecewise_operations(f, x64)
+    return Numeric(f, x64, noise_k, method, reason, _witness_objective(spec, ref, name),
+                   piecewise)
+
+
+def _reason(found: numeric.Probe) -> str:
+    if not found.safe:
+        return f"auto: {found.reason}; used richardson"
+    if found.piecewise:
+        return (f"auto: the forward uses {', '.join(found.piecewise)}, which the complex step "
+                "follows exactly away from ties (NumPy orders complex numbers by their real "
+                "parts); ties are checked as kinks; used complex")
+    return "auto: the complex-step probe passed (no operation dropping the imaginary part, and "\
+        "agreement with finite differences at sampled elements and along a dense direction)"

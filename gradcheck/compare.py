@@ -37,10 +37,11 @@ from scipy.special import erfinv
 
 from gradcheck import numeric
 from gradcheck._calls import _STREAM, _Run, _Spec
+from gradcheck._kinks import Kinks, analyse, mirrored, smooth_along
 from gradcheck._objective import Numeric, Reference, prepare
 from gradcheck._shadow import Shadow
 from gradcheck.errors import LayerError
-from gradcheck.results import GradientResult, WorstElement
+from gradcheck.results import GradientResult, KinkElement, WorstElement
 from gradcheck.tolerance import (
     NOISE_RATIO,
     Tolerance,
@@ -122,6 +123,8 @@ class _Elements:
     count: int
     detectable: float
     numeric_zero: bool  # the numerical side is exactly zero everywhere
+    kinks: tuple[KinkElement, ...] = ()
+    ties: tuple[str, ...] = ()
 
 
 def _confirm(num: Numeric, side: _Side, idx: np.ndarray, n: np.ndarray, e: np.ndarray,
@@ -152,23 +155,49 @@ def _judge_elements(side: _Side, est: numeric.Estimate, idx: np.ndarray, num: Nu
     e, confirmed, extra = _confirm(num, side, idx, n, e, over)
     bud = budget(a, n, e, r, tol)
     over = err > bud
+    kinks, extra_k = _kinks_of(num, idx, a, n, e, bud, over, np.abs(a) + t, shape)
     certified = confirmed & side.witnessed
     band = math.sqrt(side.eps) * (np.abs(a) + np.abs(n) + t)
-    failing = over & (certified | (err > band))
-    unsure = over & ~failing
+    explained = kinks.valid if kinks is not None else np.zeros(idx.size, dtype=bool)
+    invalid = kinks.kink & ~kinks.valid if kinks is not None else explained
+    failing = (over & ~explained & (certified | (err > band) | invalid)) | invalid
+    unsure = over & ~failing & ~explained
+    ties = kinks.ties if kinks is not None else ()
     zero = bool(np.all(side.noise_like[idx] & (np.abs(n) <= e + r)))
-    status = ("fail" if failing.any() else "inconclusive" if unsure.any()
-              else "zero" if zero else "pass")
+    found_kinks = kinks.rows if kinks is not None else ()
+    status = ("fail" if failing.any() or ties else "inconclusive" if unsure.any()
+              else "kink" if found_kinks else "zero" if zero else "pass")
     size = np.maximum(np.abs(a), np.abs(n))
     rel = np.divide(err, size, out=np.zeros_like(err), where=size > 0)
     detect = np.divide(bud, np.abs(a), out=np.full_like(bud, np.inf), where=np.abs(a) > 0)
     return _Elements(
-        status=status, failing=int(failing.sum()), unsure=int(unsure.sum()),
+        status=status, failing=int(failing.sum()) + len(ties), unsure=int(unsure.sum()),
         max_abs=float(np.max(err)), max_rel=float(np.max(rel)),
-        worst=_worst_rows(idx, shape, a, n, err, bud), nfev=est.nfev + extra,
+        worst=_worst_rows(idx, shape, a, n, err, bud), nfev=est.nfev + extra + extra_k,
         step=float(np.median(est.step)), count=idx.size,
         detectable=float(np.min(detect, initial=np.inf)), numeric_zero=not np.any(n),
+        kinks=found_kinks, ties=ties,
     )
+
+
+def _kinks_of(num: Numeric, idx: np.ndarray, a: np.ndarray, n: np.ndarray, e: np.ndarray,
+              bud: np.ndarray, over: np.ndarray, terms: np.ndarray,
+              shape: tuple[int, ...]) -> tuple[Kinks | None, int]:
+    """Step 2b: kink analysis of the elements over budget, and of the elements where the
+    mirrored complex step shows a tie (only when the forward uses piecewise operations)."""
+    nfev = 0
+    mirror = None
+    candidates = over.copy()
+    if num.method == "complex" and num.piecewise:
+        flat_terms = np.zeros(num.x.size)
+        flat_terms[idx] = terms
+        mv, me, nfev = mirrored(num, idx, n, flat_terms.reshape(num.x.shape))
+        mirror = (mv, me + e)
+        candidates |= np.abs(mv - n) > me + e
+    if not candidates.any():
+        return None, nfev
+    found = analyse(num, idx, a, bud, candidates, mirror, n, shape)
+    return found, nfev + found.nfev
 
 
 # --- directions -------------------------------------------------------------------------------
@@ -220,7 +249,7 @@ def _judge_directions(name: str, num: Numeric, side: _Side, tol: Tolerance,
                       rng: np.random.Generator) -> _Directions:
     # Directions at the scale of x's spread, where the engines' steps in t are natural.
     spread = float(np.std(num.x)) or float(np.sqrt(np.mean(np.square(num.x)))) or 1.0
-    nfev, rows, failures, unsure, zero = 0, [], [], 0, True
+    nfev, rows, failures, unsure, zero, kinked = 0, [], [], 0, True, 0
     noise = float(np.max(num.noise, initial=0.0))
     for k in range(DIRECTIONS):
         u = rng.standard_normal(num.x.shape) * spread
@@ -236,6 +265,12 @@ def _judge_directions(name: str, num: Numeric, side: _Side, tol: Tolerance,
             if change is not None:
                 allowed += CONFIRM_FACTOR * change
                 certified = side.witnessed
+        if diff > allowed and (num.piecewise or num.method != "complex"):
+            smooth, _, _, used = smooth_along(num, u, allowed)
+            nfev += used
+            if not smooth:  # the direction crosses a kink: no two-sided derivative to compare
+                kinked += 1
+                continue
         rows.append((claimed, measured, allowed))
         zero = zero and abs(measured) <= allowed
         if diff > allowed and (certified or diff > band):
@@ -243,13 +278,20 @@ def _judge_directions(name: str, num: Numeric, side: _Side, tol: Tolerance,
                             f"{measured:.9g} (budget {allowed:.2g})")
         elif diff > allowed:
             unsure += 1
-    z = math.sqrt(2.0) * float(erfinv(MISS_PROBABILITY ** (1.0 / DIRECTIONS)))
-    worst = max(rows, key=lambda r: abs(r[0] - r[1]) / r[2] if r[2] > 0 else math.inf)
-    miss = max(r[2] for r in rows) / (z * spread)
+    z = math.sqrt(2.0) * float(erfinv(MISS_PROBABILITY ** (1.0 / max(1, len(rows)))))
+    nan = float("nan")
+    worst = max(rows, key=lambda r: abs(r[0] - r[1]) / r[2] if r[2] > 0 else math.inf,
+                default=(nan, nan, nan))
+    miss = max((r[2] for r in rows), default=math.inf) / (z * spread)
     detect = min((r[2] / abs(r[0]) for r in rows if r[0]), default=math.inf)
-    zero = zero and bool(np.all(side.noise_like))
-    status = ("fail" if failures else "inconclusive" if unsure else "zero" if zero else "pass")
-    return _Directions(status, nfev, miss, "; ".join(failures[:2]), worst, detect)
+    zero = zero and bool(np.all(side.noise_like)) and bool(rows)
+    status = ("fail" if failures else "inconclusive" if unsure else "kink" if kinked
+              else "zero" if zero else "pass")
+    message = "; ".join(failures[:2])
+    if kinked:
+        message = "; ".join(filter(None, [message, f"{kinked} of {DIRECTIONS} directions cross "
+                                          "a kink and carry no evidence"]))
+    return _Directions(status, nfev, miss, message, worst, detect)
 
 
 # --- one gradient -----------------------------------------------------------------------------
@@ -348,7 +390,7 @@ def _nonfinite_failure(name: str, grad: np.ndarray, x: np.ndarray,
                           f"d{name} contains {bad} NaN or inf of {grad.size} elements")
 
 
-_ORDER = ("fail", "inconclusive", "pass", "zero")  # the first one present wins
+_ORDER = ("fail", "inconclusive", "kink", "pass", "zero")  # the first one present wins
 
 
 def _status(el: _Elements | None, d: _Directions | None) -> str:
@@ -380,7 +422,7 @@ def _result(name: str, mode: str, el: _Elements | None, d: _Directions | None, n
         step=el.step if el else nan, message=_message(name, status, el, d, user_dout),
         reason=num.reason, directions=DIRECTIONS if d else 0,
         miss_norm=d.miss_norm if d else nan, worst=el.worst if el else (), seconds=seconds,
-        detectable=detect if math.isfinite(detect) else nan,
+        detectable=detect if math.isfinite(detect) else nan, kinks=el.kinks if el else (),
     )
 
 
@@ -405,6 +447,17 @@ def _message(name: str, status: str, el: _Elements | None, d: _Directions | None
             parts.append(
                 f"the numerical gradient is zero everywhere: does the forward use `{name}`?"
             )
+    if el is not None:
+        bad = [k for k in el.kinks if not k.valid]
+        if bad:
+            k = bad[0]
+            parts.append(f"kink at {k.index}: one-sided derivatives {k.left:.9g} (left) and "
+                         f"{k.right:.9g} (right), but analytic {k.analytic:.9g} lies outside them")
+        parts.extend(el.ties[:2])
+        if status == "kink":
+            parts.append(f"kink: {len(el.kinks)} element(s) where the layer is not "
+                         "differentiable (ties or thresholds); the analytic values there are "
+                         "valid choices between the one-sided derivatives")
     if d is not None and d.message:
         parts.append(d.message)
     if status == "inconclusive":

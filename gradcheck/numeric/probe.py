@@ -353,6 +353,33 @@ def probe(f: Callable[[np.ndarray], Any], x: Any, *, seed: int = 0,
     return Probe(not reason, f"complex step unsafe: {reason}" if reason else "", piecewise)
 
 
+def piecewise_operations(f: Callable[[np.ndarray], Any], x: Any) -> tuple[str, ...]:
+    """The piecewise operations (max, comparisons, clip, sorting) ``f`` applies to its input,
+    from one traced complex call: where they tie, the complex step sees one side of a kink.
+
+    Parameters
+    ----------
+    f : callable
+        ``f(arr) -> scalar``.
+    x : array of float
+        Point of evaluation; never modified.
+
+    Returns
+    -------
+    tuple of str
+
+    Examples
+    --------
+    >>> piecewise_operations(lambda a: np.sum(np.maximum(a, 0)), np.ones(3))
+    ('np.maximum',)
+    """
+    problem = _validate(f, x, None)
+    if problem.x.size == 0:
+        return ()
+    log = _trace(problem, 0)
+    return tuple(dict.fromkeys(e.split(":", 1)[1] for e in log if e.startswith("piecewise:")))
+
+
 def probe_complex_step(
     f: Callable[[np.ndarray], Any], x: Any, *, seed: int = 0, noise: float | None = None
 ) -> tuple[bool, str]:
