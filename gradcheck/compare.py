@@ -76,7 +76,7 @@ class _Side:
     eps: float
 
 
-def _side(grad: np.ndarray, shadow: Shadow, name: str, eps: float) -> _Side:
+def _side(grad: np.ndarray, shadow: Shadow, name: str, eps: float, natural: Any) -> _Side:
     a = grad.astype(np.float64).reshape(-1)
     w = shadow.witness.get(name)
     flat_w = None if w is None else np.asarray(w).reshape(-1)
@@ -86,7 +86,7 @@ def _side(grad: np.ndarray, shadow: Shadow, name: str, eps: float) -> _Side:
     if flat_w is not None:
         noise_like = noise_like | (np.abs(flat_w) <= NOISE_RATIO * np.abs(a))
     exact = grad.reshape(-1) if flat_w is None else grad.reshape(-1).astype(flat_w.dtype)
-    rounding = analytic_rounding(exact, flat_w, t, eps).astype(np.float64)
+    rounding = analytic_rounding(exact, flat_w, t, eps, natural).astype(np.float64)
     return _Side(a, rounding, t, noise_like, flat_w is not None, eps)
 
 
@@ -327,7 +327,8 @@ def judge(spec: _Spec, run: _Run, ref: Reference, shadow: Shadow, name: str) -> 
         return _shape_failure(name, raw, x, tol)
     if not np.all(np.isfinite(raw)):
         return _nonfinite_failure(name, raw, x, tol)
-    side = _side(raw, shadow, name, unit_roundoff(dtype))
+    natural = ref.total / max(1, ref.out.size) / numeric.local_scale(ref.inputs[name])
+    side = _side(raw, shadow, name, unit_roundoff(dtype), natural.reshape(-1))
     num = prepare(spec, ref, name)
     mode = _mode(spec, x)
     rng = np.random.default_rng([spec.seed, _STREAM, *map(ord, name)])

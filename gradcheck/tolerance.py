@@ -20,12 +20,20 @@ a saturated ``1 - tanh²``) and tiny elsewhere. With ``T_k`` the magnitude of th
 sums into element ``k`` (the backward applied to the upstream gradient with random signs: for a
 backward linear in ``dout``, ``Σ_i r_i J_ik g_i`` has the RMS ``(Σ_i (J_ik g_i)²)^½``), ::
 
-    r_k = 4 |a_k - w_k| + 16 ε (|a_k| + T_k)
+    r_k = 4 |a_k - w_k| + 16 ε_w N_k + 16 ε (|a_k| + T_k)
 
-where ``ε`` is the unit roundoff of the layer's dtype; the second term is a floor for the
+where ``ε`` is the unit roundoff of the layer's dtype; the last term is a floor for the
 rounding the witness shares (the final conversion) and for layers that do not carry the wider
-dtype through. Where no witness could run (the forward raises on long double, or casts its
-arrays back to float64), only the floor is left: an element over that budget but within
+dtype through. The middle term is the witness's own resolution: ``w_k`` is off by about
+``ε_w`` times the magnitudes inside the backward, which can be far above ``|a_k|`` (a saturated
+``1 - tanh²`` subtracts numbers near 1), and where ``a_k`` happens to be as accurate as ``w_k``
+the gap ``|a_k - w_k|`` says nothing. ``N_k = Σ|g·out| / (n_out s_k)``, the size the gradient
+has when nothing cancels (moving ``x_k`` by its local scale ``s_k`` moves the output by about its
+own size), stands in for those magnitudes; at ``ε_w`` (2⁻¹¹ of float64's ``ε`` for long double)
+it is far below anything a float64 check resolves.
+
+Where no witness could run (the forward raises on long double, or casts its arrays back to
+float64), only the floor is left: an element over that budget but within
 ``sqrt(ε) (|a_k| + |n_k| + T_k)`` is *inconclusive* rather than failed, as nothing measured can
 tell rounding from a bug there.
 
@@ -44,6 +52,7 @@ no evidence and says so (status ``zero``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -116,13 +125,15 @@ def witness_dtype(dtype: np.dtype | type) -> np.dtype | None:
 
 
 def analytic_rounding(a: np.ndarray, witness: np.ndarray | None, terms: np.ndarray,
-                      eps: float) -> np.ndarray:
-    """``r_k = 4 |a_k - w_k| + 16 ε (|a_k| + T_k)`` (see the module docstring)."""
+                      eps: float, natural: Any = 0.0) -> np.ndarray:
+    """``r_k = 4 |a_k - w_k| + 16 ε_w N_k + 16 ε (|a_k| + T_k)`` (see the module docstring)."""
     size = np.abs(a)
     floor = FLOOR_ULPS * eps * (size + terms)
     if witness is None:
         return floor
-    return WITNESS_FACTOR * np.abs(a - witness) + floor
+    eps_w = float(np.finfo(np.asarray(witness).dtype).eps)
+    resolution = FLOOR_ULPS * eps_w * np.asarray(natural, dtype=np.float64)
+    return WITNESS_FACTOR * np.abs(a - witness) + resolution + floor
 
 
 def budget(analytic: np.ndarray, numeric: np.ndarray, numeric_error: np.ndarray,

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcheck.errors import InvalidArgument
 from gradcheck.numeric._base import (
     _CS_EXPONENT,
     _CS_ROUNDING,
@@ -33,6 +34,17 @@ class _PhiEvaluator:
         self.nfev += 1
         return float(_as_scalar(self.phi(t), f"at t={t!r}", name="phi").real)
 
+    def real_or_nan(self, t: float) -> float:
+        """As :meth:`real`, but NaN where ``phi`` is not finite (a step too large for it, e.g.
+        a log of a negative number), which Richardson's restarts shrink away."""
+        try:
+            with np.errstate(all="ignore"):
+                return self.real(t)
+        except InvalidArgument as exc:
+            if "finite" not in str(exc):
+                raise
+            return float("nan")
+
     def imag(self, h: float) -> float:
         self.nfev += 1
         return _as_scalar(self.phi(1j * h), f"at t={1j * h!r}", complex_ok=True, name="phi").imag
@@ -55,7 +67,8 @@ def _directional_central(ev: _PhiEvaluator, noise: float | None) -> tuple[float,
 
 def _directional_richardson(ev: _PhiEvaluator, noise: float | None) -> tuple[float, float, float]:
     value, error, step = _richardson_core(
-        lambda j, t: ev.real(t), np.zeros(1), np.array([_RICH_FIRST]), ev.real(0.0), noise or 0.0
+        lambda j, t: ev.real_or_nan(t), np.zeros(1), np.array([_RICH_FIRST]), ev.real(0.0),
+        noise or 0.0,
     )
     return float(value[0]), float(error[0]), float(step[0])
 

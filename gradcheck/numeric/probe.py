@@ -267,6 +267,8 @@ def _dense_disagreement(problem: _Problem, rng: np.random.Generator,
     real = directional(along(1.0), method="richardson", noise=noise)
     c, r = float(cs.value), float(real.value)
     bound = float(cs.error + real.error)
+    if not (np.isfinite(r) and np.isfinite(bound)):
+        return ""  # no real estimate along this direction: (a)-(c) decide
     if abs(c - r) <= 2 * bound + _PROBE_RTOL * max(abs(c), abs(r)):
         return ""
     again = directional(along(0.75), method="richardson", noise=noise)
