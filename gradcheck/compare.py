@@ -43,6 +43,7 @@ from gradcheck._shadow import Shadow
 from gradcheck.errors import LayerError
 from gradcheck.results import GradientResult, KinkElement, WorstElement
 from gradcheck.tolerance import (
+    FLOOR_ULPS,
     NOISE_RATIO,
     Tolerance,
     analytic_rounding,
@@ -84,7 +85,12 @@ def _side(grad: np.ndarray, shadow: Shadow, name: str, eps: float, natural: Any)
     t = np.zeros_like(a) if terms is None else np.asarray(terms, dtype=np.float64).reshape(-1)
     noise_like = a == 0.0
     if flat_w is not None:
-        noise_like = noise_like | (np.abs(flat_w) <= NOISE_RATIO * np.abs(a))
+        # the wider dtype shrank the value (it was rounding), or the value sits at the witness's
+        # own resolution (both are noise)
+        eps_w = float(np.finfo(flat_w.dtype).eps)
+        resolution = FLOOR_ULPS * eps_w * np.asarray(natural, dtype=np.float64)
+        small = np.abs(flat_w).astype(np.float64)
+        noise_like = noise_like | (small <= NOISE_RATIO * np.abs(a)) | (small <= resolution)
     exact = grad.reshape(-1) if flat_w is None else grad.reshape(-1).astype(flat_w.dtype)
     rounding = analytic_rounding(exact, flat_w, t, eps, natural).astype(np.float64)
     return _Side(a, rounding, t, noise_like, flat_w is not None, eps)
