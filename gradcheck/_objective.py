@@ -126,6 +126,7 @@ class Numeric:
     reason: str
     witness: Any  # the objective in extended precision, or None (no wider dtype here)
     piecewise: tuple[str, ...] = ()  # operations exact away from ties: kinks are possible
+    nonsmooth: bool = False  # the forward uses operations with kinks (abs, max, comparisons)
 
 
 def _witness_objective(spec: _Spec, ref: Reference, name: str) -> Any:
@@ -140,17 +141,25 @@ def prepare(spec: _Spec, ref: Reference, name: str) -> Numeric:
     x64 = ref.inputs[name]
     f = objective(spec, ref.inputs, name, ref.g, copy_inputs=ref.copy_inputs)
     noise_k = noise(ref, name)
-    method, reason = spec.method, ""
+    method, reason, nonsmooth = spec.method, "", False
     piecewise: tuple[str, ...] = ()
     if method == "auto":
         found = numeric.probe(f, x64, seed=spec.seed, noise=float(np.max(noise_k)))
         piecewise = found.piecewise
+        nonsmooth = bool(found.piecewise or set(found.unsafe) & _KINKED)
         method = "complex" if found.safe else "richardson"
         reason = _reason(found)
     elif method == "complex":
         piecewise = numeric.piecewise_operations(f, x64)
+        nonsmooth = bool(piecewise)
     return Numeric(f, x64, noise_k, method, reason, _witness_objective(spec, ref, name),
-                   piecewise)
+                   piecewise, nonsmooth)
+
+
+# Non-analytic operations that also have kinks (np.var, casts and norms of nonzero vectors do not)
+_KINKED = frozenset({"np.absolute", "np.fabs", "np.abs", "np.sign", "np.floor", "np.ceil",
+                     "np.rint", "np.trunc", "np.round", "np.around", "np.ptp", "np.heaviside",
+                     "np.remainder", "np.fmod", "np.copysign"})
 
 
 def _reason(found: numeric.Probe) -> str:

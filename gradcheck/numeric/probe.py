@@ -287,6 +287,7 @@ class Probe:
     safe: bool
     reason: str  # "complex step unsafe: ..." when not safe; "" when safe
     piecewise: tuple[str, ...]  # operations exact away from ties (kinks possible there)
+    unsafe: tuple[str, ...] = ()  # operations that break the complex step (abs, sign, var...)
 
 
 def probe(f: Callable[[np.ndarray], Any], x: Any, *, seed: int = 0,
@@ -346,13 +347,15 @@ def probe(f: Callable[[np.ndarray], Any], x: Any, *, seed: int = 0,
     k = int(sample[0])
     log = _trace(problem, k)
     piecewise = tuple(dict.fromkeys(e.split(":", 1)[1] for e in log if e.startswith("piecewise:")))
+    unsafe = tuple(dict.fromkeys(e.split(":", 1)[1] for e in log if e.startswith("unsafe:")))
     reason = (
         _unsafe_in(log)
         or _probe_first_call(problem, k)
         or _probe_agreement(problem, sample, noise)
         or _dense_disagreement(problem, rng, noise)
     )
-    return Probe(not reason, f"complex step unsafe: {reason}" if reason else "", piecewise)
+    return Probe(not reason, f"complex step unsafe: {reason}" if reason else "", piecewise,
+                 unsafe)
 
 
 def piecewise_operations(f: Callable[[np.ndarray], Any], x: Any) -> tuple[str, ...]:
