@@ -277,6 +277,18 @@ def _standardise(w: np.ndarray) -> np.ndarray:
     return centred / np.sqrt((centred * centred).mean(axis=axes, keepdims=True))
 
 
+def _upstream(draw: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """An upstream gradient independent of ``x``: seeded Gaussian values plus a drawn part.
+
+    Drawn alone, ``dout`` would shrink to the same ramp as ``x`` (both ``_distinct`` of an array
+    of zeros), which is affine in ``x`` per channel, and BatchNorm's ``dx`` is then exactly zero:
+    in about half of the draws the dx check carried no evidence.
+    """
+    seed = draw(st.integers(0, 2**32 - 1))
+    noise = np.random.default_rng(seed).standard_normal(shape)
+    return noise + _raw(draw, shape) / _BASE
+
+
 def _column(p: np.ndarray, ndim: int) -> np.ndarray:
     return p.reshape((1, -1) + (1,) * (ndim - 2))
 
@@ -324,14 +336,21 @@ def _cases(draw: Any, bounds: _CaseBounds) -> BatchNormCase:
     shape = _shape(draw, bounds, layout)
     channels, ndim = shape[1], len(shape)
     eps = _eps(draw, bounds)
+    if eps == 0.0 and math.prod(shape) // channels == 2:
+        # two values per channel and eps = 0: the output is ±1 whatever x is, so dx carries no
+        # evidence; eps = 0 is still drawn for every larger batch
+        eps = draw(_log_uniform(*bounds.eps))
     std = _vector(draw, _log_uniform(*bounds.std), channels)
     mean = _conditions(draw, bounds, channels) * std
-    gamma = _vector(draw, _gamma_values(), channels).astype(dtype)
+    gamma = _vector(draw, _gamma_values(), channels)
+    if not np.any(gamma):  # every channel at gamma = 0 would leave dx no evidence at all
+        gamma[0] = draw(_signed(_log_uniform(1e-2, _BASE)))
+    gamma = gamma.astype(dtype)
     beta = _vector(draw, _parameter_values(), channels).astype(dtype)
     running_mean, running_var = _running(draw, mean, std)
     z = _standardise(_distinct(_raw(draw, shape)))
     x = (_column(mean, ndim) + _column(std, ndim) * z).astype(dtype)
-    dout = _distinct(_raw(draw, shape)).astype(dtype)
+    dout = _upstream(draw, shape).astype(dtype)
     condition = float(np.max(np.abs(mean) / std))
     case = BatchNormCase(
         x, gamma, beta, dout, eps, running_mean, running_var, layout, np.dtype(dtype),
