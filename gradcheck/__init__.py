@@ -13,6 +13,7 @@ from gradcheck.layer import Layer, from_callables, from_class, from_functions
 from gradcheck.layers.batchnorm import BatchNorm, batchnorm_backward, batchnorm_forward
 from gradcheck.layers.groupnorm import GroupNorm
 from gradcheck.layers.layernorm import LayerNorm
+from gradcheck.model import check_model
 from gradcheck.tolerance import Tolerance
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "check_forward",
     "check_grads",
     "check_layer",
+    "check_model",
     "from_callables",
     "from_class",
     "from_functions",

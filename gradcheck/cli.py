@@ -14,13 +14,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -58,20 +56,42 @@ def _parser() -> _Parser:
     run = sub.add_parser("run", help="verify the reference BatchNorm every way we know")
     run.add_argument("--quick", action="store_true", help="a smaller suite, for smoke tests")
     _add_output_options(run)
-    check = sub.add_parser("check", help="verify the gradients of a layer in FILE.py")
-    check.add_argument("file", metavar="FILE.py")
-    which = check.add_mutually_exclusive_group(required=True)
-    which.add_argument("--op", help="pair NAME_forward with NAME_backward")
-    which.add_argument("--forward", help="the forward function's name (with --backward)")
+    check = sub.add_parser("check", help="verify the gradients of the layers in FILE.py")
+    _add_check_options(check)
+    _add_forward_options(check)
+    _add_output_options(check)
+    return parser
+
+
+def _add_check_options(check: argparse.ArgumentParser) -> None:
+    check.add_argument("file", metavar="FILE.py", help="a file (also inside a package), or "
+                       "pkg.mod; FILE.py:NAME or pkg.mod:NAME selects one function or class")
+    which = check.add_argument_group("what to check (default: every pair in the file)")
+    which.add_argument("--op", help="NAME_forward with NAME_backward and its variants "
+                       "(NAME_backward_alt), settings from the registry of known ops")
+    which.add_argument("--forward", help="the forward function (with --op: NAME's settings)")
+    which.add_argument("--backward", help="the backward function (pairs with NAME_forward)")
+    which.add_argument("--loss", metavar="NAME", help="a loss returning (loss, dx)")
     which.add_argument("--layer", metavar="CLASS", help="a class with forward(x)/backward(dout)")
-    check.add_argument("--backward", help="the backward function's name (with --forward)")
+    which.add_argument("--cost", metavar="NAME", help="a network: cost(parameters) (with --grads "
+                       "and --parameters, the parameter-dict convention)")
+    which.add_argument("--grads", metavar="NAME", help="--cost: the backprop, returning dW1, ...")
+    which.add_argument("--parameters", metavar="NAME", help="--cost: the parameter dict, or a "
+                       "function of no arguments returning it")
     check.add_argument("--shape", action="append", default=[], metavar="NAME=D1,D2,...",
                        help="an input array and its shape (repeat); symbolic names such as N,D "
                             "draw shapes with hypothesis (see --examples)")
+    check.add_argument("--int", action="append", default=[], metavar="NAME=LOW:HIGH",
+                       help="an integer input (labels, indices) drawn from [LOW, HIGH)")
     check.add_argument("--kwarg", action="append", default=[], metavar="NAME=JSON",
-                       help="a non-array argument (functions) or constructor argument (--layer)")
-    check.add_argument("--params-attr", default="params", help="--layer: the parameters dict")
-    check.add_argument("--grads-attr", default="grads", help="--layer: the gradients dict")
+                       help="a non-array argument (functions; JSON lists become arrays) or a "
+                            "constructor argument (--layer)")
+    check.add_argument("--params-attr", help="--layer: the parameters dict or list, if no "
+                       "convention (params, parameters) finds it")
+    check.add_argument("--grads-attr", help="--layer: the gradients dict or list")
+    check.add_argument("--grad", action="append", default=[], metavar="PARAM=LOCATION",
+                       help="--layer: where a parameter's gradient is (e.g. W=dW_sum, "
+                            "gamma=cache[dgamma])")
     check.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     check.add_argument("--method", choices=("auto", "complex", "central", "richardson"),
                        default="auto")
@@ -81,9 +101,6 @@ def _parser() -> _Parser:
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--examples", type=int, default=100,
                        help="hypothesis examples when --shape uses symbolic dimensions")
-    _add_forward_options(check)
-    _add_output_options(check)
-    return parser
 
 
 # --- forward check (gradcheck.forward_check): --against, --convention ---------------------------
@@ -151,22 +168,23 @@ def _parse_kwarg(text: str) -> tuple[str, Any]:
         return name.strip(), value  # a bare word is a string
 
 
-def _load_module(path: str) -> ModuleType:
-    file = Path(path)
-    if not file.is_file():
-        raise InvalidArgument(f"FILE.py must be an existing file, got {path!r}")
-    spec = importlib.util.spec_from_file_location(f"_gradcheck_user_{file.stem}", file)
-    if spec is None or spec.loader is None:
-        raise InvalidArgument(f"FILE.py must be a Python file, got {path!r}")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(file.resolve().parent))  # so the file can import its neighbours
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        raise InvalidArgument(f"importing {path} raised {type(exc).__name__}: {exc}") from exc
-    finally:
-        sys.path.pop(0)
-    return module
+def _emit(reports: Sequence[Any], args: argparse.Namespace, forward: Any = None) -> None:
+    from gradcheck import report as rep
+
+    text = rep.render(reports, args.format)
+    print(text if forward is None else _with_forward(text, forward, args.format))
+    if args.out:
+        for path in rep.write_reports(reports, args.out):
+            print(f"wrote {path}", file=sys.stderr)
+
+
+def _load_module(path: str, debug: bool = False) -> Any:
+    from gradcheck.loading import load
+
+    loaded = load(path)
+    if debug:
+        print(f"gradcheck: {loaded.how}", file=sys.stderr)
+    return loaded
 
 
 def _lookup(module: ModuleType, name: str, what: str) -> Callable[..., Any]:
@@ -180,63 +198,333 @@ def _lookup(module: ModuleType, name: str, what: str) -> Callable[..., Any]:
     return found
 
 
-def _build_layer(args: argparse.Namespace, module: ModuleType, kwargs: dict[str, Any]) -> Any:
-    from gradcheck.layer import from_class, from_functions
+def _parse_int(text: str) -> tuple[str, tuple[int, int]]:
+    name, sep, span = text.partition("=")
+    low, colon, high = span.partition(":")
+    try:
+        ends = (int(low), int(high))
+    except ValueError:
+        ends = (0, 0)
+    if not sep or not colon or not name.strip() or ends[0] >= ends[1]:
+        raise InvalidArgument(
+            f"`--int` must look like NAME=LOW:HIGH with LOW < HIGH (e.g. y=0:10), got {text!r}"
+        )
+    return name.strip(), ends
 
-    if args.layer:
-        cls = _lookup(module, args.layer, "--layer")
-        try:
-            obj = cls(**kwargs)
-        except Exception as exc:
-            raise InvalidArgument(f"{args.layer}(**{kwargs}) raised {type(exc).__name__}: {exc}") \
-                from exc
-        return from_class(obj, params=args.params_attr, grads=args.grads_attr)
-    if args.op:
-        fwd, bwd = f"{args.op}_forward", f"{args.op}_backward"
+
+def _parse_location(text: str) -> tuple[str, str]:
+    param, sep, grad = text.partition("=")
+    if not sep or not param.strip() or not grad.strip():
+        raise InvalidArgument(f"`--grad` must look like PARAM=LOCATION (e.g. W=dW_sum or "
+                              f"gamma=cache[dgamma]), got {text!r}")
+    return param.strip(), grad.strip()
+
+
+def _as_arrays(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """JSON lists become arrays: the forward does arithmetic on them, not list operations."""
+    import numpy as np
+
+    return {k: np.asarray(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+
+
+def _overrides(args: argparse.Namespace) -> Any:
+    from gradcheck.discover import Overrides
+
+    shapes = dict(_parse_shape(s) for s in args.shape)
+    symbolic = [n for n, dims in shapes.items() if any(not d.isdigit() for d in dims)]
+    given = {n: tuple(int(d) for d in dims) for n, dims in shapes.items() if n not in symbolic}
+    ints = dict(_parse_int(t) for t in args.int)
+    kwargs = _as_arrays(dict(_parse_kwarg(k) for k in args.kwarg))
+    return Overrides(given, ints, kwargs), {n: shapes[n] for n in symbolic}
+
+
+def _select_target(args: argparse.Namespace, loaded: Any) -> None:
+    """``FILE:NAME`` picks what NAME is: a class, a forward, a backward or a loss."""
+    name = loaded.attr
+    if name is None:
+        return
+    obj = _lookup(loaded.module, name, "NAME")
+    if isinstance(obj, type):
+        args.layer = args.layer or name
+    elif name.endswith("_loss"):
+        args.loss = args.loss or name
+    elif "_backward" in name:
+        args.backward = args.backward or name
+    elif "_forward" in name:
+        args.forward = args.forward or name
     else:
-        if not args.backward:
-            raise InvalidArgument("`--forward` needs `--backward` too")
-        fwd, bwd = args.forward, args.backward
-    return from_functions(_lookup(module, fwd, "forward"), _lookup(module, bwd, "backward"),
-                          config=kwargs, name=args.op)
+        raise InvalidArgument(f"NAME {name!r} must be a class, NAME_forward, NAME_backward or a "
+                              "*_loss function")
 
 
-def _emit(reports: Sequence[Any], args: argparse.Namespace, forward: Any = None) -> None:
-    from gradcheck import report as rep
+def _op_pairs(args: argparse.Namespace, module: ModuleType) -> list[Any]:
+    """The pairs --op/--forward/--backward select; every function they name must exist.
 
-    text = rep.render(reports, args.format)
-    print(text if forward is None else _with_forward(text, forward, args.format))
-    if args.out:
-        for path in rep.write_reports(reports, args.out):
-            print(f"wrote {path}", file=sys.stderr)
+    ``--op`` names the registry entry (and the default function names), ``--forward`` and
+    ``--backward`` the functions; a missing one is found by pairing, as in a whole-file run.
+    """
+    from gradcheck.discover import Pair, find_pairs
+
+    named = args.backward or args.forward
+    role = "_backward" if args.backward else "_forward"
+    op = args.op or named.rpartition(role)[0] or named
+    found = [p for p in find_pairs(module) if p.backward and not p.problem]
+    if args.backward:
+        _lookup(module, args.backward, "backward")
+        paired = next((p.forward for p in found if p.backward == args.backward), "")
+        forward = args.forward or paired or f"{op}_forward"
+        _lookup(module, forward, "forward")
+        return [Pair(op, forward, args.backward)]
+    pairs = [p for p in found if p.op == op and args.forward in (None, p.forward)]
+    if not pairs and args.forward:  # a forward of another name, with the op's backwards
+        pairs = [Pair(op, args.forward, p.backward) for p in found if p.op == op]
+    _lookup(module, args.forward or (pairs[0].forward if pairs else f"{op}_forward"), "forward")
+    if not pairs:
+        raise InvalidArgument(f"found no backward for {args.forward or op + '_forward'}: add "
+                              "--backward NAME")
+    return pairs
+
+
+def _selected_pairs(args: argparse.Namespace, module: ModuleType) -> tuple[list[Any], bool]:
+    """The pairs to check, and whether the user named them (else: the whole file)."""
+    from gradcheck.discover import Pair, find_pairs
+
+    if args.loss:
+        _lookup(module, args.loss, "--loss")
+        return [Pair(args.loss, args.loss, "", kind="loss")], True
+    if args.op or args.forward or args.backward:
+        return _op_pairs(args, module), True
+    return find_pairs(module), False
+
+
+def _build_layer(pair: Any, module: ModuleType, config: dict[str, Any]) -> Any:
+    from gradcheck.layer import from_functions
+
+    backward = _lookup(module, pair.backward, "backward") if pair.backward else None
+    return from_functions(_lookup(module, pair.forward, "forward"), backward, config=config,
+                          name=pair.op)
+
+
+def _check_pair(p: Any, module: ModuleType, args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    from gradcheck.check import check_layer
+    from gradcheck.discover import draw_fixed
+    from gradcheck.properties import random_inputs
+
+    layer = _build_layer(p.pair, module, {**p.config, **draw_fixed(p, args.dtype, args.seed)})
+    with warnings.catch_warnings():  # the report carries them
+        warnings.simplefilter("ignore", UserWarning)
+        inputs = {k: v * v.dtype.type(p.scale)
+                  for k, v in random_inputs(p.shapes, args.dtype, args.seed).items()}
+        report = check_layer(layer, inputs, method=args.method, mode=args.mode, seed=args.seed)
+    return replace(report, case=p.pair.label)
+
+
+def _gradient_words(report: Any) -> str:
+    return ", ".join(f"d{r.name} {r.status}" for r in report.results)
+
+
+def _overview(rows: list[list[str]], args: argparse.Namespace) -> None:
+    from tabulate import tabulate
+
+    fmt = "github" if args.format == "markdown" else "simple"
+    table = tabulate(rows, headers=["op", "forward", "backward", "verdict", "gradients", "note"],
+                     tablefmt=fmt, disable_numparse=True)
+    print(table, file=sys.stdout if args.format in ("text", "markdown") else sys.stderr)
+
+
+def _check_flag_names(pairs: Sequence[Any], module: ModuleType, given: Any) -> None:
+    """A --shape, --int or --kwarg that names no parameter of any selected forward is a typo."""
+    import inspect
+
+    params = {n for p in pairs if p.forward and not p.problem
+              for n in inspect.signature(_lookup(module, p.forward, "forward")).parameters}
+    for flag, names in (("--shape", given.shapes), ("--int", given.ints),
+                        ("--kwarg", given.kwargs)):
+        unknown = [n for n in names if n not in params]
+        if unknown and params:
+            raise InvalidArgument(f"`{flag} {unknown[0]}` names no parameter of the functions "
+                                  f"checked; their parameters are {', '.join(sorted(params))}")
+
+
+def _check_row(pair: Any, module: ModuleType, given: Any, args: argparse.Namespace,
+               named: bool) -> tuple[Any, list[str]]:
+    """One pair: its report (None when skipped or raised) and its row of the overview table.
+
+    Pairs the user named raise instead of being skipped: they asked for exactly those.
+    """
+    from gradcheck.discover import plan
+
+    row = [pair.op, pair.forward or "-", pair.backward or ("(loss)" if pair.forward else "-")]
+    p = None if pair.problem else plan(pair, _lookup(module, pair.forward, "forward"), given)
+    problem = pair.problem or (p.problem if p else "")
+    if problem:
+        if named:
+            raise InvalidArgument(f"{pair.label}: {problem}")
+        return None, [*row, "skipped", "-", problem]
+    try:
+        report = _check_pair(p, module, args)
+    except GradcheckError as exc:
+        if named:
+            raise
+        return None, [*row, "ERROR", "-", str(exc)[:200]]
+    verdict = report.verdict if report.passed else report.verdict.upper()
+    return report, [*row, verdict, _gradient_words(report), "; ".join(report.problems)[:200]]
+
+
+def _check_file(args: argparse.Namespace, module: ModuleType, given: Any) -> int:
+    """Every pair of the file (or of --op): one report each, one overview table of all."""
+    pairs, named = _selected_pairs(args, module)
+    _check_flag_names(pairs, module, given)
+    forward = _forward_check(args, module, dict(_parse_shape(t) for t in args.shape),
+                             dict(given.kwargs))
+    reports, rows = [], []
+    for pair in pairs:
+        report, row = _check_row(pair, module, given, args, named)
+        reports += [report] if report is not None else []
+        rows.append(row)
+    errors = sum(row[3] == "ERROR" for row in rows)
+    if not named:
+        rows += _class_rows(module, args.file)
+    if reports:
+        _emit(reports, args, forward)
+    if not named or len(rows) > 1:
+        _overview(rows, args)
+    if not reports:
+        raise InvalidArgument(f"no pair in {args.file} could be checked (see the table)")
+    return _forward_exit(_exit_code(reports, errors), forward)
+
+
+def _class_rows(module: ModuleType, target: str) -> list[list[str]]:
+    """Classes with forward/backward are not checked in a whole-file run: say how to."""
+    import inspect
+
+    rows = []
+    for name, cls in vars(module).items():
+        if inspect.isclass(cls) and not name.startswith("_") and all(
+                callable(getattr(cls, m, None)) for m in ("forward", "backward")):
+            rows.append([name, "-", "-", "skipped", "-",
+                         f"a class: add --layer {name} --shape x=N,D (or {target}:{name})"])
+    return rows
+
+
+def _exit_code(reports: Sequence[Any], errors: int = 0) -> int:
+    if any(r.verdict == "fail" for r in reports):
+        return EXIT_FAIL
+    if errors:
+        return EXIT_LAYER
+    return EXIT_INCONCLUSIVE if any(r.verdict == "inconclusive" for r in reports) else EXIT_PASS
+
+
+def _random_parameters(layer: Any, dtype: str, seed: int) -> dict[str, Any]:
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 0x706172])
+    return {k: rng.normal(0.5, 1.0, size=np.shape(v)).astype(dtype)
+            for k, v in layer.parameters().items()}
+
+
+def _class_layer(args: argparse.Namespace, module: ModuleType, given: Any) -> tuple[Any, Any]:
+    from gradcheck.layer import from_class
+    from gradcheck.properties import random_inputs
+
+    if len(given.shapes) != 1:
+        raise InvalidArgument(f"--layer {args.layer} needs the shape of its one input: add "
+                              f"--shape x=N,D (got {len(given.shapes)} shapes)")
+    names = dict(_parse_location(t) for t in args.grad)
+    cls = _lookup(module, args.layer, "--layer")
+    kwargs = dict(_parse_kwarg(k) for k in args.kwarg)
+    try:
+        obj = cls(**kwargs)
+    except Exception as exc:
+        raise InvalidArgument(f"{args.layer}(**{kwargs}) raised {type(exc).__name__}: {exc}") \
+            from exc
+    inputs = random_inputs(given.shapes, args.dtype, args.seed)
+    (name, x), = inputs.items()
+    return from_class(obj, input_name=name, params=args.params_attr, grads=args.grads_attr,
+                      names=names, example=x), inputs
+
+
+def _check_class(args: argparse.Namespace, module: ModuleType, given: Any) -> int:
+    """A class at its initial parameters and at random ones (gamma = 1, beta = 0 hide bugs)."""
+    from dataclasses import replace
+
+    from gradcheck.check import check_layer
+    from gradcheck.layer import annotate
+
+    layer, inputs = _class_layer(args, module, given)
+    runs = [("initial parameters", inputs)]
+    if layer.parameters():
+        random = _random_parameters(layer, args.dtype, args.seed)
+        runs.append((f"random parameters (seed {args.seed})", {**inputs, **random}))
+    reports = []
+    for case, values in runs:
+        layer.problems.clear()  # each report gets what its own check saw
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            report = check_layer(layer, values, method=args.method, mode=args.mode,
+                                 seed=args.seed)
+        reports.append(annotate(replace(report, case=case), layer))
+    _emit(reports, args)
+    return _exit_code(reports)
+
+
+def _check_model(args: argparse.Namespace, module: ModuleType) -> int:
+    from dataclasses import replace
+
+    from gradcheck.model import check_model
+
+    if not (args.grads and args.parameters):
+        raise InvalidArgument("`--cost` needs `--grads NAME` and `--parameters NAME` too")
+    cost, grads = _lookup(module, args.cost, "--cost"), _lookup(module, args.grads, "--grads")
+    params = getattr(module, args.parameters, None)
+    params = params() if callable(params) else params
+    if not isinstance(params, dict):
+        raise InvalidArgument(f"--parameters {args.parameters!r} must be a dict in the file or a "
+                              f"function returning one, got {type(params).__name__}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        report = check_model(cost, grads, params, method=args.method, mode=args.mode,
+                             seed=args.seed)
+    report = replace(report, case=f"{args.cost} / {args.grads}")
+    _emit([report], args)
+    return _exit_code([report])
+
+
+def _check_property(args: argparse.Namespace, module: ModuleType, given: Any,
+                    symbolic: dict[str, Any]) -> int:
+    from gradcheck.properties import check_layer_property
+
+    pairs, _ = _selected_pairs(args, module)
+    if len(pairs) != 1 or given.ints or pairs[0].kind == "loss":
+        raise InvalidArgument("symbolic --shape (property mode) needs one forward/backward pair "
+                              "without integer inputs: add --backward NAME")
+    from gradcheck.discover import plan
+
+    p = plan(pairs[0], _lookup(module, pairs[0].forward, "forward"), given)
+    layer = _build_layer(pairs[0], module, dict(p.config))  # the registry's settings, overridden
+    specs = {**{n: tuple(map(str, s)) for n, s in given.shapes.items()}, **symbolic}
+    forward = _forward_check(args, module, specs, dict(p.config))
+    result = check_layer_property(layer, specs, dtype=args.dtype, method=args.method,
+                                  seed=args.seed, examples=args.examples)
+    _emit(result.reports, args, forward)
+    print(result.summary, file=sys.stderr)
+    return _forward_exit(EXIT_PASS if result.passed else EXIT_FAIL, forward)
 
 
 def _check(args: argparse.Namespace) -> int:
-    from gradcheck.check import check_layer
-    from gradcheck.properties import random_inputs
-
-    module = _load_module(args.file)
-    kwargs = dict(_parse_kwarg(k) for k in args.kwarg)
-    layer = _build_layer(args, module, kwargs)
-    specs = dict(_parse_shape(s) for s in args.shape)
-    if not specs:
-        raise InvalidArgument("give at least one input with `--shape NAME=D1,D2`")
-    forward = _forward_check(args, module, specs, kwargs)
-    if any(not d.isdigit() for dims in specs.values() for d in dims):
-        from gradcheck.properties import check_layer_property
-
-        result = check_layer_property(layer, specs, dtype=args.dtype, method=args.method,
-                                      seed=args.seed, examples=args.examples)
-        _emit(result.reports, args, forward)
-        print(result.summary, file=sys.stderr)
-        return _forward_exit(EXIT_PASS if result.passed else EXIT_FAIL, forward)
-    shapes = {n: tuple(int(d) for d in dims) for n, dims in specs.items()}
-    with warnings.catch_warnings():  # the report carries them
-        warnings.simplefilter("ignore", UserWarning)
-        report = check_layer(layer, random_inputs(shapes, args.dtype, args.seed),
-                             method=args.method, mode=args.mode, seed=args.seed)
-    _emit([report], args, forward)
-    return _forward_exit(EXIT_PASS if report.passed else EXIT_FAIL, forward)
+    loaded = _load_module(args.file, args.debug)
+    _select_target(args, loaded)
+    given, symbolic = _overrides(args)
+    module = loaded.module
+    if args.layer:
+        return _check_class(args, module, given)
+    if args.cost:
+        return _check_model(args, module)
+    if symbolic:
+        return _check_property(args, module, given, symbolic)
+    return _check_file(args, module, given)
 
 
 def _run(args: argparse.Namespace) -> int:
