@@ -39,7 +39,7 @@ from gradcheck._objective import reference
 from gradcheck._shadow import measure
 from gradcheck.compare import judge
 from gradcheck.errors import GradcheckError
-from gradcheck.layer import from_callables
+from gradcheck.layer import ClassLayer, annotate, from_callables
 from gradcheck.results import CheckReport, GradientResult, WorstElement
 from gradcheck.tolerance import Tolerance
 
@@ -128,6 +128,8 @@ def check_layer(
         str(np.result_type(*spec.inputs.values())), spec.seed, _methods(results),
         tuple(run.problems), tuple(run.warnings), time.perf_counter() - t0,
     )
+    if isinstance(layer, ClassLayer):  # what the adapter saw inside (an optimizer step)
+        report = annotate(report, layer)
     _collect.notify(report)
     return report
 
