@@ -95,7 +95,13 @@ from gradcheck.numeric._base import (
 from gradcheck.numeric.central import central
 from gradcheck.numeric.complex_step import complex_step
 from gradcheck.numeric.directional import directional
-from gradcheck.numeric.probe import Probe, piecewise_operations, probe, probe_complex_step
+from gradcheck.numeric.probe import (
+    Probe,
+    operations,
+    piecewise_operations,
+    probe,
+    probe_complex_step,
+)
 from gradcheck.numeric.richardson import richardson
 
 __all__ = [
@@ -107,6 +113,7 @@ __all__ = [
     "directional",
     "local_scale",
     "numerical_gradient",
+    "operations",
     "piecewise_operations",
     "probe",
     "probe_complex_step",

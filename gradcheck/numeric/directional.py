@@ -53,19 +53,25 @@ class _PhiEvaluator:
 _GOLDEN = (1 + 5**0.5) / 2
 
 
-def _directional_complex(ev: _PhiEvaluator, noise: float | None) -> tuple[float, float, float]:
+def _directional_complex(ev: _PhiEvaluator, noise: float | None,
+                         terms: float | None) -> tuple[float, float, float]:
     h1 = 2.0**_CS_EXPONENT
+    v1 = ev.imag(h1) / h1
+    if terms is not None:  # the rounding is bounded by the terms: one evaluation is enough
+        return v1, _CS_ROUNDING * _EPS * (abs(v1) + terms) + _TINY / h1, h1
     h2 = h1 * _GOLDEN  # not a power of two: different rounding, same (zero) truncation
-    v1, v2 = ev.imag(h1) / h1, ev.imag(h2) / h2
+    v2 = ev.imag(h2) / h2
     return v1, 2 * abs(v1 - v2) + _CS_ROUNDING * _EPS * abs(v1) + _TINY / h1, h1
 
 
-def _directional_central(ev: _PhiEvaluator, noise: float | None) -> tuple[float, float, float]:
+def _directional_central(ev: _PhiEvaluator, noise: float | None,
+                         terms: float | None = None) -> tuple[float, float, float]:
     value, error, step = _central_core(lambda j, t: ev.real(t), np.zeros(1), noise or 0.0)
     return float(value[0]), float(error[0]), float(step[0])
 
 
-def _directional_richardson(ev: _PhiEvaluator, noise: float | None) -> tuple[float, float, float]:
+def _directional_richardson(ev: _PhiEvaluator, noise: float | None,
+                            terms: float | None = None) -> tuple[float, float, float]:
     value, error, step = _richardson_core(
         lambda j, t: ev.real_or_nan(t), np.zeros(1), np.array([_RICH_FIRST]), ev.real(0.0),
         noise or 0.0,
@@ -81,7 +87,8 @@ _DIRECTIONAL = {
 
 
 def directional(
-    phi: Callable[[Any], Any], *, method: str, noise: float | None = None
+    phi: Callable[[Any], Any], *, method: str, noise: float | None = None,
+    terms: float | None = None,
 ) -> Estimate:
     """Derivative ``dφ/dt`` at ``t = 0`` in O(1) evaluations (the fast mode for large inputs).
 
@@ -93,10 +100,15 @@ def directional(
     phi : callable
         ``phi(t) -> scalar`` for a real ``t`` (complex for ``method="complex"``).
     method : {"complex", "central", "richardson"}
-        2 evaluations (two complex steps), 4, or 10 to 30 (at most 1 + 4·30 on restarts).
+        2 evaluations (two complex steps; 1 with ``terms``), 4, or 10 to 30 (at most 1 + 4·30
+        on restarts).
     noise : float, optional
         Bound on the absolute rounding error of ``phi`` near 0, as for :func:`central`;
         unused by the complex step.
+    terms : float, optional
+        For the complex step: the size of the terms ``dφ/dt`` sums (``Σ|u_k|·(|g_k| + T_k)``),
+        which bounds its rounding, ``2⁷·ε·(|v| + terms)``; then one evaluation suffices. Without
+        it a second step of different rounding measures the error.
 
     Returns
     -------
@@ -117,5 +129,8 @@ def directional(
     _validate_f(phi, "phi")
     method = _validate_method(method, tuple(_DIRECTIONAL))
     ev = _PhiEvaluator(phi)
-    value, error, step = _DIRECTIONAL[method](ev, _validate_noise(noise))
+    if terms is not None and (not np.isfinite(terms) or terms < 0):
+        raise InvalidArgument(f"`terms` must be a non-negative finite float, got {terms!r}")
+    value, error, step = _DIRECTIONAL[method](ev, _validate_noise(noise),
+                                              None if terms is None else float(terms))
     return Estimate(np.array(value), np.array(error), ev.nfev, method, np.array(step))

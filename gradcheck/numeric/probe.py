@@ -378,11 +378,34 @@ def piecewise_operations(f: Callable[[np.ndarray], Any], x: Any) -> tuple[str, .
     >>> piecewise_operations(lambda a: np.sum(np.maximum(a, 0)), np.ones(3))
     ('np.maximum',)
     """
+    return operations(f, x)[0]
+
+
+def operations(f: Callable[[np.ndarray], Any], x: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The piecewise and the unsafe operations ``f`` applies to its input (one traced call).
+
+    Parameters
+    ----------
+    f : callable
+        ``f(arr) -> scalar``.
+    x : array of float
+        Point of evaluation; never modified.
+
+    Returns
+    -------
+    piecewise, unsafe : tuple of str
+
+    Examples
+    --------
+    >>> operations(lambda a: np.sum(np.abs(np.maximum(a, 0))), np.ones(3))
+    (('np.maximum',), ('np.absolute',))
+    """
     problem = _validate(f, x, None)
     if problem.x.size == 0:
-        return ()
+        return (), ()
     log = _trace(problem, 0)
-    return tuple(dict.fromkeys(e.split(":", 1)[1] for e in log if e.startswith("piecewise:")))
+    return (tuple(dict.fromkeys(e.split(":", 1)[1] for e in log if e.startswith("piecewise:"))),
+            tuple(dict.fromkeys(e.split(":", 1)[1] for e in log if e.startswith("unsafe:"))))
 
 
 def probe_complex_step(
