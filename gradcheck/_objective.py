@@ -153,14 +153,60 @@ def _witness_objective(spec: _Spec, ref: Reference, name: str) -> Any:
     return objective(spec, inputs, name, ref.g.astype(wide), copy_inputs=True)
 
 
-def prepare(spec: _Spec, ref: Reference, name: str) -> Numeric:
+def joint_objective(spec: _Spec, ref: Reference) -> tuple[Any, np.ndarray]:
+    """``L`` of all checked inputs at once, as a function of their concatenation: one probe of
+    it covers every input of the check (its dense direction moves them all)."""
+    names = list(spec.wrt)
+    shapes = [ref.inputs[k].shape for k in names]
+    bounds = np.cumsum([0] + [ref.inputs[k].size for k in names])
+    fixed = {k: (v.copy() if ref.copy_inputs else _read_only(v)) for k, v in ref.inputs.items()
+             if k not in names}
+    flat_g = ref.g.reshape(-1)
+
+    def f(v: np.ndarray) -> Any:
+        local = dict(fixed)
+        for k, shape, lo, hi in zip(names, shapes, bounds[:-1], bounds[1:], strict=True):
+            local[k] = v[lo:hi].reshape(shape)
+        out = np.asarray(_forward(spec, local, "complex-step probe")[0])
+        if out.shape != ref.g.shape:
+            raise LayerError(f"{spec.name}: forward returned shape {out.shape} in the probe, but "
+                             f"{ref.g.shape} in the analytic pass")
+        return _inner(flat_g, out.reshape(-1))
+
+    v = np.concatenate([ref.inputs[k].reshape(-1) for k in names])
+    return f, v
+
+
+def probe_check(spec: _Spec, ref: Reference) -> tuple[numeric.Probe, int]:
+    """The complex-step probe, once per check, and the evaluations it used."""
+    f, v = joint_objective(spec, ref)
+    counted = _Counted(f)
+    level = max(float(np.max(noise(ref, k))) for k in spec.wrt)
+    return numeric.probe(counted, v, seed=spec.seed, noise=level), counted.calls
+
+
+class _Counted:
+    def __init__(self, f: Any) -> None:
+        self.f, self.calls = f, 0
+
+    def __call__(self, arr: np.ndarray) -> Any:
+        self.calls += 1
+        return self.f(arr)
+
+
+def prepare(spec: _Spec, ref: Reference, name: str,
+            found: numeric.Probe | None = None) -> Numeric:
     x64 = ref.inputs[name]
     f = objective(spec, ref.inputs, name, ref.g, copy_inputs=ref.copy_inputs)
     noise_k = noise(ref, name)
     method, reason, nonsmooth = spec.method, "", False
     piecewise: tuple[str, ...] = ()
     if method == "auto":
-        found = numeric.probe(f, x64, seed=spec.seed, noise=float(np.max(noise_k)))
+        if found is None:
+            found = numeric.probe(f, x64, seed=spec.seed, noise=float(np.max(noise_k)))
+        else:  # the check's joint probe, and this input perturbed alone
+            alone = numeric.screen(f, x64, seed=spec.seed)
+            found = _combined(found, alone)
         piecewise = found.piecewise
         nonsmooth = bool(found.piecewise or set(found.unsafe) & _KINKED)
         method = "complex" if found.safe else "richardson"
@@ -176,6 +222,14 @@ def prepare(spec: _Spec, ref: Reference, name: str) -> Numeric:
 _KINKED = frozenset({"np.absolute", "np.fabs", "np.abs", "np.sign", "np.floor", "np.ceil",
                      "np.rint", "np.trunc", "np.round", "np.around", "np.ptp", "np.heaviside",
                      "np.remainder", "np.fmod", "np.copysign"})
+
+
+def _combined(joint: numeric.Probe, alone: numeric.Probe) -> numeric.Probe:
+    safe = joint.safe and alone.safe
+    reason = alone.reason if not alone.safe else joint.reason
+    piecewise = tuple(dict.fromkeys(joint.piecewise + alone.piecewise))
+    unsafe = tuple(dict.fromkeys(joint.unsafe + alone.unsafe))
+    return numeric.Probe(safe, reason, piecewise, unsafe)
 
 
 def _reason(found: numeric.Probe) -> str:

@@ -29,13 +29,14 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from gradcheck import _collect
 from gradcheck._calls import _analytic, _restore, _Run, _snapshot, _Spec, _validate, _with_context
-from gradcheck._objective import reference
+from gradcheck._objective import probe_check, reference
 from gradcheck._shadow import measure
 from gradcheck.compare import judge
 from gradcheck.errors import GradcheckError
@@ -141,7 +142,10 @@ def _check(spec: _Spec) -> tuple[list[GradientResult], _Run]:
         run.problems.append(ref.random)
         return [], run
     shadow = measure(spec, run)
-    results = [judge(spec, run, ref, shadow, name) for name in spec.wrt]
+    found, probe_calls = probe_check(spec, ref) if spec.method == "auto" else (None, 0)
+    results = [judge(spec, run, ref, shadow, name, found) for name in spec.wrt]
+    if results and probe_calls:  # the probe's evaluations are part of the check's cost
+        results[0] = replace(results[0], nfev=results[0].nfev + probe_calls)
     run.warnings.extend(r.message for r in results if r.status == "zero")
     return results, run
 

@@ -346,8 +346,9 @@ def _sample_indices(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndar
     return np.unique(np.concatenate([spread, corners, extra]))
 
 
-def judge(spec: _Spec, run: _Run, ref: Reference, shadow: Shadow, name: str) -> GradientResult:
-    """Measure and judge the gradient of input ``name``."""
+def judge(spec: _Spec, run: _Run, ref: Reference, shadow: Shadow, name: str,
+          found: numeric.Probe | None = None) -> GradientResult:
+    """Measure and judge the gradient of input ``name`` (``found``: the check's probe)."""
     t0 = time.perf_counter()
     x = spec.inputs[name]
     raw = _gradient_array(spec, run, name)
@@ -359,7 +360,7 @@ def judge(spec: _Spec, run: _Run, ref: Reference, shadow: Shadow, name: str) -> 
         return _nonfinite_failure(name, raw, x, tol)
     natural = ref.total / max(1, ref.out.size) / numeric.local_scale(ref.inputs[name])
     side = _side(raw, shadow, name, unit_roundoff(dtype), natural.reshape(-1))
-    num = prepare(spec, ref, name)
+    num = prepare(spec, ref, name, found)
     mode = _mode(spec, x)
     rng = np.random.default_rng([spec.seed, _STREAM, *map(ord, name)])
     elements = None

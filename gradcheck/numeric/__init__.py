@@ -101,6 +101,7 @@ from gradcheck.numeric.probe import (
     piecewise_operations,
     probe,
     probe_complex_step,
+    screen,
 )
 from gradcheck.numeric.richardson import richardson
 
@@ -118,6 +119,7 @@ __all__ = [
     "probe",
     "probe_complex_step",
     "richardson",
+    "screen",
 ]
 
 

@@ -358,6 +358,43 @@ def probe(f: Callable[[np.ndarray], Any], x: Any, *, seed: int = 0,
                  unsafe)
 
 
+def screen(f: Callable[[np.ndarray], Any], x: Any, *, seed: int = 0) -> Probe:
+    """The two-call part of :func:`probe`: the traced call (d) and the first complex call (a),
+    (b), without the agreement tests. For checks that probe the agreement once, jointly over all
+    inputs, and screen each input alone (perturbing one input can take other code paths than
+    perturbing all: an output array made real by a real input discards the imaginary part).
+
+    Parameters
+    ----------
+    f : callable
+        ``f(arr) -> scalar``.
+    x : array of float
+        Point of evaluation; never modified.
+    seed : int
+        Seeds the element perturbed.
+
+    Returns
+    -------
+    Probe
+
+    Examples
+    --------
+    >>> screen(lambda a: np.sum(a.real ** 2), np.ones(3)).safe
+    False
+    """
+    problem = _validate(f, x, None)
+    if problem.x.size == 0:
+        return Probe(True, "", ())
+    rng = np.random.default_rng(_validate_seed(seed))
+    k = int(rng.integers(problem.x.size))
+    log = _trace(problem, k)
+    piecewise = tuple(dict.fromkeys(e.split(":", 1)[1] for e in log if e.startswith("piecewise:")))
+    unsafe = tuple(dict.fromkeys(e.split(":", 1)[1] for e in log if e.startswith("unsafe:")))
+    reason = _unsafe_in(log) or _probe_first_call(problem, k)
+    return Probe(not reason, f"complex step unsafe: {reason}" if reason else "", piecewise,
+                 unsafe)
+
+
 def piecewise_operations(f: Callable[[np.ndarray], Any], x: Any) -> tuple[str, ...]:
     """The piecewise operations (max, comparisons, clip, sorting) ``f`` applies to its input,
     from one traced complex call: where they tie, the complex step sees one side of a kink.
