@@ -23,7 +23,7 @@ import numpy as np
 
 from gradcheck import from_functions
 
-__all__ = ["Case", "Fn", "correct_cases", "oracle"]
+__all__ = ["Case", "Fn", "correct_cases", "oracle", "verify"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,7 +33,8 @@ class Case:
     ``dout`` is passed to ``check_layer`` when set. ``zero`` names inputs whose gradient is
     exactly zero; ``kink`` names inputs evaluated at a non-differentiable point on purpose;
     ``expect`` (bug cases) is a word the report must contain; ``options`` are extra keyword
-    arguments of ``check_layer``; ``named`` marks cases the issue names explicitly.
+    arguments of ``check_layer``; ``oracle`` those of :func:`oracle` (one-sided judgement at
+    kinks, tie-keeping directions); ``named`` marks cases the issue names explicitly.
     """
 
     family: str
@@ -46,6 +47,7 @@ class Case:
     kink: tuple[str, ...] = ()
     expect: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    oracle: dict[str, Any] = field(default_factory=dict)  # keyword arguments of :func:`oracle`
 
     @property
     def key(self) -> str:
@@ -791,3 +793,9 @@ def float64_backward_error(case: Case) -> dict[str, float]:
         scale = float(np.max(np.abs(e), initial=0.0))
         result[k] = float(np.max(diff, initial=0.0)) / scale if scale else float(np.max(diff))
     return result
+
+
+def verify(case: Case, *, seed: int = 0) -> list[OracleRow]:
+    """The oracle's rows that disagree with ``case``'s backward (empty for a correct case)."""
+    rows = oracle(case.layer, case.inputs, case.dout, seed=seed, **case.oracle)
+    return [r for r in rows if not r.ok]
