@@ -30,7 +30,7 @@ __all__ = ["Case", "Fn", "correct_cases", "oracle", "verify"]
 class Case:
     """One catalog entry: a layer, its inputs and what the checker should say about it.
 
-    ``dout`` is passed to ``check_layer`` when set. ``zero`` names inputs whose gradient is
+    ``dout`` is passed to ``check_layer`` when set; ``bug`` marks a wrong layer. ``zero`` names inputs whose gradient is
     exactly zero; ``kink`` names inputs evaluated at a non-differentiable point on purpose;
     ``expect`` (bug cases) is a word the report must contain; ``options`` are extra keyword
     arguments of ``check_layer``; ``oracle`` those of :func:`oracle` (one-sided judgement at
@@ -48,6 +48,7 @@ class Case:
     expect: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     oracle: dict[str, Any] = field(default_factory=dict)  # keyword arguments of :func:`oracle`
+    bug: bool = False  # a wrong backward: the checker must reject it
 
     @property
     def key(self) -> str:
@@ -682,9 +683,15 @@ def _objective(layer: Any, inputs: dict[str, Any], g: Any) -> Callable[[str, Any
     return f
 
 
-def _precise(layer: Any, inputs: dict[str, np.ndarray], g: np.ndarray):
-    """Run forward and backward in 60-digit arithmetic, else in long double."""
+def _precise(layer: Any, inputs: dict[str, np.ndarray], g: np.ndarray, precision: str = "auto"):
+    """Run forward and backward in 60-digit arithmetic, else in long double.
+
+    ``precision="longdouble"`` for forwards that silently leave mpmath (``astype(float)``,
+    ``float(x)``): they would drop a 1e-25 perturbation just as they drop an imaginary part.
+    """
     try:
+        if precision == "longdouble":
+            raise TypeError("long double requested")
         mp_inputs = {k: _to_mp(v) for k, v in inputs.items()}
         out, cache = layer.forward(dict(mp_inputs))
         if np.asarray(out).dtype != object:
@@ -724,7 +731,8 @@ def _derivative(f: Callable[[str, Any], Any], name: str, x: Any, u: Any, kind: s
 
 def oracle(layer: Any, inputs: Mapping[str, np.ndarray], dout: np.ndarray | None = None, *,
            elements: int = 3, seed: int = 0, rtol: float | None = None,
-           kinks: bool = False, directions: tuple[str, ...] = ("random",)) -> list[OracleRow]:
+           kinks: bool = False, directions: tuple[str, ...] = ("random",),
+           precision: str = "auto") -> list[OracleRow]:
     """Compare a layer's backward with a high-precision numerical derivative of its forward.
 
     In 60-digit arithmetic (mpmath object arrays) both the analytic side (the backward run on
@@ -739,7 +747,7 @@ def oracle(layer: Any, inputs: Mapping[str, np.ndarray], dout: np.ndarray | None
     r = np.random.default_rng([seed, 7])
     g = np.asarray(dout, dtype=np.float64) if dout is not None else r.standard_normal(
         np.shape(out64))
-    p_inputs, p_g, grads, kind = _precise(layer, base, g)
+    p_inputs, p_g, grads, kind = _precise(layer, base, g, precision)
     tol = rtol if rtol is not None else (1e-20 if kind == "mp" else 1e-7)
     f = _objective(layer, p_inputs, p_g)
     rows = []

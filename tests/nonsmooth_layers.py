@@ -248,10 +248,11 @@ def nonsmooth_bugs() -> list[Case]:
         r = np.random.default_rng([seed, 21])
         cases.append(Case("max_pool_all_ties", f"exact-tie-s{seed}", maxpool_layer("all"),
                           {"x": _pool_exact_ties(r, shape)}, kink=("x",),
-                          oracle={"kinks": True, "directions": ("ones",), "elements": 8}))
+                          oracle={"kinks": True, "directions": ("ones",), "elements": 8},
+                          bug=True))
         cases.append(Case("relu_through_negative", f"random-s{seed}", relu_leaky_bug_layer(),
-                          {"x": r.standard_normal((4, 5))}))
+                          {"x": r.standard_normal((4, 5))}, bug=True))
         cases.append(Case("dropout_unseeded", f"s{seed}", dropout_layer(0.5, None),
-                          {"x": r.standard_normal((6, 5))}, expect="seed"))
+                          {"x": r.standard_normal((6, 5))}, expect="seed", bug=True))
     return cases
 
