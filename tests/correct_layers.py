@@ -30,7 +30,8 @@ __all__ = ["Case", "Fn", "correct_cases", "oracle", "verify"]
 class Case:
     """One catalog entry: a layer, its inputs and what the checker should say about it.
 
-    ``dout`` is passed to ``check_layer`` when set; ``bug`` marks a wrong layer. ``zero`` names inputs whose gradient is
+    ``dout`` is passed to ``check_layer`` when set; ``bug`` marks a wrong layer. ``zero`` names
+    inputs whose gradient is
     exactly zero; ``kink`` names inputs evaluated at a non-differentiable point on purpose;
     ``expect`` (bug cases) is a word the report must contain; ``options`` are extra keyword
     arguments of ``check_layer``; ``oracle`` those of :func:`oracle` (one-sided judgement at
@@ -73,7 +74,8 @@ class Fn:
 
 
 def _rng(*key: int | str) -> np.random.Generator:
-    return np.random.default_rng([k % 2**32 if isinstance(k, int) else sum(map(ord, k)) for k in key])
+    words = [k % 2**32 if isinstance(k, int) else sum(map(ord, k)) for k in key]
+    return np.random.default_rng(words)
 
 
 # --- affine ----------------------------------------------------------------------------------
@@ -644,11 +646,15 @@ def _mp():
     mpmath.mp.dps = DPS
     # NumPy's object loops call x.exp(), x.log(), ...: give mpf those methods. (mpf.exp is
     # otherwise a read-only property, the binary exponent, which mpmath itself never reads.)
-    for name in ("exp", "log", "tanh", "sin", "cos"):
-        if not getattr(mpmath.mpf, "_gradcheck_catalog", False):
-            setattr(mpmath.mpf, name, lambda self, fn=getattr(mpmath, name): fn(self))
-    mpmath.mpf._gradcheck_catalog = True
+    if not getattr(mpmath.mpf, "_gradcheck_catalog", False):
+        for name in ("exp", "log", "tanh", "sin", "cos"):
+            setattr(mpmath.mpf, name, _method(getattr(mpmath, name)))
+        mpmath.mpf._gradcheck_catalog = True
     return mpmath
+
+
+def _method(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda self: fn(self)
 
 
 def _to_mp(a: Any) -> np.ndarray:

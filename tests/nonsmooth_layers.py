@@ -57,7 +57,8 @@ def _pool_forward(x):
         for j in range(c):
             for r in range(h // POOL):
                 for s in range(w // POOL):
-                    out[i, j, r, s] = x[i, j, POOL * r:POOL * r + POOL, POOL * s:POOL * s + POOL].max()
+                    win = x[i, j, POOL * r:POOL * r + POOL, POOL * s:POOL * s + POOL]
+                    out[i, j, r, s] = win.max()
     return out, x
 
 

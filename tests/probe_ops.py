@@ -11,7 +11,8 @@ enters a layer through ``a = sin(x) + x`` as
 Backwards: ``correct`` (the exact derivative); ``fooled``, the derivative a complex step gives on
 this forward, computed by running that complex step, included only where it differs from the
 correct one (abs, norm, real, astype, conj, sign·x, var); ``identity``, the op's derivative
-treated as the identity (the "forgot the mask" bug), where that differs. A complex step that
+treated as the identity (the "forgot the mask" bug; a row reduction's as the mean), where that
+differs. A complex step that
 raises (floor, ``float()``) or is exact (maximum, max, comparisons, clip, round, sort, median
 away from ties) has no ``fooled`` variant.
 """
@@ -124,7 +125,7 @@ def _backward(op: str, j: int | None, kind: str) -> Callable[[Any, Any], Any]:
     value, vjp, reduces = OPS[op]
     jj = _columns(reduces, j)
     if kind == "identity":
-        vjp = (lambda a, w: w if not reduces else np.broadcast_to(w, a.shape) / a.shape[1])
+        vjp = _identity_vjp(reduces)
 
     def backward(dout, x):
         a = np.sin(x) + x
@@ -142,6 +143,15 @@ def _backward(op: str, j: int | None, kind: str) -> Callable[[Any, Any], Any]:
         return {"x": da * (np.cos(x) + 1)}
 
     return backward
+
+
+def _identity_vjp(reduces: bool) -> Callable[[Any, Any], Any]:
+    """The bug: the op's derivative taken as the identity (a row reduction's as the mean)."""
+
+    def vjp(a, w):
+        return np.broadcast_to(w, a.shape) / a.shape[1] if reduces else w
+
+    return vjp
 
 
 def _complex_step(forward: Callable[[Any], Any], dout: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -183,7 +193,7 @@ def probe_cases() -> list[Case]:
     for op in OPS:
         for seed in range(SEEDS):
             r = np.random.default_rng([seed, 31, *map(ord, op)])
-            shape = ((4, 3), (5, 4), (3, 5))[seed % 3]
+            shape = ((8, 6), (10, 8), (6, 10))[seed % 3]
             x = 1.5 * r.standard_normal(shape)
             for variant, j in (("all", None), ("col", int(r.integers(0, shape[1])))):
                 label = variant if j is None else f"col{j}"
