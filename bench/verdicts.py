@@ -17,8 +17,9 @@ Usage::
    only (one element), or that on the channel with the smallest gradient of an input with channel
    scales 1e-3 .. 1e3 (smallest channel). δ = 0 is checked first (a flag there is a false alarm
    and voids the row). The search bisects the decades, assuming a larger error is flagged whenever
-   a smaller one is. A row whose estimated time (cost of the δ = 0 check times the checks left)
-   exceeds ``--max-seconds`` is skipped and reported with its estimate.
+   a smaller one is. A row whose time, predicted from the previous size (full mode grows as
+   size², directional as size), exceeds ``--max-seconds`` is skipped and reported with its
+   estimate.
 
 Progress goes to stderr; the tables (tabulate) to stdout and, with ``--out``, to a Markdown file.
 """
@@ -190,21 +191,35 @@ def _flag_at(n: int, d: int, shape: str, mode: str) -> Callable[[float], bool]:
     return lambda delta: _flagged(n, d, shape, mode, delta)[0]
 
 
+CHECKS = 2 + math.ceil(math.log2(len(DELTAS)))  # δ = 0, δ = 1e-3, then the bisection
+
+
+def _predicted(last: dict[tuple[str, str], tuple[int, float]], mode: str, shape: str,
+               size: int) -> float:
+    """Seconds for one row, from the last measured size: full mode grows as size**2 (every
+    element, each evaluation O(size)), directional as size."""
+    if (mode, shape) not in last:
+        return 0.0
+    seen, cost = last[mode, shape]
+    return cost * (size / seen) ** (2 if mode == "full" else 1) * CHECKS
+
+
 def sensitivity(max_seconds: float) -> list[list[Any]]:
     rows: list[list[Any]] = []
+    last: dict[tuple[str, str], tuple[int, float]] = {}
     for n, d in SIZES:
         for mode in MODES:
             for shape in SHAPES:
-                t0 = time.perf_counter()
-                _, zero_status = _flagged(n, d, shape, mode, 0.0)
-                cost = time.perf_counter() - t0
-                estimate = cost * (1 + math.ceil(math.log2(len(DELTAS))))
-                if estimate > max_seconds:
-                    rows.append([f"{n}x{d}", mode, shape, zero_status,
-                                 f"skipped (est. {estimate:.0f} s)", "-", f"{cost:.1f}"])
-                    print(f"  {n}x{d} {mode} {shape}: skipped, est. {estimate:.0f} s",
+                predicted = _predicted(last, mode, shape, n * d)
+                if predicted > max_seconds:
+                    rows.append([f"{n}x{d}", mode, shape, "-",
+                                 f"skipped (est. {predicted:.0f} s)", "-", "-"])
+                    print(f"  {n}x{d} {mode} {shape}: skipped, est. {predicted:.0f} s",
                           file=sys.stderr)
                     continue
+                t0 = time.perf_counter()
+                _, zero_status = _flagged(n, d, shape, mode, 0.0)
+                last[mode, shape] = (n * d, time.perf_counter() - t0)
                 smallest, checks = _smallest_flagged(_flag_at(n, d, shape, mode))
                 seconds = time.perf_counter() - t0
                 rows.append([f"{n}x{d}", mode, shape, zero_status,
