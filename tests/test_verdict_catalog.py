@@ -115,13 +115,18 @@ _ORACLE_CORRECT = (CORRECT + NONSMOOTH[: 22 * 5] + [c for c in PROBE if not c.bu
 _ORACLE_WRONG = (BUGS + [c for c in PROBE if c.bug])[::ORACLE_STRIDE]
 
 
+# The oracle computes in 60 digits with mpmath, a test-only dependency (not in `.[dev]` yet).
+
+
 @pytest.mark.parametrize("case", _params(_ORACLE_CORRECT))
 def test_oracle_agrees_with_correct_backward(case: Case) -> None:
+    pytest.importorskip("mpmath", reason="the catalog oracle needs mpmath (pip install mpmath)")
     assert verify(case) == []
 
 
 @pytest.mark.parametrize("case", _params(_ORACLE_WRONG))
 def test_oracle_rejects_wrong_backward(case: Case) -> None:
+    pytest.importorskip("mpmath", reason="the catalog oracle needs mpmath (pip install mpmath)")
     assert verify(case) != []
 
 
