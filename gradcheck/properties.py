@@ -26,7 +26,12 @@ _INPUT_STREAM = 0x636C69
 
 def random_inputs(shapes: Mapping[str, tuple[int, ...]], dtype: Any = np.float64,
                   seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded inputs with a nonzero mean (0.5) and spread (1.5), so mean and scale bugs show.
+    """Seeded inputs at random offsets and scales, so mean, scale and axis bugs show.
+
+    Each input gets its own spread (log-uniform in 0.3 .. 3) and, along axis 1 (the feature or
+    channel axis of ``(N, D)`` and ``(N, C, H, W)``), its own offset per index (uniform in
+    -2 .. 2): a backward that uses the wrong axis's statistics, or drops a mean term, is then
+    wrong by a visible amount, where standard normal data would hide it.
 
     Examples
     --------
@@ -34,7 +39,14 @@ def random_inputs(shapes: Mapping[str, tuple[int, ...]], dtype: Any = np.float64
     {'x': (4, 5), 'gamma': (5,)}
     """
     rng = np.random.default_rng([seed, _INPUT_STREAM])
-    return {n: rng.normal(0.5, 1.5, size=s).astype(dtype) for n, s in shapes.items()}
+    return {n: _draw(rng, tuple(s)).astype(dtype) for n, s in shapes.items()}
+
+
+def _draw(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    spread = 10.0 ** rng.uniform(-0.5, 0.5)
+    offsets = rng.uniform(-2.0, 2.0, size=shape[1] if len(shape) >= 2 else 1)
+    offsets = offsets.reshape((1, -1) + (1,) * (len(shape) - 2)) if len(shape) >= 2 else offsets
+    return offsets + spread * rng.standard_normal(shape)
 
 
 @dataclass(frozen=True)
