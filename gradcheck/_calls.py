@@ -244,8 +244,14 @@ def _describe(value: Any) -> str:
     return type(value).__name__ if shape is None else f"{type(value).__name__} of shape {shape}"
 
 
+def _is_none(out: Any) -> bool:
+    """None itself, or None wrapped by ``np.asarray`` (what from_callables makes of ``f``'s)."""
+    return out is None or (isinstance(out, np.ndarray) and out.dtype == object
+                           and out.shape == () and out.item() is None)
+
+
 def _output(spec: _Spec, out: Any, context: str) -> np.ndarray:
-    if out is None:
+    if _is_none(out):
         raise LayerError(f"{spec.name}: forward returned None as its output, expected a float "
                          f"array (a missing `return`?) ({context})")
     arr = np.asarray(out)
@@ -274,7 +280,7 @@ def _backward(spec: _Spec, dout: np.ndarray, cache: Any, run: _Run) -> dict[str,
     except GradcheckError:
         raise
     except Exception as exc:
-        raise LayerError(f"{spec.name}: backward raised {type(exc).__name__}: {exc}") from exc
+        raise _backward_error(spec, exc) from exc
     if not np.array_equal(d, dout):
         run.problems.append("backward modified `dout` in place")
     if work is not cache and fingerprint(work) != before:
@@ -289,12 +295,23 @@ def _backward(spec: _Spec, dout: np.ndarray, cache: Any, run: _Run) -> dict[str,
             for name, value in grads.items()}
 
 
+def _backward_error(spec: _Spec, exc: Exception) -> LayerError:
+    if isinstance(spec.layer, CallableLayer) and _raised_here(exc):  # dout * grad(x) failed
+        return LayerError(f"{spec.name}: `grad` must return an array shaped like x; using what "
+                          f"it returned raised {type(exc).__name__}: {exc}")
+    return LayerError(f"{spec.name}: backward raised {type(exc).__name__}: {exc}")
+
+
 def _gradient(spec: _Spec, name: str, grads: Mapping[str, Any]) -> np.ndarray:
     """One gradient the check will judge, as a real float array, or a LayerError saying why not."""
     value, shape = grads[name], spec.inputs[name].shape
     what = f"{spec.name}: backward returned"
     if value is None:
         raise LayerError(f"{what} None for d{name}, expected an array of shape {shape}")
+    if isinstance(value, Mapping):
+        raise LayerError(f"{what} a dict for d{name}, expected an array of shape {shape}; a "
+                         "course-style backward returns a tuple (dx, dgamma, ...) in the order "
+                         "of the forward's parameters")
     try:
         arr = np.asarray(value)
     except Exception as exc:

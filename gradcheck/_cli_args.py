@@ -126,7 +126,7 @@ def parse_shapes(texts: list[str], *, max_elements: int = DEFAULT_MAX_ELEMENTS,
         per_copy = _size(total * _ITEMSIZE.get(dtype, 8))
         raise InvalidArgument(
             f"`--shape` asks for {total:,} elements in all, more than `--max-elements "
-            f"{max_elements:,}`: about {per_copy} per copy in {dtype}, and a check holds several "
+            f"{max_elements}`: about {per_copy} per copy in {dtype}, and a check holds several "
             "copies (float64 and complex128 ones too); raise --max-elements to check it anyway"
         )
     return specs

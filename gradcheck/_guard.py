@@ -34,6 +34,7 @@ __all__ = [
     "CheckTimeout",
     "Overrun",
     "exit_message",
+    "no_bytecode",
     "protected",
     "raise_if_expired",
     "stdout_to_stderr",
@@ -83,6 +84,17 @@ def user_code(phase: str) -> Iterator[None]:
             yield
         except SystemExit as exc:
             raise LayerError(exit_message(exc, phase)) from None
+
+
+@contextlib.contextmanager
+def no_bytecode() -> Iterator[None]:
+    """Import without writing ``__pycache__`` next to the user's files (nothing outside --out)."""
+    before = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        yield
+    finally:
+        sys.dont_write_bytecode = before
 
 
 def _stdout_fd() -> int | None:
