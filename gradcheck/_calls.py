@@ -190,8 +190,9 @@ def _forward_error(spec: _Spec, exc: Exception, context: str) -> LayerError:
     if _copy_failure(exc):
         return LayerError(
             f"{spec.name}: gradcheck could not copy the layer to call it safely "
-            f"({type(exc).__name__}: {exc}); from_class copies the object for every call, and "
-            f"an attribute holds something that cannot be copied (a lock, an open file) ({context})"
+            f"({type(exc).__name__}: {exc}); the adapter copies the object (from_class) or the "
+            "config (from_functions) for every call, and something in it cannot be copied "
+            f"(a lock, an open file) ({context})"
         )
     if isinstance(exc, KeyError) and _raised_here(exc):
         return LayerError(f"{spec.name}: the layer expects an input named {exc}, which `inputs` "
