@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 300.0  # seconds for one `gradcheck check` (0 = no limit)
+MAX_TIMEOUT = 1e7  # about 115 days; the alarm's timer overflows far above
 DEFAULT_MAX_ELEMENTS = 10_000_000  # elements over all --shape inputs (80 MB per float64 copy)
 SYMBOLIC_SIDE = 16  # a symbolic dimension is drawn at most this large (strategies.symbolic_shapes)
 _INT = re.compile(r"[0-9]+")
@@ -87,7 +88,7 @@ def parse_shape(text: str) -> tuple[str, tuple[str, ...]]:
     name = name.strip()
     if not sep or not name or not dims.strip():
         raise InvalidArgument(f"`--shape` must look like NAME=D1,D2 (e.g. x=4,5), got {text!r}")
-    if not _NAME.fullmatch(name):
+    if not name.isidentifier():
         raise InvalidArgument(f"`--shape {text}`: the input name must be a Python identifier "
                               f"(a parameter name of the forward), got {name!r}")
     return name, tuple(_dimension(text, d.strip()) for d in dims.split(","))
@@ -147,7 +148,7 @@ def parse_kwarg(text: str) -> tuple[str, Any]:
     name = name.strip()
     if not sep or not name:
         raise InvalidArgument(f"`--kwarg` must look like NAME=JSON, got {text!r}")
-    if not _NAME.fullmatch(name):
+    if not name.isidentifier():
         raise InvalidArgument(f"`--kwarg {text}`: the name must be a Python identifier, "
                               f"got {name!r}")
     try:
@@ -213,7 +214,14 @@ def validate_out(text: str | None) -> None:
         return
     if not text.strip():
         raise InvalidArgument("`--out` must name a directory, got an empty string")
-    path = Path(text)
+    try:
+        _check_out(text, Path(text))
+    except OSError as exc:  # a name too long, a folder we may not look into
+        raise InvalidArgument(f"`--out` {text[:80]!r} cannot be used: {exc.strerror or exc}") \
+            from None
+
+
+def _check_out(text: str, path: Path) -> None:
     base = _existing_ancestor(text, path)
     if not _writable(base):
         where = "" if base == path else f" (it would be created in {str(base)!r})"
@@ -242,9 +250,9 @@ def validate_check(args: argparse.Namespace) -> None:
     _non_negative("--seed", args.seed)
     _non_negative("--examples", args.examples, minimum=1)
     _non_negative("--max-elements", args.max_elements, minimum=1)
-    if not math.isfinite(args.timeout) or args.timeout < 0:
-        raise InvalidArgument(f"`--timeout` must be a finite number of seconds >= 0 (0: no "
-                              f"limit), got {args.timeout}")
+    if not math.isfinite(args.timeout) or not 0 <= args.timeout <= MAX_TIMEOUT:
+        raise InvalidArgument(f"`--timeout` must be a finite number of seconds from 0 (no "
+                              f"limit) to {MAX_TIMEOUT:g}, got {args.timeout}")
     parse_shapes(args.shape, max_elements=args.max_elements, dtype=args.dtype)
     parse_kwargs(args.kwarg)
     validate_out(args.out)

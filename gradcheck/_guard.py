@@ -143,9 +143,9 @@ def validate_timeout(timeout: Any, name: str = "timeout") -> float | None:
         return None
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise InvalidArgument(f"`{name}` must be a number of seconds (0 for none), got {timeout!r}")
-    if not math.isfinite(timeout) or timeout < 0:
+    if not math.isfinite(timeout) or not 0 <= timeout <= 1e7:
         raise InvalidArgument(
-            f"`{name}` must be a finite number of seconds >= 0 (0 for none), got {timeout!r}"
+            f"`{name}` must be a finite number of seconds from 0 (none) to 1e7, got {timeout!r}"
         )
     return float(timeout) or None
 
