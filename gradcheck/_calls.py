@@ -172,7 +172,7 @@ def _warn_dtypes(spec: _Spec) -> list[str]:
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _copy_failure(exc: BaseException) -> bool:
+def copy_failure(exc: BaseException) -> bool:
     """Did gradcheck's own ``copy.deepcopy`` of the layer fail (not the user's code)?"""
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [i for i, f in enumerate(frames) if os.path.abspath(f.filename).startswith(_PACKAGE)]
@@ -187,7 +187,7 @@ def _raised_here(exc: BaseException) -> bool:
 
 
 def _forward_error(spec: _Spec, exc: Exception, context: str) -> LayerError:
-    if _copy_failure(exc):
+    if copy_failure(exc):
         return LayerError(
             f"{spec.name}: gradcheck could not copy the layer to call it safely "
             f"({type(exc).__name__}: {exc}); the adapter copies the object (from_class) or the "
@@ -197,6 +197,10 @@ def _forward_error(spec: _Spec, exc: Exception, context: str) -> LayerError:
     if isinstance(exc, KeyError) and _raised_here(exc):
         return LayerError(f"{spec.name}: the layer expects an input named {exc}, which `inputs` "
                           f"does not have ({', '.join(spec.inputs)}) ({context})")
+    if _raised_here(exc):  # the adapter could not use what the user's forward returned
+        return LayerError(f"{spec.name}: gradcheck could not use what the forward returned "
+                          f"({type(exc).__name__}: {exc}); a forward returns (out, cache), or "
+                          f"(out1, out2, ..., cache) with array outputs ({context})")
     return LayerError(f"{spec.name}: forward raised {type(exc).__name__}: {exc} ({context})")
 
 

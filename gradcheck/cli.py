@@ -572,8 +572,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MemoryError as exc:
         return _fail(args, exc, EXIT_LAYER, "ran out of memory; try smaller --shape inputs")
     except Exception as exc:  # from the layer's code where gradcheck could not label it
-        return _fail(args, exc, EXIT_LAYER, f"unexpected {type(exc).__name__}: {exc} (rerun with "
-                     "--debug for the traceback)")
+        return _fail(args, exc, EXIT_LAYER, _unexpected(exc))
+
+
+def _unexpected(exc: Exception) -> str:
+    from gradcheck._calls import copy_failure
+
+    what = f"{type(exc).__name__}: {exc}"
+    if copy_failure(exc):
+        return (f"gradcheck could not copy the layer to call it safely ({what}): an attribute "
+                "holds something that cannot be copied (a lock, an open file)")
+    return f"unexpected {what} (rerun with --debug for the traceback)"
 
 
 def _command(args: argparse.Namespace) -> int:
