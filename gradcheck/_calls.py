@@ -3,16 +3,26 @@ keep the caller's data and the layer's state safe."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+import os
+import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from gradcheck import numeric
-from gradcheck._state import fingerprint, safe_deepcopy
+from gradcheck import _guard, numeric
+from gradcheck._state import Snapshot, fingerprint, restore, safe_deepcopy, snapshot
 from gradcheck.errors import GradcheckError, InvalidArgument, LayerError
-from gradcheck.layer import input_order, layer_name, merge_parameters
+from gradcheck.layer import (
+    CallableLayer,
+    ClassLayer,
+    FunctionLayer,
+    input_order,
+    layer_name,
+    merge_parameters,
+)
 from gradcheck.tolerance import Tolerance
 
 MODES = ("auto", "full", "sampled", "directional")
@@ -34,6 +44,8 @@ class _Spec:
     seed: int
     tolerance: Tolerance
     dout: np.ndarray | None
+    # The output's shape from the first forward; a later forward must match it.
+    seen: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass
@@ -50,23 +62,62 @@ class _Run:
 # --- validation ---------------------------------------------------------------------------
 
 
-def _as_input(name: str, value: Any) -> np.ndarray:
+_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _as_input(label: str, value: Any) -> np.ndarray:
+    """A float32/float64 copy of ``value``; ``label`` is how the message names it."""
     try:
         arr = np.array(value, copy=True)
     except Exception as exc:
+        raise InvalidArgument(f"{label} must be array-like, got {type(value).__name__}") from exc
+    if arr.dtype not in _FLOATS:
+        got = f"{arr.dtype}" if arr.dtype != object else f"{type(value).__name__} of objects"
         raise InvalidArgument(
-            f"`inputs[{name!r}]` must be array-like, got {type(value).__name__}"
-        ) from exc
-    if arr.dtype.kind != "f":
-        raise InvalidArgument(
-            f"`inputs[{name!r}]` must have a floating dtype (float32 or float64), got {arr.dtype}"
+            f"{label} must have a floating dtype (float16, float32 or float64), got {got}"
         )
     if arr.size == 0:
-        raise InvalidArgument(f"`inputs[{name!r}]` must not be empty, got shape {arr.shape}")
+        raise InvalidArgument(f"{label} must not be empty, got shape {arr.shape}")
     bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
     if bad:
-        raise InvalidArgument(f"`inputs[{name!r}]` must be finite, got {bad} NaN or inf")
+        raise InvalidArgument(f"{label} must be finite, got {bad} NaN or inf")
     return arr
+
+
+def _validate_wrt(wrt: Any) -> Sequence[str] | str | None:
+    if wrt is None or isinstance(wrt, str):
+        return wrt
+    if not isinstance(wrt, (Sequence, set, frozenset)) or isinstance(wrt, bytes):
+        raise InvalidArgument(
+            f"`wrt` must be an input name or a list of input names, got {type(wrt).__name__} "
+            f"{wrt!r:.40}"
+        )
+    names = list(wrt)
+    if not names:
+        raise InvalidArgument("`wrt` must name at least one input, got an empty list: "
+                              "nothing would be checked (leave it unset to check every input)")
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise InvalidArgument(f"`wrt` must hold input names (str), got {bad[0]!r}")
+    return names
+
+
+def _require_inputs(layer: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    """The inputs an adapter's forward needs must be there: named in the user's terms."""
+    if isinstance(layer, ClassLayer) and layer._input not in arrays:
+        raise InvalidArgument(
+            f"`inputs` must include {layer._input!r}, the input of {layer.name}.forward "
+            f"(from_class(input_name=...)), got {', '.join(map(repr, arrays))}"
+        )
+    if isinstance(layer, FunctionLayer):
+        params = inspect.signature(layer._forward).parameters.values()
+        missing = [p.name for p in params if p.name in layer._order and p.default is p.empty
+                   and p.kind is not p.VAR_KEYWORD and p.name not in arrays]
+        if missing:
+            raise InvalidArgument(
+                f"`inputs` must include {', '.join(map(repr, missing))}: parameters of "
+                f"{layer.name}_forward without a default, got {', '.join(map(repr, arrays))}"
+            )
 
 
 def _validate(layer: Any, inputs: Any, method: str, mode: str, seed: Any,
@@ -88,10 +139,13 @@ def _validate(layer: Any, inputs: Any, method: str, mode: str, seed: Any,
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InvalidArgument(f"`seed` must be a non-negative integer, got {seed!r}")
     tol = _tolerance(tolerance)
-    arrays = {str(k): _as_input(str(k), v) for k, v in merge_parameters(layer, inputs).items()}
+    wrt = _validate_wrt(wrt)
+    arrays = {str(k): _as_input(f"`inputs[{str(k)!r}]`", v)
+              for k, v in merge_parameters(layer, inputs).items()}
+    _require_inputs(layer, arrays)
     names = input_order(arrays, wrt)
     return _Spec(layer, layer_name(layer), arrays, names, method, mode, int(seed), tol,
-                 None if dout is None else _as_input("dout", dout))
+                 None if dout is None else _as_input("`dout`", dout))
 
 
 def _tolerance(tolerance: Any) -> Tolerance:
@@ -115,28 +169,105 @@ def _warn_dtypes(spec: _Spec) -> list[str]:
 # --- calling the layer ----------------------------------------------------------------------
 
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def copy_failure(exc: BaseException) -> bool:
+    """Did gradcheck's own ``copy.deepcopy`` of the layer fail (not the user's code)?"""
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [i for i, f in enumerate(frames) if os.path.abspath(f.filename).startswith(_PACKAGE)]
+    after = frames[ours[-1] + 1:] if ours else []
+    return bool(after) and os.path.basename(after[0].filename) == "copy.py"
+
+
+def _raised_here(exc: BaseException) -> bool:
+    """Was ``exc`` raised by gradcheck's adapter itself (no frame of the user's code)?"""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and os.path.abspath(frames[-1].filename).startswith(_PACKAGE)
+
+
+def _forward_error(spec: _Spec, exc: Exception, context: str) -> LayerError:
+    if copy_failure(exc):
+        return LayerError(
+            f"{spec.name}: gradcheck could not copy the layer to call it safely "
+            f"({type(exc).__name__}: {exc}); the adapter copies the object (from_class) or the "
+            "config (from_functions) for every call, and something in it cannot be copied "
+            f"(a lock, an open file) ({context})"
+        )
+    if isinstance(exc, KeyError) and _raised_here(exc):
+        return LayerError(f"{spec.name}: the layer expects an input named {exc}, which `inputs` "
+                          f"does not have ({', '.join(spec.inputs)}) ({context})")
+    if _raised_here(exc):  # the adapter could not use what the user's forward returned
+        return LayerError(f"{spec.name}: gradcheck could not use what the forward returned "
+                          f"({type(exc).__name__}: {exc}); a forward returns (out, cache), or "
+                          f"(out1, out2, ..., cache) with array outputs ({context})")
+    return LayerError(f"{spec.name}: forward raised {type(exc).__name__}: {exc} ({context})")
+
+
+def _call(spec: _Spec, phase: str, fn: Any, *args: Any) -> Any:
+    """Call into the layer: sys.exit and the time limit are reported with the phase."""
+    _guard.raise_if_expired()
+    try:
+        return fn(*args)
+    except SystemExit as exc:
+        raise LayerError(f"{spec.name}: {_guard.exit_message(exc, phase)}") from None
+    except _guard.Overrun as exc:
+        exc.phase = exc.phase or phase
+        raise
+
+
 def _forward(spec: _Spec, inputs: Mapping[str, np.ndarray], context: str) -> tuple[Any, Any]:
     try:
-        result = spec.layer.forward(inputs)
+        result = _call(spec, f"forward ({context})", spec.layer.forward, inputs)
     except GradcheckError:
         raise
     except Exception as exc:
-        raise LayerError(
-            f"{spec.name}: forward raised {type(exc).__name__}: {exc} ({context})"
-        ) from exc
+        raise _forward_error(spec, exc, context) from exc
     if not isinstance(result, tuple) or len(result) != 2:
-        raise LayerError(
-            f"{spec.name}: forward must return (out, cache), got {type(result).__name__}"
-        )
+        got = "None (a missing `return`?)" if result is None else _describe(result)
+        raise LayerError(f"{spec.name}: forward must return (out, cache), got {got}")
+    _same_shape(spec, result[0], context)
     return result
 
 
+def _same_shape(spec: _Spec, out: Any, context: str) -> None:
+    """Every forward on inputs of the same shapes must give an output of the same shape."""
+    try:
+        shape = np.shape(out)
+    except Exception:  # not array-like: _output says so
+        return
+    first = spec.seen.setdefault("out", shape)
+    if shape != first:
+        raise LayerError(f"{spec.name}: forward's output changed shape between calls on inputs "
+                         f"of the same shapes: {first} first, then {shape} ({context})")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, tuple):
+        return f"a tuple of {len(value)}"
+    shape = getattr(value, "shape", None)
+    return type(value).__name__ if shape is None else f"{type(value).__name__} of shape {shape}"
+
+
+def _is_none(out: Any) -> bool:
+    """None itself, or None wrapped by ``np.asarray`` (what from_callables makes of ``f``'s)."""
+    return out is None or (isinstance(out, np.ndarray) and out.dtype == object
+                           and out.shape == () and out.item() is None)
+
+
 def _output(spec: _Spec, out: Any, context: str) -> np.ndarray:
+    if _is_none(out):
+        raise LayerError(f"{spec.name}: forward returned None as its output, expected a float "
+                         f"array (a missing `return`?) ({context})")
     arr = np.asarray(out)
     if arr.dtype.kind not in "fc":
         raise LayerError(
-            f"{spec.name}: forward returned {arr.dtype} output, expected floats ({context})"
+            f"{spec.name}: forward returned {_describe(out)} with dtype {arr.dtype} as its output, "
+            f"expected floats ({context})"
         )
+    if isinstance(spec.layer, CallableLayer) and arr.size != 1:
+        raise InvalidArgument(f"`f` must return a scalar (check_grads checks the gradient of a "
+                              f"scalar function), got an array of shape {arr.shape}")
     bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
     if bad:
         raise LayerError(
@@ -150,11 +281,11 @@ def _backward(spec: _Spec, dout: np.ndarray, cache: Any, run: _Run) -> dict[str,
     before = fingerprint(cache)
     work = safe_deepcopy(cache)
     try:
-        grads = spec.layer.backward(d, work)
+        grads = _call(spec, "backward", spec.layer.backward, d, work)
     except GradcheckError:
         raise
     except Exception as exc:
-        raise LayerError(f"{spec.name}: backward raised {type(exc).__name__}: {exc}") from exc
+        raise _backward_error(spec, exc) from exc
     if not np.array_equal(d, dout):
         run.problems.append("backward modified `dout` in place")
     if work is not cache and fingerprint(work) != before:
@@ -165,7 +296,42 @@ def _backward(spec: _Spec, dout: np.ndarray, cache: Any, run: _Run) -> dict[str,
         raise LayerError(
             f"{spec.name}: backward must return gradients by name, got {type(grads).__name__}"
         )
-    return dict(grads)
+    return {name: _gradient(spec, name, grads) if name in spec.wrt else value
+            for name, value in grads.items()}
+
+
+def _backward_error(spec: _Spec, exc: Exception) -> LayerError:
+    if isinstance(spec.layer, CallableLayer) and _raised_here(exc):  # dout * grad(x) failed
+        return LayerError(f"{spec.name}: `grad` must return an array shaped like x; using what "
+                          f"it returned raised {type(exc).__name__}: {exc}")
+    return LayerError(f"{spec.name}: backward raised {type(exc).__name__}: {exc}")
+
+
+def _gradient(spec: _Spec, name: str, grads: Mapping[str, Any]) -> np.ndarray:
+    """One gradient the check will judge, as a real float array, or a LayerError saying why not."""
+    value, shape = grads[name], spec.inputs[name].shape
+    what = f"{spec.name}: backward returned"
+    if value is None:
+        raise LayerError(f"{what} None for d{name}, expected an array of shape {shape}")
+    if isinstance(value, Mapping):
+        raise LayerError(f"{what} a dict for d{name}, expected an array of shape {shape}; a "
+                         "course-style backward returns a tuple (dx, dgamma, ...) in the order "
+                         "of the forward's parameters")
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:
+        raise LayerError(f"{what} {_describe(value)} for d{name}, expected an array of shape "
+                         f"{shape}") from exc
+    if arr.dtype.kind not in "fc":
+        raise LayerError(f"{what} {_describe(value)} with dtype {arr.dtype} for d{name}, "
+                         f"expected a float array of shape {shape}")
+    if arr.dtype.kind == "c":
+        imag = float(np.max(np.abs(arr.imag), initial=0.0))
+        if imag != 0 or not np.isfinite(imag):
+            raise LayerError(f"{what} a complex d{name} with a non-zero imaginary part (up to "
+                             f"{imag:.3g}); the gradient of a real input is real")
+        arr = arr.real.copy()
+    return arr
 
 
 def _upstream(spec: _Spec, out: np.ndarray, run_warnings: list[str]) -> np.ndarray:
@@ -216,21 +382,33 @@ def _compare_repeats(spec: _Spec, first: dict[str, Any], second: dict[str, Any],
             )
 
 
-def _snapshot(layer: Any) -> tuple[str, Any]:
-    state = getattr(layer, "__dict__", None)
-    return fingerprint(state), safe_deepcopy(state)
+def _owners(layer: Any) -> dict[str, Any]:
+    """Whose attributes a check protects: the layer, and the object a from_class adapter wraps."""
+    owners = {"": layer}
+    wrapped = getattr(layer, "_base", None) if isinstance(layer, ClassLayer) else None
+    if wrapped is not None:
+        owners[f"{type(wrapped).__name__}."] = wrapped
+    return owners
 
 
-def _restore(layer: Any, snapshot: tuple[str, Any]) -> str:
-    digest, saved = snapshot
-    state = getattr(layer, "__dict__", None)
-    if state is None or fingerprint(state) == digest:
-        return ""
-    changed = sorted(k for k in set(state) | set(saved)
-                     if fingerprint(state.get(k)) != fingerprint(saved.get(k)))
-    state.clear()
-    state.update(saved)
-    return "attributes " + ", ".join(changed)
+def _snapshot(layer: Any) -> dict[str, Snapshot]:
+    return {prefix: snapshot(obj) for prefix, obj in _owners(layer).items()}
+
+
+def _restore(layer: Any, snaps: Mapping[str, Snapshot]) -> list[str]:
+    """Put the layer's attributes back; returns the warnings to report (restored, uncopyable)."""
+    changed, uncopyable = [], []
+    for prefix, obj in _owners(layer).items():
+        changed += [prefix + name for name in restore(obj, snaps[prefix])]
+        uncopyable += [prefix + name for name in snaps[prefix].uncopyable]
+    notes = []
+    if changed:
+        notes.append(f"the layer's state changed during the check (attributes "
+                     f"{', '.join(changed)}); restored")
+    if uncopyable:
+        notes.append(f"attributes {', '.join(uncopyable)} cannot be copied (a lock, an open file "
+                     "or similar), so they were left alone: a change to them would not be undone")
+    return notes
 
 
 def _with_context(exc: GradcheckError, spec: _Spec) -> GradcheckError:

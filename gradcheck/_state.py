@@ -1,10 +1,13 @@
-"""Fingerprints of arbitrary Python state, to prove that nothing was mutated."""
+"""Fingerprints of arbitrary Python state, to prove that nothing was mutated, and snapshots of
+an object's attributes that put them back without ever destroying one."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import types
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -62,3 +65,102 @@ def safe_deepcopy(obj: Any) -> Any:
         return copy.deepcopy(obj)
     except Exception:
         return obj
+
+
+# --- snapshots of an object's attributes -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An object's attributes before a check: the original objects, deep copies, digests.
+
+    ``uncopyable`` names attributes that ``copy.deepcopy`` refused (locks, open files, sockets):
+    they are never touched, only named.
+    """
+
+    originals: dict[str, Any]
+    copies: dict[str, Any]
+    digests: dict[str, str]
+    uncopyable: tuple[str, ...]
+
+
+def attributes(obj: Any) -> dict[str, Any]:
+    """The attributes an object holds: its ``__dict__`` and every ``__slots__`` entry that is set.
+
+    Examples
+    --------
+    >>> class P:
+    ...     __slots__ = ("a", "b")
+    >>> p = P(); p.a = 1
+    >>> attributes(p)
+    {'a': 1}
+    """
+    found = dict(getattr(obj, "__dict__", None) or {})
+    for cls in type(obj).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and hasattr(obj, name):
+                found[name] = getattr(obj, name)
+    return found
+
+
+def snapshot(obj: Any) -> Snapshot:
+    """Copy every attribute that can be copied, one by one (one lock spoils nothing else)."""
+    originals = attributes(obj)
+    copies, uncopyable = {}, []
+    for name, value in originals.items():
+        try:
+            copies[name] = copy.deepcopy(value)
+        except Exception:
+            uncopyable.append(name)
+    digests = {name: fingerprint(value) for name, value in originals.items()}
+    return Snapshot(originals, copies, digests, tuple(uncopyable))
+
+
+def restore(obj: Any, snap: Snapshot) -> list[str]:
+    """Put every copied attribute back as it was; returns the names that had changed.
+
+    An attribute rebound during the check gets its original object back; an original object
+    changed in place (an array, a dict, a list) gets its old contents back, so references the
+    caller holds stay valid. Attributes added during the check are removed.
+    """
+    now = attributes(obj)
+    changed = []
+    for name in sorted(set(now) | set(snap.originals), key=str):
+        if name in snap.uncopyable:
+            continue
+        if name not in snap.originals:
+            _delete(obj, name)
+            changed.append(name)
+        elif now.get(name, _MISSING) is not snap.originals[name] or (
+            fingerprint(snap.originals[name]) != snap.digests[name]
+        ):
+            setattr(obj, name, _refill(snap.originals[name], snap.copies[name]))
+            changed.append(name)
+    return changed
+
+
+_MISSING = object()
+
+
+def _delete(obj: Any, name: str) -> None:
+    with contextlib.suppress(AttributeError):
+        delattr(obj, name)
+
+
+def _refill(original: Any, saved: Any) -> Any:
+    """The original object with its saved contents put back, or the saved copy itself."""
+    if fingerprint(original) == fingerprint(saved):
+        return original
+    if (isinstance(original, np.ndarray) and original.flags.writeable
+            and original.shape == saved.shape and original.dtype == saved.dtype):
+        np.copyto(original, saved)
+        return original
+    if isinstance(original, dict) and type(original) is dict:
+        original.clear()
+        original.update(saved)
+        return original
+    if isinstance(original, list) and type(original) is list:
+        original[:] = saved
+        return original
+    return saved

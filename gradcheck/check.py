@@ -36,6 +36,7 @@ import numpy as np
 
 from gradcheck import _collect
 from gradcheck._calls import _analytic, _restore, _Run, _snapshot, _Spec, _validate, _with_context
+from gradcheck._guard import protected, time_limit, validate_timeout
 from gradcheck._objective import probe_check, reference
 from gradcheck._shadow import measure
 from gradcheck.compare import judge
@@ -66,6 +67,7 @@ def check_layer(
     tolerance: Tolerance | float | None = None,
     dout: Any = None,
     wrt: Sequence[str] | str | None = None,
+    timeout: float | None = None,
 ) -> CheckReport:
     """Compare a layer's analytic gradients with numerical ones; measure, never raise on a mismatch.
 
@@ -90,6 +92,9 @@ def check_layer(
         Upstream gradient; by default random with distinct values.
     wrt : str or sequence of str, optional
         Which inputs to check (default all).
+    timeout : float, optional
+        Seconds the check may take (``None`` or 0: no limit). Enforced with ``SIGALRM``, so in
+        the main thread on POSIX only; elsewhere the check runs without a limit and warns.
 
     Returns
     -------
@@ -101,7 +106,9 @@ def check_layer(
     InvalidArgument
         Bad arguments (the message names the parameter).
     LayerError
-        The layer raised, returned NaN, or omitted a gradient (the message names the phase).
+        The layer raised, called ``sys.exit``, returned NaN or something unusable, or omitted a
+        gradient (the message names the phase); ``CheckTimeout``, a subclass, when the check
+        overran ``timeout``.
 
     Examples
     --------
@@ -113,15 +120,17 @@ def check_layer(
     """
     t0 = time.perf_counter()
     spec = _validate(layer, inputs, method, mode, seed, tolerance, dout, wrt)
+    limit = validate_timeout(timeout)
     state = _snapshot(layer)
     try:
-        results, run = _check(spec)
+        with time_limit(limit, hint="pass a larger `timeout`"):
+            results, run = _check(spec)
     except GradcheckError as exc:
         raise _with_context(exc, spec) from exc.__cause__
     finally:
-        restored = _restore(layer, state)
-    if restored:
-        run.warnings.append(f"the layer's state changed during the check ({restored}); restored")
+        with protected():
+            notes = _restore(layer, state)
+    run.warnings.extend(notes)
     for note in run.warnings:
         warnings.warn(f"{spec.name}: {note}", UserWarning, stacklevel=2)
     report = CheckReport(

@@ -1,7 +1,11 @@
 """The ``gradcheck`` command: ``run`` verifies the reference suite, ``check`` verifies your layer.
 
-Exit codes: 0 every gradient passes, 1 a gradient fails, 2 a usage or input error (the message goes
-to stderr; ``--debug`` adds the traceback).
+Exit codes, one meaning each: 0 every gradient passes, 1 a gradient fails, 2 a usage or input
+error (including an ``--out`` that cannot be written), 3 the layer crashed or misbehaved (raised,
+called ``sys.exit``, returned something unusable, overran ``--timeout``), 4 inconclusive (nothing
+failed, but a gradient could not be certified), 130 interrupted (Ctrl-C). Never 0 without a
+verdict. Messages go to stderr, one line each; ``--debug`` adds the traceback. While the layer
+runs, its stdout goes to stderr, so stdout carries only the report.
 
 Examples::
 
@@ -22,8 +26,9 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
+from gradcheck import _cli_args, _guard
 from gradcheck._version import __version__
-from gradcheck.errors import GradcheckError, InvalidArgument
+from gradcheck.errors import GradcheckError, InvalidArgument, LayerError
 
 # Exit codes, one meaning each (documented in README): 0 every gradient passes, 1 a gradient
 # fails, 2 usage or input error, 3 the layer crashed or misbehaved (raised, exited, returned
@@ -59,6 +64,7 @@ def _parser() -> _Parser:
     check = sub.add_parser("check", help="verify the gradients of the layers in FILE.py")
     _add_check_options(check)
     _add_forward_options(check)
+    _cli_args.add_limit_options(check)
     _add_output_options(check)
     return parser
 
@@ -151,30 +157,31 @@ def _forward_exit(code: int, forward: Any) -> int:
 
 
 def _parse_shape(text: str) -> tuple[str, tuple[str, ...]]:
-    name, sep, dims = text.partition("=")
-    parts = tuple(d.strip() for d in dims.split(",") if d.strip())
-    if not sep or not name.strip() or not parts:
-        raise InvalidArgument(f"`--shape` must look like NAME=D1,D2 (e.g. x=4,5), got {text!r}")
-    return name.strip(), parts
+    return _cli_args.parse_shape(text)
 
 
 def _parse_kwarg(text: str) -> tuple[str, Any]:
-    name, sep, value = text.partition("=")
-    if not sep or not name.strip():
-        raise InvalidArgument(f"`--kwarg` must look like NAME=JSON, got {text!r}")
-    try:
-        return name.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return name.strip(), value  # a bare word is a string
+    return _cli_args.parse_kwarg(text)
+
+
+def _stdout(args: argparse.Namespace) -> Any:
+    """The real stdout: main() sends the layer's prints to stderr while the command runs."""
+    return getattr(args, "stdout", None) or sys.stdout
 
 
 def _emit(reports: Sequence[Any], args: argparse.Namespace, forward: Any = None) -> None:
     from gradcheck import report as rep
 
     text = rep.render(reports, args.format)
-    print(text if forward is None else _with_forward(text, forward, args.format))
+    stdout = _stdout(args)
+    print(text if forward is None else _with_forward(text, forward, args.format), file=stdout)
+    stdout.flush()
     if args.out:
-        for path in rep.write_reports(reports, args.out):
+        try:
+            written = rep.write_reports(reports, args.out)
+        except OSError as exc:
+            raise InvalidArgument(f"`--out` {args.out!r} could not be written: {exc}") from exc
+        for path in written:
             print(f"wrote {path}", file=sys.stderr)
 
 
@@ -331,7 +338,7 @@ def _overview(rows: list[list[str]], args: argparse.Namespace) -> None:
     fmt = "github" if args.format == "markdown" else "simple"
     table = tabulate(rows, headers=["op", "forward", "backward", "verdict", "gradients", "note"],
                      tablefmt=fmt, disable_numparse=True)
-    print(table, file=sys.stdout if args.format in ("text", "markdown") else sys.stderr)
+    print(table, file=_stdout(args) if args.format in ("text", "markdown") else sys.stderr)
 
 
 def _check_flag_names(pairs: Sequence[Any], module: ModuleType, given: Any) -> None:
@@ -435,11 +442,12 @@ def _class_layer(args: argparse.Namespace, module: ModuleType, given: Any) -> tu
     names = dict(_parse_location(t) for t in args.grad)
     cls = _lookup(module, args.layer, "--layer")
     kwargs = dict(_parse_kwarg(k) for k in args.kwarg)
-    try:
-        obj = cls(**kwargs)
-    except Exception as exc:
-        raise InvalidArgument(f"{args.layer}(**{kwargs}) raised {type(exc).__name__}: {exc}") \
-            from exc
+    with _guard.user_code("the construction of the layer"):
+        try:
+            obj = cls(**kwargs)
+        except Exception as exc:
+            raise InvalidArgument(f"{args.layer}(**{kwargs}) raised {type(exc).__name__}: "
+                                  f"{exc}") from exc
     inputs = random_inputs(given.shapes, args.dtype, args.seed)
     (name, x), = inputs.items()
     return from_class(obj, input_name=name, params=args.params_attr, grads=args.grads_attr,
@@ -507,14 +515,15 @@ def _check_property(args: argparse.Namespace, module: ModuleType, given: Any,
     specs = {**{n: tuple(map(str, s)) for n, s in given.shapes.items()}, **symbolic}
     forward = _forward_check(args, module, specs, dict(p.config))
     result = check_layer_property(layer, specs, dtype=args.dtype, method=args.method,
-                                  seed=args.seed, examples=args.examples)
+                                  mode=args.mode, seed=args.seed, examples=args.examples)
     _emit(result.reports, args, forward)
     print(result.summary, file=sys.stderr)
-    return _forward_exit(EXIT_PASS if result.passed else EXIT_FAIL, forward)
+    return _forward_exit(_exit_code(result.reports), forward)
 
 
 def _check(args: argparse.Namespace) -> int:
-    loaded = _load_module(args.file, args.debug)
+    with _guard.user_code(f"import of {args.file}"), _guard.no_bytecode():
+        loaded = _load_module(args.file, args.debug)
     _select_target(args, loaded)
     given, symbolic = _overrides(args)
     module = loaded.module
@@ -536,22 +545,60 @@ def _run(args: argparse.Namespace) -> int:
     failed = sum(not r.passed for r in reports)
     print(f"gradcheck run: {'PASS' if passed else 'FAIL'}: {len(reports) - failed} of "
           f"{len(reports)} checks passed", file=sys.stderr)
-    return EXIT_PASS if passed else EXIT_FAIL
+    return _exit_code(reports)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code instead of calling ``sys.exit``."""
-    args = None
     try:
         args = _parser().parse_args(argv)
-        return _run(args) if args.command == "run" else _check(args)
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
     except SystemExit as exc:  # --help and --version
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
-    except GradcheckError as exc:
-        if args is not None and getattr(args, "debug", False):
-            traceback.print_exc()
-        print(f"gradcheck: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    try:
+        return _command(args)
+    except KeyboardInterrupt:
+        print("gradcheck: interrupted (Ctrl-C): the check was stopped without a verdict",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:  # user code outside the phases that name themselves
+        return _fail(args, LayerError(_guard.exit_message(exc, "the check")), EXIT_LAYER)
+    except InvalidArgument as exc:
+        return _fail(args, exc, EXIT_USAGE)
+    except GradcheckError as exc:  # LayerError, CheckTimeout
+        return _fail(args, exc, EXIT_LAYER)
+    except MemoryError as exc:
+        return _fail(args, exc, EXIT_LAYER, "ran out of memory; try smaller --shape inputs")
+    except Exception as exc:  # from the layer's code where gradcheck could not label it
+        return _fail(args, exc, EXIT_LAYER, _unexpected(exc))
+
+
+def _unexpected(exc: Exception) -> str:
+    from gradcheck._calls import copy_failure
+
+    what = f"{type(exc).__name__}: {exc}"
+    if copy_failure(exc):
+        return (f"gradcheck could not copy the layer to call it safely ({what}): an attribute "
+                "holds something that cannot be copied (a lock, an open file)")
+    return f"unexpected {what} (rerun with --debug for the traceback)"
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Validate, then run the command with the layer's stdout on stderr and the time limit."""
+    if args.command == "check":
+        _cli_args.validate_check(args)
+    else:
+        _cli_args.validate_out(args.out)
+    timeout = getattr(args, "timeout", 0.0) or None
+    with _guard.stdout_to_stderr() as args.stdout, _guard.time_limit(
+            timeout, hint="raise --timeout (0: no limit)"):
+        return _run(args) if args.command == "run" else _check(args)
+
+
+def _fail(args: argparse.Namespace, exc: BaseException, code: int, text: str = "") -> int:
+    if getattr(args, "debug", False):
+        traceback.print_exception(exc)
+    print(f"gradcheck: error: {text or exc}", file=sys.stderr)
+    return code

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from gradcheck._calls import MODES
 from gradcheck.check import CheckReport, check_layer
 from gradcheck.errors import InvalidArgument
 
@@ -72,6 +73,7 @@ def check_layer_property(
     *,
     dtype: Any = np.float64,
     method: str = "auto",
+    mode: str = "auto",
     seed: int = 0,
     examples: int = 100,
 ) -> PropertyResult:
@@ -83,8 +85,8 @@ def check_layer_property(
         As for :func:`check_layer`.
     shapes : mapping of str to sequence of str or int
         Symbolic shapes, e.g. ``{"x": ("N", "D"), "gamma": ("D",), "beta": ("D",)}``.
-    dtype, method
-        As for :func:`check_layer` (the inputs' dtype and the numerical method).
+    dtype, method, mode
+        As for :func:`check_layer` (the inputs' dtype, the numerical method, which elements).
     seed : int
         Seeds hypothesis, so a run is reproducible.
     examples : int
@@ -107,6 +109,8 @@ def check_layer_property(
         ) from exc
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
         raise InvalidArgument(f"`examples` must be a positive integer, got {examples!r}")
+    if mode not in MODES:
+        raise InvalidArgument(f"`mode` must be one of {MODES}, got {mode!r}")
     spec = {n: tuple(int(d) if str(d).isdigit() else str(d) for d in dims)
             for n, dims in shapes.items()}
     seen: list[tuple[dict[str, tuple[int, ...]], int, CheckReport]] = []
@@ -117,7 +121,7 @@ def check_layer_property(
     @given(symbolic_shapes(spec), st.integers(0, 2**16))
     def run(drawn: dict[str, tuple[int, ...]], value_seed: int) -> None:
         report = check_layer(layer, random_inputs(drawn, dtype, value_seed), method=method,
-                             seed=value_seed)
+                             mode=mode, seed=value_seed)
         seen.append((dict(drawn), value_seed, report))
         assert report.passed
 

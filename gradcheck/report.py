@@ -32,6 +32,7 @@ import json
 import math
 import os
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -514,7 +515,10 @@ def write_reports(reports: Sequence[CheckReport], out_dir: str | os.PathLike[str
 
     Every document is rendered before any file is touched, and each file is written to a
     temporary file in ``out_dir``, flushed to disk and renamed over the old one: a crash leaves
-    either the old file or the new one, never half of one, and no temporary file.
+    either the old file or the new one, never half of one. An exception or Ctrl-C removes the
+    temporary file; a process killed outright (``kill -9``) cannot, so temporary files are named
+    ``.gradcheck-tmp-*`` and any of ours older than :data:`STALE_SECONDS` is removed by the next
+    write into the same directory.
 
     Parameters
     ----------
@@ -548,12 +552,27 @@ def write_reports(reports: Sequence[CheckReport], out_dir: str | os.PathLike[str
         raise InvalidArgument(f"`out_dir` must be a directory, got the file {str(directory)!r}")
     texts = {name: render(items, fmt) + "\n" for name, fmt in OUTPUT_FILES.items()}
     directory.mkdir(parents=True, exist_ok=True)
+    _remove_stale(directory)
     return [_write_atomic(directory / name, text) for name, text in texts.items()]
+
+
+_TMP_PREFIX = ".gradcheck-tmp-"
+STALE_SECONDS = 600  # no write takes this long: an older temporary file of ours is left by a kill
+
+
+def _remove_stale(directory: Path) -> None:
+    """Delete our temporary files that a killed process left behind (older than STALE_SECONDS)."""
+    now = time.time()
+    for name in OUTPUT_FILES:
+        for tmp in directory.glob(f"{_TMP_PREFIX}{name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                if now - tmp.lstat().st_mtime > STALE_SECONDS and tmp.is_file():
+                    tmp.unlink()
 
 
 def _write_atomic(path: Path, text: str) -> Path:
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)

@@ -259,6 +259,14 @@ def test_tolerance_override_makes_a_real_bug_pass_only_when_asked():
                      id="tolerance"),
         pytest.param({"layer": object()}, InvalidArgument, r"`layer` must have callable `forward`",
                      id="not-a-layer"),
+        pytest.param({"wrt": []}, InvalidArgument, r"`wrt` must name at least one input",
+                     id="wrt-empty"),
+        pytest.param({"wrt": 5}, InvalidArgument, r"`wrt` must be an input name or a list.*int",
+                     id="wrt-int"),
+        pytest.param({"timeout": -1.0}, InvalidArgument, r"`timeout` must be a finite number",
+                     id="timeout-negative"),
+        pytest.param({"dout": np.ones((3, 2), dtype=int)}, InvalidArgument,
+                     r"^`dout` must have a floating dtype", id="dout-int"),
     ],
 )
 def test_input_validation(kwargs, error, match):

@@ -1,0 +1,258 @@
+"""The command line's arguments, checked before any of the user's code runs.
+
+Every value a user types is parsed strictly: a ``--shape`` that is not a list of positive
+integers or symbolic names, a name given twice, a ``--kwarg`` that is neither JSON nor a bare
+word, an ``--out`` that cannot be written, a negative seed: each is an error (exit 2) that names
+the option, the expected and the received value, before the layer's file is even imported.
+
+``--kwarg`` values: valid JSON is JSON (``eps=1e-5``, ``bn_param='{"mode": "train"}'``,
+``flag=true``); a bare identifier-like word that is not JSON is a string (``mode=train``);
+anything else (``mode=per-channel``, ``bn_param={mode: train}``) is an error that shows how to
+quote it, rather than silently becoming a string.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from gradcheck.errors import InvalidArgument
+
+__all__ = [
+    "DEFAULT_MAX_ELEMENTS",
+    "DEFAULT_TIMEOUT",
+    "add_limit_options",
+    "parse_kwarg",
+    "parse_kwargs",
+    "parse_shape",
+    "parse_shapes",
+    "validate_check",
+    "validate_out",
+]
+
+DEFAULT_TIMEOUT = 300.0  # seconds for one `gradcheck check` (0 = no limit)
+MAX_TIMEOUT = 1e7  # about 115 days; the alarm's timer overflows far above
+DEFAULT_MAX_ELEMENTS = 10_000_000  # elements over all --shape inputs (80 MB per float64 copy)
+SYMBOLIC_SIDE = 16  # a symbolic dimension is drawn at most this large (strategies.symbolic_shapes)
+_INT = re.compile(r"[0-9]+")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ITEMSIZE = {"float64": 8, "float32": 4}
+
+
+def add_limit_options(check: argparse.ArgumentParser) -> None:
+    """``--timeout`` and ``--max-elements``, the limits that keep a check in bounds."""
+    check.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                       help=f"stop the check after this long (default {DEFAULT_TIMEOUT:g}; "
+                            "0: no limit); exit 3")
+    check.add_argument("--max-elements", type=int, default=DEFAULT_MAX_ELEMENTS, metavar="N",
+                       help="refuse --shape inputs with more elements than this in all "
+                            f"(default {DEFAULT_MAX_ELEMENTS:,})")
+
+
+# --- --shape --------------------------------------------------------------------------------
+
+
+def _dimension(text: str, dim: str) -> str:
+    if _INT.fullmatch(dim):
+        if int(dim) < 1:
+            raise InvalidArgument(f"`--shape {text}`: every dimension must be at least 1, got "
+                                  f"{dim} (an empty input has nothing to check)")
+        return str(int(dim))
+    if _NAME.fullmatch(dim):
+        return dim
+    hint = ""
+    if re.fullmatch(r"[0-9]+[xX*][0-9xX*]+", dim):
+        hint = f"; separate dimensions with commas, e.g. {re.sub(r'[xX*]', ',', dim)}"
+    elif re.fullmatch(r"[-+]?[0-9.eE+-]+", dim):
+        hint = "; a dimension is a whole number of at least 1"
+    raise InvalidArgument(
+        f"`--shape {text}`: each dimension must be a positive integer or a symbolic name such "
+        f"as N (property mode), got {dim!r}{hint}"
+    )
+
+
+def parse_shape(text: str) -> tuple[str, tuple[str, ...]]:
+    """``"x=4,5"`` to ``("x", ("4", "5"))``; dimensions are positive integers or names.
+
+    Examples
+    --------
+    >>> parse_shape("x=4, 5"), parse_shape("gamma=D")
+    (('x', ('4', '5')), ('gamma', ('D',)))
+    """
+    name, sep, dims = text.partition("=")
+    name = name.strip()
+    if not sep or not name or not dims.strip():
+        raise InvalidArgument(f"`--shape` must look like NAME=D1,D2 (e.g. x=4,5), got {text!r}")
+    if not name.isidentifier():
+        raise InvalidArgument(f"`--shape {text}`: the input name must be a Python identifier "
+                              f"(a parameter name of the forward), got {name!r}")
+    return name, tuple(_dimension(text, d.strip()) for d in dims.split(","))
+
+
+def _elements(dims: tuple[str, ...]) -> int:
+    return math.prod(int(d) if d.isdigit() else SYMBOLIC_SIDE for d in dims)
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if nbytes < 1000 or unit == "PB":
+            return f"{nbytes:.3g} {unit}"
+        nbytes /= 1000
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def parse_shapes(texts: list[str], *, max_elements: int = DEFAULT_MAX_ELEMENTS,
+                 dtype: str = "float64") -> dict[str, tuple[str, ...]]:
+    """Every ``--shape``, each name once, within ``max_elements`` elements in all.
+
+    Examples
+    --------
+    >>> parse_shapes(["x=4,5", "gamma=5"])
+    {'x': ('4', '5'), 'gamma': ('5',)}
+    """
+    specs: dict[str, tuple[str, ...]] = {}
+    for text in texts:
+        name, dims = parse_shape(text)
+        if name in specs:
+            raise InvalidArgument(f"`--shape` gives {name!r} twice ({name}={','.join(specs[name])}"
+                                  f" and {text}); give each input once")
+        specs[name] = dims
+    total = sum(_elements(d) for d in specs.values())
+    if total > max_elements:
+        per_copy = _size(total * _ITEMSIZE.get(dtype, 8))
+        raise InvalidArgument(
+            f"`--shape` asks for {total:,} elements in all, more than `--max-elements "
+            f"{max_elements}`: about {per_copy} per copy in {dtype}, and a check holds several "
+            "copies (float64 and complex128 ones too); raise --max-elements to check it anyway"
+        )
+    return specs
+
+
+# --- --kwarg --------------------------------------------------------------------------------
+
+
+def parse_kwarg(text: str) -> tuple[str, Any]:
+    """``NAME=JSON``; a bare word that is not JSON is a string, anything else must be JSON.
+
+    Examples
+    --------
+    >>> parse_kwarg('bn_param={"mode": "train"}'), parse_kwarg("mode=train")
+    (('bn_param', {'mode': 'train'}), ('mode', 'train'))
+    """
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise InvalidArgument(f"`--kwarg` must look like NAME=JSON, got {text!r}")
+    if not name.isidentifier():
+        raise InvalidArgument(f"`--kwarg {text}`: the name must be a Python identifier, "
+                              f"got {name!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError as exc:
+        if _NAME.fullmatch(value.strip()):
+            return name, value.strip()
+        raise InvalidArgument(
+            f"`--kwarg {text}`: the value must be JSON or a bare word, got {value!r} "
+            f"({exc.msg} at character {exc.pos}); quote strings for the shell and for JSON, "
+            f"e.g. --kwarg '{name}=\"some text\"' or --kwarg '{name}={{\"mode\": \"train\"}}'"
+        ) from None
+
+
+def parse_kwargs(texts: list[str]) -> dict[str, Any]:
+    """Every ``--kwarg``, each name once."""
+    found: dict[str, Any] = {}
+    for text in texts:
+        name, value = parse_kwarg(text)
+        if name in found:
+            raise InvalidArgument(f"`--kwarg` gives {name!r} twice; give each argument once")
+        found[name] = value
+    return found
+
+
+# --- --out ----------------------------------------------------------------------------------
+
+
+def _writable(directory: Path) -> bool:
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return False
+    try:
+        return not os.statvfs(directory).f_flag & os.ST_RDONLY
+    except (AttributeError, OSError):  # no statvfs (Windows): os.access had the last word
+        return True
+
+
+def _existing_ancestor(text: str, path: Path) -> Path:
+    """The nearest part of ``path`` that exists; a file or dangling link on the way is an error."""
+    for part in [path, *path.parents]:
+        if part.is_symlink() and not part.exists():
+            raise InvalidArgument(f"`--out` {text!r} goes through {str(part)!r}, a symbolic link "
+                                  f"to {os.readlink(part)!r}, which does not exist")
+        if part.exists():
+            if not part.is_dir():
+                what = "is a file" if part == path else f"goes through the file {str(part)!r}"
+                raise InvalidArgument(f"`--out` must be a directory, but {text!r} {what}")
+            return part
+    return Path(".")  # pragma: no cover - a relative path's parents end in "."
+
+
+def validate_out(text: str | None) -> None:
+    """``--out`` must be a directory we can create or write into, checked before the check.
+
+    Examples
+    --------
+    >>> validate_out("")
+    Traceback (most recent call last):
+    ...
+    gradcheck.errors.InvalidArgument: `--out` must name a directory, got an empty string
+    """
+    if text is None:
+        return
+    if not text.strip():
+        raise InvalidArgument("`--out` must name a directory, got an empty string")
+    try:
+        _check_out(text, Path(text))
+    except OSError as exc:  # a name too long, a folder we may not look into
+        raise InvalidArgument(f"`--out` {text[:80]!r} cannot be used: {exc.strerror or exc}") \
+            from None
+
+
+def _check_out(text: str, path: Path) -> None:
+    base = _existing_ancestor(text, path)
+    if not _writable(base):
+        where = "" if base == path else f" (it would be created in {str(base)!r})"
+        raise InvalidArgument(f"`--out` {text!r} is not writable{where}: permission denied "
+                              "or a read-only file system")
+    if base == path:
+        from gradcheck.report import OUTPUT_FILES
+
+        clash = [n for n in OUTPUT_FILES if (path / n).is_dir()]
+        if clash:
+            raise InvalidArgument(f"`--out` {text!r} holds a directory named {clash[0]!r}, "
+                                  "where the report file of that name would go")
+
+
+# --- everything at once ---------------------------------------------------------------------
+
+
+def _non_negative(option: str, value: Any, *, minimum: int = 0) -> None:
+    if value < minimum:
+        word = "non-negative" if minimum == 0 else "positive"
+        raise InvalidArgument(f"`{option}` must be a {word} integer, got {value}")
+
+
+def validate_check(args: argparse.Namespace) -> None:
+    """Every option of ``gradcheck check``, before the layer's file is imported."""
+    _non_negative("--seed", args.seed)
+    _non_negative("--examples", args.examples, minimum=1)
+    _non_negative("--max-elements", args.max_elements, minimum=1)
+    if not math.isfinite(args.timeout) or not 0 <= args.timeout <= MAX_TIMEOUT:
+        raise InvalidArgument(f"`--timeout` must be a finite number of seconds from 0 (no "
+                              f"limit) to {MAX_TIMEOUT:g}, got {args.timeout}")
+    parse_shapes(args.shape, max_elements=args.max_elements, dtype=args.dtype)
+    parse_kwargs(args.kwarg)
+    validate_out(args.out)
