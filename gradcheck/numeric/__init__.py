@@ -19,17 +19,19 @@ the derivative with no subtraction, hence no cancellation, so ``h`` can be tiny.
 underflow to exactly zero (no truncation error at all; with the common ``h = 1e-20`` a zero
 gradient comes out as ``-h²·∂³f/6``) and the division by ``h`` is exact. The bound ::
 
-    error_k = 2⁷·ε·(|v_k| + max_j |v_j|) + 2⁻¹⁰²²/h_k
+    error_k = 2⁷·ε·(|v_k| + T_k) + 2⁻¹⁰²²/h_k
 
-models the rounding of the derivative computation relative to the gradient's scale; the second
-term (≈ 1e-199) is the resolution left when imaginary parts fall below the smallest normal
-number. Two things are outside it: a gradient that cancels far below the terms it sums (constant
-``g`` makes BatchNorm's ``dx`` vanish; the result is then rounding noise of size ``ε·terms``), and
-the forward's conditioning: the derivative of the computed program differs from the exact one by
-about ``ε·κ`` relative (``κ = |mean|/std`` for BatchNorm's centering), an error the analytic
-backward shares. Only real-analytic code carries the imaginary part faithfully: ``abs``,
-``max``/``min``, comparisons, ``np.var`` and casts to float break it, silently or not, which
-:func:`probe_complex_step` detects.
+models the rounding of the derivative computation relative to the terms ``T_k`` it sums (the
+caller passes them, ``terms=``; by default the gradient's largest element); the second term
+(≈ 1e-199) is the resolution left when imaginary parts fall below the smallest normal number.
+The forward's conditioning is outside it (the derivative of the computed program differs from
+the exact one by about ``ε·κ`` relative, ``κ = |mean|/std`` for BatchNorm's centering): the
+checker re-measures, in complex long double (``dtype=np.clongdouble``), any element it would
+otherwise fail. Only real-analytic code carries the imaginary part faithfully: ``abs``, ``sign``,
+``np.var``, norms and casts to float break it, silently or not, which :func:`probe` detects;
+``maximum``/``max``, comparisons and ``clip`` do not (NumPy orders complex numbers by their real
+parts first, so they select exactly and carry the selected imaginary part; at exact ties the
+sign of ``h`` picks a side, which the checker uses to find kinks).
 
 **Central differences.** ``D(h) = (f(x + h) - f(x - h)) / ((x + h) - (x - h))`` has truncation
 error ``c·h² + O(h⁴)`` (``c = ∂³f/6``) and rounding error at most ``noise/h``; the sum is
@@ -41,9 +43,10 @@ smallest for ``h ∝ (noise/|∂³f|)^(1/3)``, which for relative noise ``ε`` i
 
 is three times the extrapolated truncation error (a safety factor for the ``O(h⁴)`` terms and the
 rounding inside the difference) plus the rounding of ``D(h)`` and of the quotient itself, with
-``noise_k = noise + 8ε·max|f|`` over the element's four evaluations. The step ignores the
-natural scale: when ``x_k`` varies on a scale far below ``|x_k|`` (BatchNorm with ``|mean| ≫ std``)
-the h² model fails and neither value nor bound can be trusted; use Richardson there.
+``noise_k = noise + 8ε·max|f|`` over the element's four evaluations. Where ``x_k`` varies on a
+scale ``s_k`` (:func:`local_scale`: the smallest spread along an axis through it, e.g. its
+BatchNorm channel) below ``max(1, |x_k|)``, the step is ``(ε κ_k)^(1/3)·s_k`` with
+``κ_k = max(1, |x_k|)/s_k`` instead, so the h² model holds on the element's own scale.
 
 **Richardson extrapolation** runs :func:`scipy.differentiate.derivative` (elementwise: one
 abscissa per element, the element's flat index passed in ``args``): an 8th-order stencil
@@ -58,20 +61,29 @@ records every iterate ``D_i`` and each gets the bound ::
 so the second term bounds the rounding; ``noise_k`` as above over every value the element saw;
 ``δ_k`` the largest error in forming ``x_k + t``, zero unless a step crosses a power of two). An
 iterate has *settled* when its neighbours agree to 2⁻⁶ relative or to 8 times its rounding
-terms; we report the settled iterate with the smallest bound. Elements with none (the step
+terms and, for the first, that each difference is at most 1/8 of the one before (a Taylor
+rate; an 8th-order stencil gives about 1/256; iterates whose stencil straddles a kink do not
+shrink so) — a run's first iterate settles only to rounding. Each bound also grows by how far
+the iterate lies outside the rounding band of every settled iterate on a smaller step (across
+a kink inside the wider stencils, those disagree). ``noise_k`` is at least four times the noise
+*measured* at the element: 6th differences of ``f`` on nine points ``x_k + jδ``, ``δ`` far below
+the element's scale, whose variance is ``C(12, 6)·σ²`` (Moré & Wild's ECnoise idea; a forward
+such as ``E[x²] - E[x]²`` amplifies rounding beyond any model). We report the settled iterate
+with the smallest bound. Elements with none (the step
 began far above their natural scale and never reached the asymptotic regime) are run again from
 a step 2⁻¹¹ lower, up to four runs; if none settles, the smallest bound is reported.
 
 The initial step is ``h₀ = scale/8`` rounded to a power of two, with
-``scale = min(max(1, |x_k|), std(x))``: the natural scale of an input is its spread, not its
+``scale = min(max(1, |x_k|), s_k)`` (the local scale): the natural scale of an input is its spread, not its
 magnitude. BatchNorm with mean 1e4 and std 1e-3 varies on the scale 1e-3, and a step
 proportional to ``|x|`` would be a million times too large. Powers of two keep ``x_k + t`` exact;
 steps stay above ``2⁻³⁶·max(1, |x_k|)`` (offsets of at least 4 ulp).
 
 **Directional** derivatives ``dφ/dt`` at 0 cost O(1) evaluations whatever the size of ``x``: the
 caller passes ``φ(t) = L(x + t·u)`` with ``u`` scaled so that ``t ≈ 1`` is the natural scale. The
-complex step there takes two steps, ``h₁ = 2⁻³⁶⁰`` and ``h₂ = h₁·(1 + √5)/2``, whose different
-rounding measures the error: ``error = 2|v₁ - v₂| + 2⁷·ε·|v₁| + 2⁻¹⁰²²/h₁``. Central and
+complex step there takes one step ``h₁ = 2⁻³⁶⁰`` when the caller gives the terms it sums
+(``error = 2⁷·ε·(|v₁| + terms) + 2⁻¹⁰²²/h₁``), else two, ``h₁`` and ``h₂ = h₁·(1 + √5)/2``, whose
+different rounding measures the error: ``error = 2|v₁ - v₂| + 2⁷·ε·|v₁| + 2⁻¹⁰²²/h₁``. Central and
 Richardson are as above, with ``x_k = 0``.
 """
 
