@@ -74,8 +74,8 @@ began far above their natural scale and never reached the asymptotic regime) are
 a step 2⁻¹¹ lower, up to four runs; if none settles, the smallest bound is reported.
 
 The initial step is ``h₀ = scale/8`` rounded to a power of two, with
-``scale = min(max(1, |x_k|), s_k)`` (the local scale): the natural scale of an input is its spread, not its
-magnitude. BatchNorm with mean 1e4 and std 1e-3 varies on the scale 1e-3, and a step
+``scale = min(max(1, |x_k|), s_k)`` (the local scale): the natural scale of an input is its
+spread, not its magnitude. BatchNorm with mean 1e4 and std 1e-3 varies on the scale 1e-3, and a step
 proportional to ``|x|`` would be a million times too large. Powers of two keep ``x_k + t`` exact;
 steps stay above ``2⁻³⁶·max(1, |x_k|)`` (offsets of at least 4 ulp).
 
