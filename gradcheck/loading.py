@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from gradcheck.errors import InvalidArgument
+from gradcheck.errors import InvalidArgument, LayerError
 
 __all__ = ["Loaded", "import_root", "load", "split_target"]
 
@@ -92,8 +92,12 @@ def _import(name: str, root: Path | None, label: str) -> ModuleType:
     _prepend(str(root) if root is not None else "")  # "": the current directory, like python -m
     try:
         return importlib.import_module(name)
-    except Exception as exc:
-        raise InvalidArgument(f"importing {label} raised {type(exc).__name__}: {exc}") from exc
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (name == exc.name or name.startswith(f"{exc.name}.")):
+            raise InvalidArgument(f"no module named {exc.name!r} (from {label})") from exc
+        raise LayerError(f"importing {label} raised {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # the user's module itself failed: their code crashed (exit 3)
+        raise LayerError(f"importing {label} raised {type(exc).__name__}: {exc}") from exc
 
 
 def _load_file(file: Path) -> ModuleType:
@@ -106,9 +110,9 @@ def _load_file(file: Path) -> ModuleType:
     _prepend(str(file.resolve().parent))
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except Exception as exc:  # the user's file failed: their code crashed (exit 3)
         del sys.modules[name]
-        raise InvalidArgument(f"importing {file} raised {type(exc).__name__}: {exc}") from exc
+        raise LayerError(f"importing {file} raised {type(exc).__name__}: {exc}") from exc
     return module
 
 

@@ -303,9 +303,10 @@ CLI_CASES = [
         id="file-missing"),
     cli(["check", "sub", "--op", "scale", *S], 2, "must be an existing file", id="file-is-dir"),
     cli(["check", "notes.txt", "--op", "scale", *S], 2, "notes.txt", id="file-not-python"),
-    cli(["check", "raise_at_import.py", "--op", "scale", *S], 2, "ImportError", "torch",
+    # the user's own file crashing at import is the layer crashing (3), not a usage error
+    cli(["check", "raise_at_import.py", "--op", "scale", *S], 3, "ImportError", "torch",
         id="file-raises-at-import"),
-    cli(["check", "syntax_error.py", "--op", "scale", *S], 2, "SyntaxError",
+    cli(["check", "syntax_error.py", "--op", "scale", *S], 3, "SyntaxError",
         id="file-syntax-error"),
     cli(["check", "hostile.py", "--op", "nothere", *S], 2, "'nothere_forward' is not a callable",
         id="op-missing"),
