@@ -38,7 +38,7 @@ from gradcheck._calls import _analytic, _restore, _Run, _snapshot, _Spec, _valid
 from gradcheck._objective import reference
 from gradcheck._shadow import measure
 from gradcheck.compare import judge
-from gradcheck.errors import GradcheckError
+from gradcheck.errors import GradcheckError, GradcheckWarning
 from gradcheck.layer import ClassLayer, annotate, from_callables
 from gradcheck.results import CheckReport, GradientResult, WorstElement
 from gradcheck.tolerance import Tolerance
@@ -122,7 +122,7 @@ def check_layer(
     if restored:
         run.warnings.append(f"the layer's state changed during the check ({restored}); restored")
     for note in run.warnings:
-        warnings.warn(f"{spec.name}: {note}", UserWarning, stacklevel=2)
+        warnings.warn(f"{spec.name}: {note}", GradcheckWarning, stacklevel=2)
     report = CheckReport(
         spec.name, tuple(results), {k: v.shape for k, v in spec.inputs.items()},
         str(np.result_type(*spec.inputs.values())), spec.seed, _methods(results),
@@ -164,6 +164,7 @@ def assert_gradients(
     >>> assert_gradients(BatchNorm(3), {"x": x}).passed
     True
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not this frame
     report = check_layer(layer, inputs, **options)
     if not report.passed:
         from gradcheck.report import failure_message
