@@ -81,12 +81,13 @@ def _collapsed(group: Sequence[Entry]) -> results.CheckReport:
     """One row for a property test's examples: a real check, labelled with the count."""
     reports = [e.report for e in group]
     failed = [r for r in reports if not r.passed]
+    count = f"{len(reports)} example{'s' if len(reports) != 1 else ''}"
     if failed:
         shown = failed[-1]
-        note = f"{len(reports)} examples, {len(failed)} failed; the last failure shown"
+        note = f"{count}, {len(failed)} failed; the last failure shown"
     else:
         shown = max(reports, key=_closeness)
-        note = f"{len(reports)} examples, all passed"
+        note = f"{count}, all passed"
     label = shown.case or group[0].nodeid
     return dataclasses.replace(shown, case=f"{label} ({note})")
 
@@ -162,10 +163,14 @@ def decode(data: Iterable[Mapping[str, Any]]) -> list[Entry]:
 
 
 def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
+    """JSON data of exact built-in types (execnet refuses subclasses such as numpy.float64)."""
+    for kind in (bool, int, str):  # bool first: it is an int
+        if isinstance(value, kind):
+            return kind(value)
+    if value is None:
+        return None
     if isinstance(value, float):
-        return value if math.isfinite(value) else {"__float__": repr(value)}
+        return float(value) if math.isfinite(value) else {"__float__": repr(float(value))}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
         return {"__dataclass__": type(value).__name__, **fields}
