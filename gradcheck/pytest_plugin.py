@@ -161,10 +161,10 @@ def _remove_earlier_reports(out_dir: Path, *, top_level: bool) -> int:
     (``top_level``), and those in per-worker folders ``gw0/``, ``gw1/``... that versions before
     0.2 wrote under pytest-xdist (each folder removed when that leaves it empty).
     """
-    from gradcheck.report import OUTPUT_FILES
-
     if not out_dir.is_dir():
         return 0
+    from gradcheck.report import OUTPUT_FILES
+
     folders = [d for d in out_dir.iterdir() if d.is_dir() and _WORKER_DIR.fullmatch(d.name)]
     files = [d / name for d in folders for name in OUTPUT_FILES]
     files += [out_dir / name for name in OUTPUT_FILES] if top_level else []
