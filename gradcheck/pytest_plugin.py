@@ -40,7 +40,7 @@ OPTION = "--gradcheck-report"
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 WORKER_OUTPUT_KEY = "gradcheck_entries"  # our key in pytest-xdist's ``workeroutput``
 _COLLECTOR = "gradcheck-collector"
-_WORKER_DIR = re.compile(r"gw\d+")  # where versions before 0.2 wrote each xdist worker's checks
+_WORKER_DIR = re.compile(r"gw\d+")  # where earlier versions wrote each xdist worker's checks
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -158,8 +158,8 @@ def _remove_earlier_reports(out_dir: Path, *, top_level: bool) -> int:
     """Delete report files an earlier run left; returns how many.
 
     Only files named like ours go: the top-level ones when this session writes none
-    (``top_level``), and those in per-worker folders ``gw0/``, ``gw1/``... that versions before
-    0.2 wrote under pytest-xdist (each folder removed when that leaves it empty).
+    (``top_level``), and those in per-worker folders ``gw0/``, ``gw1/``... that earlier versions
+    wrote under pytest-xdist (each folder removed when that leaves it empty).
     """
     if not out_dir.is_dir():
         return 0

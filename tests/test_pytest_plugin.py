@@ -168,7 +168,6 @@ def _session(pytester, out, *args):
 
 
 def test_an_xdist_session_writes_the_serial_report_once(pytester, step_summary):
-    pytest.importorskip("xdist")  # a dev dependency (pyproject's dependency groups)
     pytester.makepyfile(test_layers=LAYER_TESTS, test_props=PROPERTY_TESTS)
     out = pytester.path / "out"
     _, serial = _session(pytester, out)
