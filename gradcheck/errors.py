@@ -20,7 +20,7 @@ class LayerError(GradcheckError, RuntimeError):
 
 
 class GradcheckWarning(UserWarning):
-    """Every warning gradcheck issues: a non-float64 input, a constant ``dout``, a changed state.
+    """Every warning gradcheck issues: a non-float64 input, a constant ``dout``, a zero gradient.
 
     Filter it like any warning category, for example ``-W ignore::gradcheck.GradcheckWarning``
     or, in ``pyproject.toml``, ``filterwarnings = ["ignore::gradcheck.GradcheckWarning"]``. The

@@ -226,7 +226,7 @@ def failure_message(report: CheckReport) -> str:
     >>> wrong = lambda x: 3.01 * x**2
     >>> report = check_grads(lambda x: np.sum(x**3), wrong, np.array([1.0, 2.0]))
     >>> print("\\n".join(failure_message(report).splitlines()[:2]))
-    dx: 2 of 2 elements outside their budget, worst at (1,): analytic ...
+    dx: 2 of 2 elements outside their budget, worst at (...): analytic ..., numeric ..., error ...
     gradient check of <lambda> failed (seed 0, float64)
     """
     failing = [_headline(r) for r in report.results if not r.passed]
