@@ -202,11 +202,11 @@ def failure_message(report: CheckReport) -> str:
     """A few lines for an ``AssertionError``: what failed, where, by how much.
 
     The first line is what pytest shows beside the test's name, so it carries the verdict on its
-    own: each failing gradient by name, how many of its compared elements are outside their
-    budget, and its worst element with the analytic and numerical values there (then any
-    problem). Below it, the check (layer, seed, dtype), the gradients' table and the failing
-    gradients' messages; no arrays. The full detail belongs in the reports
-    (:func:`write_reports`, ``--gradcheck-report``).
+    own: each failing gradient by name with its message (how many of its compared elements are
+    over budget, its worst element with the analytic and numerical values there), then the
+    first problem. Below it, the check (layer, seed, dtype), the gradients' table and every
+    problem; no arrays. The full detail belongs in the reports (:func:`write_reports`,
+    ``--gradcheck-report``).
 
     Parameters
     ----------
@@ -217,7 +217,7 @@ def failure_message(report: CheckReport) -> str:
     -------
     str
         The headline, a line naming the check, a table with one row per gradient, then one line
-        per message and problem.
+        per problem.
 
     Examples
     --------
@@ -226,7 +226,7 @@ def failure_message(report: CheckReport) -> str:
     >>> wrong = lambda x: 3.01 * x**2
     >>> report = check_grads(lambda x: np.sum(x**3), wrong, np.array([1.0, 2.0]))
     >>> print("\\n".join(failure_message(report).splitlines()[:2]))
-    dx: 2 of 2 elements outside their budget, worst at (...): analytic ..., numeric ..., error ...
+    dx: 2 of 2 elements over budget; worst at (...): analytic ..., numeric ..., error ...
     gradient check of <lambda> failed (seed 0, float64)
     """
     failing = [_headline(r) for r in report.results if not r.passed]
@@ -235,23 +235,24 @@ def failure_message(report: CheckReport) -> str:
     lines = ["; ".join(failing + problems[:1]),
              f"gradient check of {report.layer} failed (seed {report.seed}, {report.dtype}{case})"]
     lines.append(tabulate(summary_rows(report), headers=SUMMARY_HEADERS, disable_numparse=True))
-    lines += [f"  d{r.name}: {r.message}" for r in report.results if not r.passed and r.message]
     lines += [f"  {p}" for p in problems]
     return "\n".join(lines)
 
 
 def _headline(r: GradientResult) -> str:
-    """One failing gradient in a clause: ``dx: 3 of 24 elements outside their budget, ...``."""
-    if r.status != "fail":
-        why = r.message.split(";")[0].strip()
-        return f"d{r.name}: {r.status}" + (f" ({why})" if why else "")
-    if not r.worst:  # directional mode: no element was compared one by one
-        return (f"d{r.name}: fails along random directions, worst: analytic "
-                f"{r.analytic_at_worst:.9g}, numeric {r.numeric_at_worst:.9g}")
+    """One failing gradient in a clause: ``dx: 3 of 24 elements over budget; worst at ...``.
+
+    The verdict's own message when there is one (it counts the failing elements); otherwise the
+    count and the worst element from the worst-elements rows.
+    """
+    if r.message:
+        status = "" if r.status == "fail" or r.message.startswith(r.status) else f"{r.status}: "
+        return f"d{r.name}: {status}{r.message}"
+    if r.status != "fail" or not r.worst:
+        return f"d{r.name}: {r.status}"
     w = r.worst[0]
-    sampled = " sampled" if r.mode == "sampled" else ""
-    return (f"d{r.name}: {_failing_count(r)} of {r.elements}{sampled} elements outside their "
-            f"budget, worst at {w.index}: analytic {w.analytic:.9g}, numeric {w.numeric:.9g}, "
+    return (f"d{r.name}: {_failing_count(r)} of {r.elements} elements over budget; worst at "
+            f"{w.index}: analytic {w.analytic:.9g}, numeric {w.numeric:.9g}, "
             f"error {w.abs_error:.3g} > budget {w.budget:.3g}")
 
 
