@@ -1,31 +1,43 @@
-# Every target that runs code first makes sure .venv exists and holds the current install.
+# Every target that runs code first makes sure .venv exists and holds the current install, so each
+# works on a fresh clone with nothing but python3. Nothing here writes into tracked files except
+# `make reports` and `make bench`, which regenerate the committed examples on purpose.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pip reads [dependency-groups] (PEP 735) from 25.1 on.
+PIP_MIN := pip>=25.1
 
-.PHONY: test check lint bench clean
+.PHONY: test check reports lint bench test-floor dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Reinstall whenever pyproject.toml is newer than the last install.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --upgrade '$(PIP_MIN)'
+	$(BIN)/python -m pip install --quiet -e . --group dev
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(if $(CI),--hypothesis-show-statistics,)
 
-# The reference suite through the public API; writes reports/ and exits non-zero on a failure.
+# The reference suite through the public API; exits non-zero on a failure. Writes into build/
+# (ignored by git): a run never modifies the repository.
+CHECK_OUT ?= build/reports
 check: $(STAMP)
+	$(BIN)/gradcheck run --out $(CHECK_OUT)
+
+# Regenerate the example reports committed in reports/ (README quotes them); timings change.
+reports: $(STAMP)
 	$(BIN)/gradcheck run --out reports
 
-# Benchmarks also install the optional baselines (torch CPU build, from the local wheel cache).
+# Benchmarks also install the optional baselines. The pin takes the torch CPU build from the
+# machine's wheel cache; any torch >= 2.0 works (`make bench BENCH_TORCH=torch`).
+BENCH_TORCH ?= torch==2.13.0
 BENCH_STAMP := $(VENV)/.installed-bench
 $(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]' || \
+	$(BIN)/python -m pip install --quiet -e . --group bench '$(BENCH_TORCH)' || \
 		echo "make bench: torch could not be installed; its baseline will be reported as skipped"
 	touch $(BENCH_STAMP)
 
@@ -35,6 +47,29 @@ bench: $(BENCH_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check gradcheck tests bench
 	$(BIN)/mypy
+
+# The declared dependency floors, tested: a separate venv with exactly the lowest versions
+# pyproject.toml allows (runtime dependencies and the test group), then the whole suite.
+# FLOOR_PYTHON=python3.10 runs it on the oldest supported Python.
+FLOOR_PYTHON ?= $(PYTHON)
+FLOOR_VENV := build/venv-floor
+test-floor: $(STAMP)
+	rm -rf $(FLOOR_VENV)
+	$(FLOOR_PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install --quiet --upgrade '$(PIP_MIN)'
+	$(BIN)/python tests/floors.py pyproject.toml test > build/floor-requirements.txt
+	cat build/floor-requirements.txt
+	$(FLOOR_VENV)/bin/python -m pip install --quiet -r build/floor-requirements.txt
+	$(FLOOR_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	$(FLOOR_VENV)/bin/python -m pip list
+	$(FLOOR_VENV)/bin/python -m pytest -q -p no:cacheprovider
+
+# The sdist and the wheel, their metadata checked as PyPI would.
+dist: $(STAMP)
+	$(BIN)/python -m pip install --quiet --group release
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist
+	$(BIN)/twine check --strict dist/*
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .hypothesis .mypy_cache .ruff_cache

@@ -40,7 +40,7 @@ from gradcheck._guard import protected, time_limit, validate_timeout
 from gradcheck._objective import probe_check, reference
 from gradcheck._shadow import measure
 from gradcheck.compare import judge
-from gradcheck.errors import GradcheckError
+from gradcheck.errors import GradcheckError, GradcheckWarning
 from gradcheck.layer import ClassLayer, annotate, from_callables
 from gradcheck.results import CheckReport, GradientResult, WorstElement
 from gradcheck.tolerance import Tolerance
@@ -132,7 +132,7 @@ def check_layer(
             notes = _restore(layer, state)
     run.warnings.extend(notes)
     for note in run.warnings:
-        warnings.warn(f"{spec.name}: {note}", UserWarning, stacklevel=2)
+        warnings.warn(f"{spec.name}: {note}", GradcheckWarning, stacklevel=2)
     report = CheckReport(
         spec.name, tuple(results), {k: v.shape for k, v in spec.inputs.items()},
         str(np.result_type(*spec.inputs.values())), spec.seed, _methods(results),
@@ -177,6 +177,7 @@ def assert_gradients(
     >>> assert_gradients(BatchNorm(3), {"x": x}).passed
     True
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not this frame
     report = check_layer(layer, inputs, **options)
     if not report.passed:
         from gradcheck.report import failure_message

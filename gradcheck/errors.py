@@ -1,4 +1,5 @@
-"""The exceptions users can catch: one base class, one subclass per kind of cause."""
+"""The exceptions users can catch (one base class, one subclass per kind of cause) and the one
+warning category every gradcheck warning uses."""
 
 from __future__ import annotations
 
@@ -15,4 +16,13 @@ class LayerError(GradcheckError, RuntimeError):
     """The layer under test raised or returned something unusable.
 
     The message names the layer, the phase (``forward`` or ``backward``) and the input.
+    """
+
+
+class GradcheckWarning(UserWarning):
+    """Every warning gradcheck issues: a non-float64 input, a constant ``dout``, a zero gradient.
+
+    Filter it like any warning category, for example ``-W ignore::gradcheck.GradcheckWarning``
+    or, in ``pyproject.toml``, ``filterwarnings = ["ignore::gradcheck.GradcheckWarning"]``. The
+    check's report keeps every warning either way (``CheckReport.warnings``).
     """

@@ -202,9 +202,12 @@ def _row(r: GradientResult) -> list[str]:
 def failure_message(report: CheckReport) -> str:
     """A few lines for an ``AssertionError``: what failed, where, by how much.
 
-    The gradients' table (errors, budget, the worst index with the analytic and numerical values
-    there, the verdict), the failing gradients' messages and the report's problems; no arrays.
-    The full detail belongs in the reports (:func:`write_reports`, ``--gradcheck-report``).
+    The first line is what pytest shows beside the test's name, so it carries the verdict on its
+    own: each failing gradient by name with its message (how many of its compared elements are
+    over budget, its worst element with the analytic and numerical values there), then the
+    first problem. Below it, the check (layer, seed, dtype), the gradients' table and every
+    problem; no arrays. The full detail belongs in the reports (:func:`write_reports`,
+    ``--gradcheck-report``).
 
     Parameters
     ----------
@@ -214,7 +217,8 @@ def failure_message(report: CheckReport) -> str:
     Returns
     -------
     str
-        A header line, a table with one row per gradient, then one line per message and problem.
+        The headline, a line naming the check, a table with one row per gradient, then one line
+        per problem.
 
     Examples
     --------
@@ -222,15 +226,46 @@ def failure_message(report: CheckReport) -> str:
     >>> from gradcheck.check import check_grads
     >>> wrong = lambda x: 3.01 * x**2
     >>> report = check_grads(lambda x: np.sum(x**3), wrong, np.array([1.0, 2.0]))
-    >>> print(failure_message(report).splitlines()[0])
+    >>> print("\\n".join(failure_message(report).splitlines()[:2]))
+    dx: 2 of 2 elements over budget; worst at (...): analytic ..., numeric ..., error ...
     gradient check of <lambda> failed (seed 0, float64)
     """
+    failing = [_headline(r) for r in report.results if not r.passed]
+    problems = [f"problem: {p}" for p in report.problems]
     case = f", case {report.case}" if report.case else ""
-    lines = [f"gradient check of {report.layer} failed (seed {report.seed}, {report.dtype}{case})"]
+    lines = ["; ".join(failing + problems[:1]),
+             f"gradient check of {report.layer} failed (seed {report.seed}, {report.dtype}{case})"]
     lines.append(tabulate(summary_rows(report), headers=SUMMARY_HEADERS, disable_numparse=True))
-    lines += [f"  d{r.name}: {r.message}" for r in report.results if not r.passed and r.message]
-    lines += [f"  problem: {p}" for p in report.problems]
+    lines += [f"  {p}" for p in problems]
     return "\n".join(lines)
+
+
+def _headline(r: GradientResult) -> str:
+    """One failing gradient in a clause: ``dx: 3 of 24 elements over budget; worst at ...``.
+
+    The verdict's own message when there is one (it counts the failing elements); otherwise the
+    count and the worst element from the worst-elements rows.
+    """
+    if r.message:
+        status = "" if r.status == "fail" or r.message.startswith(r.status) else f"{r.status}: "
+        return f"d{r.name}: {status}{r.message}"
+    if r.status != "fail" or not r.worst:
+        return f"d{r.name}: {r.status}"
+    w = r.worst[0]
+    return (f"d{r.name}: {_failing_count(r)} of {r.elements} elements over budget; worst at "
+            f"{w.index}: analytic {w.analytic:.9g}, numeric {w.numeric:.9g}, "
+            f"error {w.abs_error:.3g} > budget {w.budget:.3g}")
+
+
+def _failing_count(r: GradientResult) -> str:
+    """How many compared elements exceed their budget, from the worst-elements rows.
+
+    The rows are the elements with the largest error-to-budget ratio, so the count is exact when
+    a row passes or every compared element has a row; otherwise at least that many fail.
+    """
+    over = sum(w.abs_error > w.budget for w in r.worst)
+    exact = over < len(r.worst) or len(r.worst) >= r.elements
+    return str(over) if exact else f"at least {over}"
 
 
 # --- documents: one builder, three styles ----------------------------------------------------

@@ -29,9 +29,16 @@ from functools import partial
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-from hypothesis import event
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
+
+try:
+    from hypothesis import event
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+except ModuleNotFoundError as exc:  # only hypothesis' absence gets the install hint
+    if exc.name != "hypothesis":
+        raise
+    raise ImportError("gradcheck.strategies needs hypothesis: pip install 'gradcheck[property]'",
+                      name=__name__) from exc
 
 from gradcheck.errors import InvalidArgument
 

@@ -129,9 +129,159 @@ def _report(case: str = "") -> CheckReport:
 def test_collector_labels_reports(tmp_path, nodeid, case, expected):
     collector = plugin._Collector(tmp_path)
     try:
-        collector.nodeid = nodeid
+        collector.test = (nodeid, 0, False) if nodeid else None
         _collect.notify(_report(case))
     finally:
         collector.pytest_unconfigure()
     _collect.notify(_report())  # no longer listening
     assert [r.case for r in collector.reports] == [expected]
+
+
+# --- pytest-xdist: workers' checks merged on the controller ---------------------------------
+
+PROPERTY_TESTS = """
+import numpy as np
+from hypothesis import given, settings, strategies as st
+
+from gradcheck.check import check_layer
+from gradcheck.layer import from_callables
+
+GOOD = from_callables(lambda x: np.sum(np.sin(x)), np.cos, name="good_sine")
+
+
+@settings(max_examples=12, database=None, derandomize=True)
+@given(st.integers(2, 40))
+def test_property(n):
+    with open("examples.log", "a") as log:  # the oracle: one line per example run
+        log.write(f"{n}\\n")
+    assert check_layer(GOOD, {"x": np.linspace(-1.0, 1.0, n)}).passed
+"""
+
+
+def _session(pytester, out, *args):
+    result = pytester.runpytest_subprocess(f"{plugin.OPTION}={out}", "-p", "no:cacheprovider",
+                                           *args)
+    result.assert_outcomes(passed=5)
+    data = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    return result, [(r["layer"], r["case"], r["passed"], r["results"][0]["max_abs_error"])
+                    for r in data["reports"]]
+
+
+def test_an_xdist_session_writes_the_serial_report_once(pytester, step_summary):
+    pytester.makepyfile(test_layers=LAYER_TESTS, test_props=PROPERTY_TESTS)
+    out = pytester.path / "out"
+    _, serial = _session(pytester, out)
+    examples = len((pytester.path / "examples.log").read_text().splitlines())
+    (out / "gw0").mkdir()  # what the previous version wrote under xdist
+    (out / "gw0" / "summary.md").write_text("stale\n", encoding="utf-8")
+    step_summary.write_text("earlier step\n", encoding="utf-8")
+
+    result, merged = _session(pytester, out, "-n", "2")
+
+    result.stdout.fnmatch_lines(["created: 2/2 workers",
+                                 "gradcheck: FAIL: 2 of 4 checks passed (2 of 4 gradients); "
+                                 f"reports in {out}"])
+    assert merged == serial
+    assert [case for _, case, _, _ in merged][-1] == (
+        f"test_props.py::test_property ({examples} examples, all passed)")
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES)
+    summary = step_summary.read_text(encoding="utf-8")
+    assert summary.count("# gradcheck report") == 1
+    assert summary == "earlier step\n" + (out / "summary.md").read_text(encoding="utf-8")
+
+
+def test_a_session_without_checks_removes_an_earlier_report(pytester):
+    pytester.makepyfile(test_it=NO_CHECKS)
+    out = pytester.path / "out"
+    out.mkdir()
+    for name in OUTPUT_FILES:
+        (out / name).write_text("from an earlier run\n", encoding="utf-8")
+    (out / "notes.txt").write_text("the user's own file\n", encoding="utf-8")
+    result = pytester.runpytest_subprocess(f"{plugin.OPTION}={out}", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines([f"gradcheck: no gradient checks ran; nothing written to {out} "
+                                 f"(removed {len(OUTPUT_FILES)} files of an earlier run)"])
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+class _Node:
+    """What pytest_testnodedown receives from pytest-xdist, reduced to what the plugin reads."""
+
+    def __init__(self, output=None):
+        self.gateway = type("Gateway", (), {"id": "gw1"})()
+        if output is not None:
+            self.workeroutput = output
+
+
+def test_a_worker_sends_its_checks_and_the_controller_takes_them(tmp_path):
+    worker_output: dict = {}
+    worker = plugin._Collector(tmp_path, worker_output)
+    controller = plugin._Collector(tmp_path)
+    try:
+        worker.test = ("t.py::test_a", 0, False)
+        _collect.notify(_report())
+        worker.pytest_sessionfinish()
+        controller.entries.clear()  # it heard the in-process notify too; a real one would not
+        controller.pytest_testnodedown(_Node(json.loads(json.dumps(worker_output))), None)
+        controller.pytest_testnodedown(_Node(), "Not properly terminated")
+    finally:
+        worker.pytest_unconfigure()
+        controller.pytest_unconfigure()
+    assert not list(tmp_path.iterdir()), "a worker never writes"
+    assert [r.case for r in controller.reports] == ["t.py::test_a"]
+    assert controller.notes == ["worker gw1 went down (Not properly terminated) without sending "
+                                "its checks; the report lacks them"]
+
+
+# --- pytest-native failures -----------------------------------------------------------------
+
+FAILING_TEST = """
+import numpy as np
+
+from gradcheck.layer import from_callables
+
+BROKEN = from_callables(lambda x: np.sum(np.sin(x)), lambda x: 1.001 * np.cos(x),
+                        name="broken_sine")
+
+
+def test_broken(check_gradients):
+    check_gradients(BROKEN, {"x": np.linspace(-1.0, 1.0, 3)})
+"""
+
+
+def test_a_failing_check_reads_like_a_pytest_failure(pytester):
+    pytester.makepyfile(test_it=FAILING_TEST)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rf")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        ">       check_gradients(BROKEN, *",
+        "E       AssertionError: dx: 3 of 3 elements over budget; worst at (*,): "
+        "analytic *, numeric *, error * > budget *",
+        "E       gradient check of broken_sine failed (seed 0, float64)",
+        "FAILED test_it.py::test_broken - AssertionError: dx: 3 of 3 elements over*",
+    ])
+    result.stdout.no_fnmatch_line("*gradcheck/check.py*")  # our frames are hidden
+
+
+FLOAT32_TEST = """
+import numpy as np
+
+from gradcheck.check import check_grads
+
+
+def test_float32():
+    x = np.linspace(0.0, 1.0, 4, dtype=np.float32)
+    assert check_grads(lambda x: np.sum(x**2), lambda x: 2 * x, x).passed
+"""
+
+
+@pytest.mark.parametrize(("filters", "outcome"), [
+    pytest.param(["-W", "error"], {"failed": 1}, id="W-error-fails"),
+    pytest.param(["-W", "error", "-W", "ignore::gradcheck.GradcheckWarning"], {"passed": 1},
+                 id="our-category-can-be-filtered"),
+])
+def test_warnings_have_a_category_of_their_own(pytester, filters, outcome):
+    pytester.makepyfile(test_it=FLOAT32_TEST)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *filters)
+    result.assert_outcomes(**outcome)
+    if "failed" in outcome:
+        result.stdout.fnmatch_lines(["E   *GradcheckWarning: *float64*"])

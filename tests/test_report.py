@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import os
@@ -284,12 +285,40 @@ def test_markdown_tables_keep_their_columns():
 def test_failure_message_is_short_and_precise():
     message = rep.failure_message(FAILING)
     lines = message.splitlines()
-    assert lines[0] == "gradient check of my_bn failed (seed 7, float64)"
+    assert lines[0] == ("dgamma: worst at (0, 3): analytic 1.04714696, numeric 1.04610086; "
+                        "problem: backward modified `dout` in place")
+    assert lines[1] == "gradient check of my_bn failed (seed 7, float64)"
     for piece in ("dgamma", "FAIL", "1.046e-03", "9.990e-04", "1.560e-08", "(0, 3)",
                   "1.047e+00", "1.046e+00", "worst at (0, 3)",
                   "problem: backward modified `dout` in place"):
         assert piece in message
     assert len(lines) <= 4 + len(FAILING.results) + len(FAILING.problems)
+
+
+def _rows(failing: int, passing: int) -> tuple[WorstElement, ...]:
+    return tuple(WorstElement((k,), 1.0, 1.1, 0.1 if k < failing else 1e-9, 1e-8)
+                 for k in range(failing + passing))
+
+
+@pytest.mark.parametrize(("changes", "headline"), [
+    pytest.param({"message": "3 of 24 elements over budget; worst at (0, 3): ..."},
+                 "dgamma: 3 of 24 elements over budget; worst at (0, 3): ...",
+                 id="the-verdict-message"),
+    pytest.param({"message": "", "worst": _rows(2, 0), "elements": 2},
+                 "dgamma: 2 of 2 elements over budget; worst at (0,): analytic 1, numeric 1.1, "
+                 "error 0.1 > budget 1e-08", id="every-element-has-a-row"),
+    pytest.param({"message": "", "worst": _rows(3, 2), "elements": 24},
+                 "dgamma: 3 of 24 elements over budget; worst at (0,): *", id="a-row-passes"),
+    pytest.param({"message": "", "worst": _rows(5, 0), "elements": 24},
+                 "dgamma: at least 5 of 24 elements over budget; worst at (0,): *",
+                 id="every-row-fails"),
+    pytest.param({"status": "shape", "message": "dgamma has shape (1, 4) but `gamma` has (4,)"},
+                 "dgamma: shape: dgamma has shape (1, 4) but `gamma` has (4,)", id="shape"),
+    pytest.param({"status": "nonfinite", "message": ""}, "dgamma: nonfinite", id="nonfinite"),
+])
+def test_the_headline_names_the_gradient_and_counts_its_failing_elements(changes, headline):
+    report = _report(_result(), _failing_result(**changes))
+    assert fnmatch.fnmatchcase(rep.failure_message(report).splitlines()[0], headline)
 
 
 def test_summary_rows_follow_the_headers():
