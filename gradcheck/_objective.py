@@ -95,7 +95,7 @@ def reference(spec: _Spec, run: _Run) -> Reference:
     inputs64 = {k: v.astype(np.float64) for k, v in spec.inputs.items()}
     g64 = run.g.astype(np.float64)
     context = "float64 reference"
-    out64 = _output(spec, _forward(spec, dict(inputs64), context)[0], context)
+    out64 = _output(spec, _forward(spec, ref_inputs_copy(inputs64), context)[0], context)
     if out64.shape != g64.shape:
         raise LayerError(
             f"{spec.name}: forward returned shape {out64.shape} in float64, but {g64.shape} in "
@@ -103,8 +103,14 @@ def reference(spec: _Spec, run: _Run) -> Reference:
         )
     total = float(np.sum(np.abs(g64 * out64)))
     mutates = any(p.startswith("forward modified its input") for p in run.problems)
-    again = _output(spec, _forward(spec, dict(inputs64), context)[0], context)
+    again = _output(spec, _forward(spec, ref_inputs_copy(inputs64), context)[0], context)
     return Reference(inputs64, g64, out64, total, mutates, _randomness(out64, again))
+
+
+def ref_inputs_copy(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Fresh copies: a forward that modifies its inputs in place (reported elsewhere) must not
+    make its second call see other values and look random."""
+    return {k: v.copy() for k, v in inputs.items()}
 
 
 def _randomness(first: np.ndarray, second: np.ndarray) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 
 from gradcheck import _cli_args, _guard
 from gradcheck._version import __version__
-from gradcheck.errors import GradcheckError, InvalidArgument, LayerError
+from gradcheck.errors import GradcheckError, GradcheckWarning, InvalidArgument, LayerError
 
 # Exit codes, one meaning each (documented in README): 0 every gradient passes, 1 a gradient
 # fails, 2 usage or input error, 3 the layer crashed or misbehaved (raised, exited, returned
@@ -228,10 +228,22 @@ def _parse_location(text: str) -> tuple[str, str]:
 
 
 def _as_arrays(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """JSON lists become arrays: the forward does arithmetic on them, not list operations."""
+    """JSON lists of numbers become float arrays, also inside dicts (``bn_param``'s
+    ``running_mean``): the forward does arithmetic on them, not list operations."""
+    return {k: _array_or_value(v) for k, v in kwargs.items()}
+
+
+def _array_or_value(value: Any) -> Any:
     import numpy as np
 
-    return {k: np.asarray(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    if isinstance(value, dict):
+        return {k: _array_or_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        arr = np.asarray(value)
+        if arr.dtype.kind in "iuf":
+            return arr.astype(np.float64) if arr.dtype.kind == "f" else arr
+        return [_array_or_value(v) for v in value]
+    return value
 
 
 def _overrides(args: argparse.Namespace) -> Any:
@@ -321,7 +333,7 @@ def _check_pair(p: Any, module: ModuleType, args: argparse.Namespace) -> Any:
 
     layer = _build_layer(p.pair, module, {**p.config, **draw_fixed(p, args.dtype, args.seed)})
     with warnings.catch_warnings():  # the report carries them
-        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", GradcheckWarning)
         inputs = {k: v * v.dtype.type(p.scale)
                   for k, v in random_inputs(p.shapes, args.dtype, args.seed).items()}
         report = check_layer(layer, inputs, method=args.method, mode=args.mode, seed=args.seed)
@@ -470,7 +482,7 @@ def _check_class(args: argparse.Namespace, module: ModuleType, given: Any) -> in
     for case, values in runs:
         layer.problems.clear()  # each report gets what its own check saw
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+            warnings.simplefilter("ignore", GradcheckWarning)
             report = check_layer(layer, values, method=args.method, mode=args.mode,
                                  seed=args.seed)
         reports.append(annotate(replace(report, case=case), layer))
@@ -492,7 +504,7 @@ def _check_model(args: argparse.Namespace, module: ModuleType) -> int:
         raise InvalidArgument(f"--parameters {args.parameters!r} must be a dict in the file or a "
                               f"function returning one, got {type(params).__name__}")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", GradcheckWarning)
         report = check_model(cost, grads, params, method=args.method, mode=args.mode,
                              seed=args.seed)
     report = replace(report, case=f"{args.cost} / {args.grads}")

@@ -132,7 +132,7 @@ def _needs(names: Sequence[str], pair: Pair) -> str:
 def _int_inputs(spec: OpSpec | None, given: Overrides, shapes: dict[str, tuple[int, ...]],
                 names: list[str]) -> tuple[dict[str, Any], str]:
     ints: dict[str, Any] = {}
-    for n in [*(spec.ints if spec else {}), *given.ints]:
+    for n in dict.fromkeys([*(spec.ints if spec else {}), *given.ints]):  # each name once
         if n not in names or n in given.kwargs:
             continue
         if n not in shapes:

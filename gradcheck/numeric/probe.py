@@ -277,7 +277,8 @@ def _dense_disagreement(problem: _Problem, rng: np.random.Generator,
         return ""
     return (f"along a random direction the complex step gives {c:.12g} and finite differences "
             f"{r:.12g} ± {bound:.1g}: part of the forward drops the imaginary part (abs, "
-            ".real, a norm or a cast on some of the outputs)")
+            ".real, a norm or a cast on some of the outputs), or the inputs sit on exact ties "
+            "of a max or comparison, where the two differ by design)")
 
 
 @dataclass(frozen=True)
