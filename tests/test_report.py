@@ -62,9 +62,9 @@ SAMPLED = _report(_result(mode="sampled", elements=150, size=4096, directions=8,
 
 @pytest.mark.parametrize("fmt", rep.FORMATS)
 @pytest.mark.parametrize(("reports", "verdict", "gradients"), [
-    pytest.param([PASSING], "PASS: 1 of 1 checks passed (2 of 2 gradients)", ["x", "beta"],
+    pytest.param([PASSING], "PASS: 1 of 1 checks passed; 2 of 2 gradients passed", ["x", "beta"],
                  id="passing"),
-    pytest.param([PASSING, FAILING], "FAIL: 1 of 2 checks passed (3 of 4 gradients)",
+    pytest.param([PASSING, FAILING], "FAIL: 1 of 2 checks passed; 3 of 4 gradients passed",
                  ["x", "beta", "x", "gamma"], id="failing"),
 ])
 def test_every_format_states_the_verdict_and_every_gradient(fmt, reports, verdict, gradients):
@@ -140,9 +140,9 @@ def test_nan_shows_as_a_dash_in_tables():
 
 @pytest.mark.parametrize(("reports", "line"), [
     pytest.param([], "EMPTY: no checks ran", id="empty"),
-    pytest.param([PASSING, PASSING], "PASS: 2 of 2 checks passed (4 of 4 gradients)", id="pass"),
+    pytest.param([PASSING, PASSING], "PASS: 2 of 2 checks passed; 4 of 4 gradients passed", id="pass"),
     pytest.param([_report(problems=("forward modified its input `x` in place",))],
-                 "FAIL: 0 of 1 checks passed (1 of 1 gradients)", id="problem-fails-the-check"),
+                 "FAIL: 0 of 1 checks passed; 1 of 1 gradients passed", id="problem-fails-the-check"),
 ])
 def test_verdict_line(reports, line):
     assert rep.verdict_line(reports) == line
