@@ -562,14 +562,18 @@ _RANK = {c: i for i, c in enumerate((
     "variance-path-doubled", "gamma-missing", "missing-inv-std", "unbiased-variance",
     "eps-outside-sqrt",
     "dgamma-uses-xc", "count-in-means", "wrong-eps", "scale", "missing-factor", "times-input",
-    "transposed", "constant-along-axis", "proportional", "term-fit", "parity", "one-channel",
-    "concentrated"))}
+    "transposed", "constant-along-axis", "proportional", "term-fit", "concentrated", "one-channel",
+    "parity"))}
+
+
+# Findings that only restate another in other words: never listed as an alternative.
+_RESTATEMENTS = frozenset({"term-fit", "proportional", "parity", "concentrated", "one-channel"})
 
 
 def _choose(findings: Sequence[Finding]) -> tuple[Finding, ...]:
     """Findings above their threshold, the best first: the lowest rank among the near-best."""
     def threshold(f: Finding) -> float:
-        return CONCENTRATED if f.cause in ("concentrated", "one-channel", "parity") else THRESHOLD
+        return CONCENTRATED if f.cause in ("concentrated", "one-channel") else THRESHOLD
 
     kept = [f for f in findings if f.explained >= threshold(f)]
     if not kept:
@@ -577,10 +581,9 @@ def _choose(findings: Sequence[Finding]) -> tuple[Finding, ...]:
     best = min(1.0 - f.explained for f in kept)
     near = [f for f in kept if 1.0 - f.explained <= max(_TIE * best, 1e-9)]
     first = min(near, key=lambda f: (_RANK.get(f.cause, 99), -f.explained))
-    rest = sorted((f for f in kept if f is not first),
+    rest = sorted((f for f in kept if f is not first and f.cause not in _RESTATEMENTS),
                   key=lambda f: (-round(f.explained, 4), _RANK.get(f.cause, 99)))
-    unique = [first] + [f for f in rest if f.text != first.text]
-    return tuple(unique[:4])
+    return (first, *[f for f in rest if f.text != first.text][:2])
 
 
 def _findings(case: _Case, ev: Evidence, others: Sequence[_Case],

@@ -80,8 +80,11 @@ REPORT_KEYS = ("passed", "layer", "case", "method", "seed", "dtype", "shapes", "
 RESULT_KEYS = ("name", "passed", "status", "max_abs_error", "max_rel_error", "budget",
                "worst_index", "analytic_at_worst", "numeric_at_worst", "nfev", "method", "mode",
                "elements", "size", "directions", "miss_norm", "rtol", "atol", "step", "reason",
-               "message", "seconds", "worst")
+               "message", "seconds", "worst", "diagnosis")
 WORST_KEYS = ("index", "analytic", "numeric", "abs_error", "budget")
+DIAGNOSIS_KEYS = ("cause", "findings", "sweep", "note")
+FINDING_KEYS = ("cause", "text", "explained")
+SWEEP_KEYS = ("index", "steps", "discrepancies", "verdict", "text")
 
 OUTPUT_FILES = {"summary.txt": "text", "summary.md": "markdown", "summary.html": "html",
                 "results.json": "json"}
@@ -333,8 +336,17 @@ def _record(obj: Any, keys: Sequence[str], **given: Any) -> dict[str, Any]:
     return {k: given[k] if k in given else _plain(getattr(obj, k)) for k in keys}
 
 
+def _diagnosis_json(r: GradientResult) -> dict[str, Any] | None:
+    d = r.diagnosis
+    if d is None:
+        return None
+    return _record(d, DIAGNOSIS_KEYS, findings=[_record(f, FINDING_KEYS) for f in d.findings],
+                   sweep=None if d.sweep is None else _record(d.sweep, SWEEP_KEYS))
+
+
 def _result_json(r: GradientResult) -> dict[str, Any]:
-    return _record(r, RESULT_KEYS, worst=[_record(w, WORST_KEYS) for w in r.worst])
+    return _record(r, RESULT_KEYS, worst=[_record(w, WORST_KEYS) for w in r.worst],
+                   diagnosis=_diagnosis_json(r))
 
 
 def _report_json(report: CheckReport) -> dict[str, Any]:
