@@ -143,8 +143,8 @@ def pictures(r: GradientResult) -> list[str]:
                 _svg.heatmap(_svg.mosaic(ratios), f"d{r.name}: error / budget",
                              rows_label="N·H" if ratios.ndim > 2 else "axis 0 (batch)",
                              cols_label="C·W" if ratios.ndim > 2 else "axis 1 (features)"),
-                f"error / budget per element ({layout}); white ≪ 1, yellow ≈ 1, red ≫ 1, "
-                "grey not compared; stripes mean a per-feature mistake"))
+                f"error / budget per element ({layout}); green within the budget, red outside it "
+                "(darker: further), grey not compared; stripes mean a per-feature mistake"))
     d = r.diagnosis
     if d is not None and d.sweep is not None:
         figures.append(_figure(

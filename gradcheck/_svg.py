@@ -6,7 +6,7 @@ SVG, and the page's Content-Security-Policy forbids every fetch). Every text is 
 - :func:`scatter`: analytic against numeric per compared element, the diagonal drawn; points
   outside their budget in red.
 - :func:`heatmap`: ``|analytic - numeric| / budget`` per element of a 2-D gradient, a 4-D one
-  laid out as an N×C mosaic of H×W tiles; white is far inside the budget, red outside it, grey
+  laid out as an N×C mosaic of H×W tiles; pale green inside the budget, red outside it, grey
   not sampled. A per-feature mistake (a missing mean term) shows as stripes.
 - :func:`sweep`: ``|analytic - D(h)|`` against the step ``h`` (log-log), the budget dashed.
 """
@@ -96,16 +96,19 @@ def _pool(grid: np.ndarray) -> np.ndarray:
         return np.nanmax(blocks, axis=(1, 3))
 
 
-def _colour(ratio: float) -> str:
-    """White (far inside the budget) through yellow (at it) to red (far outside); grey NaN."""
+def _colour(ratio: float, low: float, top: float) -> str:
+    """Within the budget: white to pale green; outside it: pale to dark red, on a log scale from
+    the smallest (``low``) to the largest ratio above 1 shown (``top``), so that a pattern among
+    the failing elements stays visible; grey for NaN (not compared)."""
     if ratio != ratio:
         return "#d0d7de"
-    t = min(max((math.log10(max(ratio, 1e-300)) + 3.0) / 6.0, 0.0), 1.0)  # 1e-3..1e3 -> 0..1
-    if t <= 0.5:
-        u = t / 0.5
-        return f"#{255:02x}{255:02x}{int(255 - 180 * u):02x}"
-    u = (t - 0.5) / 0.5
-    return f"#{int(255 - 48 * u):02x}{int(255 - 221 * u):02x}{int(75 - 29 * u):02x}"
+    if ratio <= 1.0:
+        u = min(max((math.log10(max(ratio, 1e-300)) + 6.0) / 6.0, 0.0), 1.0)  # 1e-6..1 -> 0..1
+        return f"#{int(255 - 40 * u):02x}{int(255 - 10 * u):02x}{int(255 - 40 * u):02x}"
+    span = math.log10(top / low) if top > low else 0.0
+    u = min(max(math.log10(ratio / low) / span, 0.0), 1.0) if span > 0 else 1.0
+    u = 0.2 + 0.8 * u
+    return f"#{int(255 - 130 * u):02x}{int(225 - 225 * u):02x}{int(225 - 210 * u):02x}"
 
 
 def heatmap(ratios: np.ndarray, title: str, *, rows_label: str = "axis 0",
@@ -113,6 +116,8 @@ def heatmap(ratios: np.ndarray, title: str, *, rows_label: str = "axis 0",
     """``ratios`` (a 2-D layout, NaN = not compared) as coloured cells."""
     grid = _pool(np.asarray(ratios, dtype=np.float64))
     rows, cols = grid.shape
+    over = grid[np.isfinite(grid) & (grid > 1.0)]
+    low, top = (float(np.min(over)), float(np.max(over))) if over.size else (1.0, 1.0)
     cell = max(3.0, min(24.0, 280.0 / max(rows, cols)))
     width, height = int(cols * cell + 60), int(rows * cell + 40)
     body = []
@@ -121,7 +126,7 @@ def heatmap(ratios: np.ndarray, title: str, *, rows_label: str = "axis 0",
             value = float(grid[i, j])
             tip = "not compared" if value != value else f"error/budget {value:.3g}"
             body.append(f'<rect x="{40 + j * cell:.1f}" y="{10 + i * cell:.1f}" '
-                        f'width="{cell:.1f}" height="{cell:.1f}" fill="{_colour(value)}">'
+                        f'width="{cell:.1f}" height="{cell:.1f}" fill="{_colour(value, low, top)}">'
                         f"<title>({i}, {j}): {html.escape(tip)}</title></rect>")
     body += [_text(40 + cols * cell / 2, height - 8, cols_label),
              f'<text x="14" y="{10 + rows * cell / 2:.0f}" font-size="10" '

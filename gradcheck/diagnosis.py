@@ -231,19 +231,21 @@ def _grid(case: _Case) -> np.ndarray | None:
 
 
 def _constant_along(case: _Case) -> list[Finding]:
+    """``e`` the same for every element of a feature: a function of one axis's index only."""
     e = _grid(case)
     if e is None:
         return []
     found = []
     for axis in range(e.ndim):
-        if e.shape[axis] < 2:
+        others = tuple(k for k in range(e.ndim) if k != axis)
+        if all(e.shape[k] < 2 for k in others):
             continue
-        rest = np.mean(e, axis=axis, keepdims=True)
-        where = ("every row of a column (along axis 0, the batch)" if axis == 0
-                 else f"every position along axis {axis}")
-        found.append(Finding("constant-along-axis", f"the error is the same in {where}: a "
-                             f"missing or wrong per-feature term (constant over axis {axis})",
-                             _explained(e.ravel(), (e - rest).ravel())))
+        per_feature = np.mean(e, axis=others, keepdims=True)
+        where = ("in every row of a column" if (e.ndim, axis) == (2, 1) else
+                 f"at every position that shares its index along axis {axis}")
+        found.append(Finding("constant-along-axis", f"the error is the same {where}: a missing "
+                             f"or wrong per-feature term (one value per index of axis {axis})",
+                             _explained(e.ravel(), (e - per_feature).ravel())))
     return found
 
 
