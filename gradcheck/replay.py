@@ -45,6 +45,7 @@ class Replay:
     mode: str
     wrt: list[str]
     layer: dict[str, Any]  # how the command line built the layer (file, op, layer, kwarg, ...)
+    case: str = ""  # the report's label (property mode: the shrunk case and its flags)
 
 
 def _arrays(report: CheckReport) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -126,7 +127,7 @@ def load_replay(path: str | os.PathLike[str]) -> Replay:
         raise InvalidArgument(f"`FILE.npz` must be a gradcheck replay file (version {_VERSION}),"
                               f" got {str(path)!r}")
     return Replay(inputs, dout, int(meta["seed"]), meta["method"], meta["mode"],
-                  list(meta["wrt"]), dict(meta["layer"]))
+                  list(meta["wrt"]), dict(meta["layer"]), str(meta.get("case", "")))
 
 
 def replay_command(path: str | os.PathLike[str]) -> str:

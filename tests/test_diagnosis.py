@@ -51,8 +51,8 @@ def test_the_catalog_confusion(capsys):
         right += ok
         shown = ", ".join(f"d{k}: {v or '-'}" for k, v in got.items()) or (
             "problem: " + "; ".join(report.problems) if report.problems else "-")
-        rows.append(f"{name:24} {', '.join(f'd{k}: {v}' for k, v in want.items()) or '(problem)':45}"
-                    f" -> {shown}{'' if ok or not want else '   WRONG'}")
+        expected = ", ".join(f"d{k}: {v}" for k, v in want.items()) or "(problem)"
+        rows.append(f"{name:24} {expected:45} -> {shown}{'' if ok or not want else '   WRONG'}")
     with capsys.disabled():
         print(f"\ncause -> diagnosed ({right} of {len(GRADIENT_MISTAKES)} gradient mistakes "
               "named right)")

@@ -150,9 +150,14 @@ def test_nan_shows_as_a_dash_in_tables():
 
 @pytest.mark.parametrize(("reports", "line"), [
     pytest.param([], "EMPTY: no checks ran", id="empty"),
-    pytest.param([PASSING, PASSING], "PASS: 2 of 2 checks passed; 4 of 4 gradients passed", id="pass"),
+    pytest.param([PASSING, PASSING], "PASS: 2 of 2 checks passed; 4 of 4 gradients passed",
+                 id="pass"),
     pytest.param([_report(problems=("forward modified its input `x` in place",))],
-                 "FAIL: 0 of 1 checks passed; 1 of 1 gradients passed", id="problem-fails-the-check"),
+                 "FAIL: 0 of 1 checks passed; 1 of 1 gradients passed",
+                 id="problem-fails-the-check"),
+    pytest.param([_report(_result(status="inconclusive"))],
+                 "INCONCLUSIVE: 0 of 1 checks passed; 0 of 1 gradients passed",
+                 id="inconclusive-is-not-a-fail"),
 ])
 def test_verdict_line(reports, line):
     assert rep.verdict_line(reports) == line
