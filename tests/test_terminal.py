@@ -1,4 +1,4 @@
-"""The terminal: 100 columns, failures first, colour rules, -q/-v, SIGPIPE, progress on TTYs only."""
+"""The terminal: 100 columns, failures first, colours, -q/-v, SIGPIPE, progress on TTYs only."""
 
 from __future__ import annotations
 
@@ -237,3 +237,18 @@ def test_progress_is_absent_in_a_pipe(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "\r" not in proc.stdout + proc.stderr
     assert "elapsed" not in proc.stdout + proc.stderr
+
+
+def test_progress_over_whole_checks_counts_every_finished_check():
+    from gradcheck.check import check_grads
+
+    out = FakeTTY()
+    with _terminal.checks(3, out, unit="checks") as progress:
+        progress.delay = 0.0
+        for k in range(3):
+            time.sleep(_terminal.PROGRESS_INTERVAL)
+            check_grads(lambda x: np.sum(x**2), lambda x: 2 * x, np.arange(1.0, 3.0 + k))
+    text = out.getvalue()
+    for k in (1, 2, 3):
+        assert f"gradcheck: {k} of 3 checks" in text
+    assert text.endswith("\r")  # erased at the end
