@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -125,8 +126,29 @@ def _figure(svg: str, caption: str) -> str:
     return f"<figure>{svg}<figcaption>{e(caption)}</figcaption></figure>"
 
 
+def _heatmaps(r: GradientResult, ev: Evidence, ratios: np.ndarray) -> list[str]:
+    """The error and the error/budget per element, in the same layout."""
+    assert ev.estimate is not None and ev.indices is not None
+    error = np.full(ratios.size, np.nan)
+    error[ev.indices] = (np.asarray(ev.analytic, dtype=np.float64).reshape(-1)[ev.indices]
+                         - np.asarray(ev.estimate.value, dtype=np.float64).reshape(-1))
+    four = ratios.ndim > 2
+    layout = "tiles: N rows × C columns, each H × W" if four else "rows: batch; columns: features"
+    labels: dict[str, Any] = {"rows_label": "N·H" if four else "axis 0 (batch)",
+                              "cols_label": "C·W" if four else "axis 1 (features)"}
+    return [
+        _figure(_svg.heatmap(_svg.mosaic(error.reshape(ratios.shape)), f"d{r.name}: error",
+                             signed=True, **labels),
+                f"analytic - numeric per element ({layout}); blue below zero, red above, grey "
+                "not compared; stripes mean a per-feature mistake (a missing mean term)"),
+        _figure(_svg.heatmap(_svg.mosaic(ratios), f"d{r.name}: error / budget", **labels),
+                "|analytic - numeric| / budget per element; green within the budget, red "
+                "outside it (darker: further)"),
+    ]
+
+
 def pictures(r: GradientResult) -> list[str]:
-    """The SVG figures for one gradient: scatter, heat map (2-D and more), step sweep."""
+    """The SVG figures for one gradient: scatter, heat maps (2-D and more), step sweep."""
     ev, figures = r.evidence, []
     ratios = element_ratios(ev) if ev is not None else None
     if ev is not None and ev.estimate is not None and ratios is not None and ev.indices is not None:
@@ -137,14 +159,7 @@ def pictures(r: GradientResult) -> list[str]:
                                "analytic against numeric per element; a right gradient lies "
                                "on the dashed diagonal; red: outside the budget"))
         if ratios.ndim >= 2:
-            layout = "rows: batch; columns: features" if ratios.ndim == 2 else (
-                "tiles: N rows × C columns, each H × W")
-            figures.append(_figure(
-                _svg.heatmap(_svg.mosaic(ratios), f"d{r.name}: error / budget",
-                             rows_label="N·H" if ratios.ndim > 2 else "axis 0 (batch)",
-                             cols_label="C·W" if ratios.ndim > 2 else "axis 1 (features)"),
-                f"error / budget per element ({layout}); green within the budget, red outside it "
-                "(darker: further), grey not compared; stripes mean a per-feature mistake"))
+            figures += _heatmaps(r, ev, ratios)
     d = r.diagnosis
     if d is not None and d.sweep is not None:
         figures.append(_figure(

@@ -5,9 +5,11 @@ SVG, and the page's Content-Security-Policy forbids every fetch). Every text is 
 
 - :func:`scatter`: analytic against numeric per compared element, the diagonal drawn; points
   outside their budget in red.
-- :func:`heatmap`: ``|analytic - numeric| / budget`` per element of a 2-D gradient, a 4-D one
-  laid out as an N×C mosaic of H×W tiles; pale green inside the budget, red outside it, grey
-  not sampled. A per-feature mistake (a missing mean term) shows as stripes.
+- :func:`heatmap`: per element of a 2-D gradient (a 4-D one laid out as an N×C mosaic of H×W
+  tiles), either the error ``analytic - numeric`` itself (blue below zero, red above: a
+  per-feature mistake such as a missing mean term shows as stripes) or
+  ``|analytic - numeric| / budget`` (pale green inside the budget, red outside it); grey where
+  nothing was compared.
 - :func:`sweep`: ``|analytic - D(h)|`` against the step ``h`` (log-log), the budget dashed.
 """
 
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import html
 import math
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -84,16 +85,28 @@ def mosaic(values: np.ndarray) -> np.ndarray:
 
 
 def _pool(grid: np.ndarray) -> np.ndarray:
+    """Blocks of a grid longer than MAX_CELLS, each shown by its largest-magnitude value."""
     rows, cols = grid.shape
     fr, fc = math.ceil(rows / MAX_CELLS), math.ceil(cols / MAX_CELLS)
     if fr == 1 and fc == 1:
         return grid
     padded = np.full((math.ceil(rows / fr) * fr, math.ceil(cols / fc) * fc), np.nan)
     padded[:rows, :cols] = grid
-    blocks = padded.reshape(padded.shape[0] // fr, fr, padded.shape[1] // fc, fc)
-    with warnings.catch_warnings():  # an all-NaN block (nothing compared) stays NaN
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmax(blocks, axis=(1, 3))
+    tiles = padded.reshape(padded.shape[0] // fr, fr, padded.shape[1] // fc, fc)
+    blocks = tiles.transpose(0, 2, 1, 3).reshape(tiles.shape[0], tiles.shape[2], -1)
+    size = np.where(np.isnan(blocks), -1.0, np.abs(blocks))
+    pick = np.argmax(size, axis=2)[..., np.newaxis]
+    return np.take_along_axis(blocks, pick, axis=2)[..., 0]  # all-NaN blocks stay NaN
+
+
+def _signed_colour(value: float, top: float) -> str:
+    """Blue (negative) through white (zero) to red (positive), linear up to ``top``."""
+    if value != value:
+        return "#d0d7de"
+    u = min(abs(value) / top, 1.0) if top > 0 else 0.0
+    if value < 0:
+        return f"#{int(255 - 246 * u):02x}{int(255 - 150 * u):02x}{int(255 - 37 * u):02x}"
+    return f"#{int(255 - 48 * u):02x}{int(255 - 221 * u):02x}{int(255 - 209 * u):02x}"
 
 
 def _colour(ratio: float, low: float, top: float) -> str:
@@ -111,22 +124,30 @@ def _colour(ratio: float, low: float, top: float) -> str:
     return f"#{int(255 - 130 * u):02x}{int(225 - 225 * u):02x}{int(225 - 210 * u):02x}"
 
 
-def heatmap(ratios: np.ndarray, title: str, *, rows_label: str = "axis 0",
-            cols_label: str = "axis 1") -> str:
-    """``ratios`` (a 2-D layout, NaN = not compared) as coloured cells."""
-    grid = _pool(np.asarray(ratios, dtype=np.float64))
+def heatmap(values: np.ndarray, title: str, *, signed: bool = False,
+            rows_label: str = "axis 0", cols_label: str = "axis 1") -> str:
+    """A 2-D layout of ``values`` (NaN = not compared) as coloured cells.
+
+    ``signed``: the error ``analytic - numeric`` itself, blue below zero and red above, scaled
+    to its largest magnitude; else error/budget ratios (:func:`_colour`).
+    """
+    grid = _pool(np.asarray(values, dtype=np.float64))
     rows, cols = grid.shape
-    over = grid[np.isfinite(grid) & (grid > 1.0)]
+    finite = grid[np.isfinite(grid)]
+    over = finite[finite > 1.0]
     low, top = (float(np.min(over)), float(np.max(over))) if over.size else (1.0, 1.0)
+    biggest = float(np.max(np.abs(finite))) if finite.size else 0.0
     cell = max(3.0, min(24.0, 280.0 / max(rows, cols)))
     width, height = int(cols * cell + 60), int(rows * cell + 40)
+    what = "analytic - numeric" if signed else "error/budget"
     body = []
     for i in range(rows):
         for j in range(cols):
             value = float(grid[i, j])
-            tip = "not compared" if value != value else f"error/budget {value:.3g}"
+            tip = "not compared" if value != value else f"{what} {value:.4g}"
+            fill = _signed_colour(value, biggest) if signed else _colour(value, low, top)
             body.append(f'<rect x="{40 + j * cell:.1f}" y="{10 + i * cell:.1f}" '
-                        f'width="{cell:.1f}" height="{cell:.1f}" fill="{_colour(value, low, top)}">'
+                        f'width="{cell:.1f}" height="{cell:.1f}" fill="{fill}">'
                         f"<title>({i}, {j}): {html.escape(tip)}</title></rect>")
     body += [_text(40 + cols * cell / 2, height - 8, cols_label),
              f'<text x="14" y="{10 + rows * cell / 2:.0f}" font-size="10" '
