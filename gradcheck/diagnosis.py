@@ -88,7 +88,8 @@ class _Case:
         return self.a - self.n
 
     def take(self, arr: np.ndarray) -> np.ndarray:
-        return np.broadcast_to(arr, self.shape).reshape(-1)[self.idx]
+        full = arr if arr.shape == self.shape else np.broadcast_to(arr, self.shape)
+        return full.reshape(-1)[self.idx]
 
 
 def _case(ev: Evidence) -> _Case | None:
@@ -300,27 +301,26 @@ def _concentrated(case: _Case) -> list[Finding]:
 class _BN:
     """BatchNorm's training backward rebuilt from the check's inputs, ``dout`` and a fitted eps."""
 
-    x: np.ndarray
     gamma: np.ndarray  # broadcast to x's shape
     g: np.ndarray
     axes: tuple[int, ...]
     count: int
     eps: float
+    xc: np.ndarray  # x - mean(x)
+    biased: np.ndarray  # mean(xc²), the biased variance
 
     def mean(self, a: np.ndarray) -> np.ndarray:
         return np.mean(a, axis=self.axes, keepdims=True)
 
     def var(self, unbiased: bool = False) -> np.ndarray:
-        xc = self.x - self.mean(self.x)
-        v = self.mean(xc * xc)
-        return v * self.count / (self.count - 1) if unbiased else v
+        return self.biased * self.count / (self.count - 1) if unbiased else self.biased
 
     def dx(self, *, s: np.ndarray | None = None, xhat_s: np.ndarray | None = None,
            k: tuple[float, float, float] = (1.0, -1.0, -1.0), gamma: bool = True) -> np.ndarray:
         """``c0·T0 + c1·T1 + c2·T2`` with the 1/s scale and the x̂ built from ``xhat_s``."""
         std = np.sqrt(self.var() + self.eps)
         s = std if s is None else s
-        xhat = (self.x - self.mean(self.x)) / (std if xhat_s is None else xhat_s)
+        xhat = self.xc / (std if xhat_s is None else xhat_s)
         factor = (self.gamma if gamma else 1.0) / s
         t0, t1, t2 = factor * self.g, factor * self.mean(self.g), factor * xhat * self.mean(
             self.g * xhat)
@@ -331,7 +331,7 @@ class _BN:
                 self.dx(k=(0.0, 0.0, 1.0)))
 
     def xhat(self) -> np.ndarray:
-        return (self.x - self.mean(self.x)) / np.sqrt(self.var() + self.eps)
+        return self.xc / np.sqrt(self.var() + self.eps)
 
     def reduce(self, a: np.ndarray) -> np.ndarray:
         return np.sum(a, axis=self.axes)
@@ -364,8 +364,11 @@ def _bn_model(cases: Mapping[str, _Case], inputs: Mapping[str, np.ndarray],
     count = int(np.prod([x.shape[a] for a in axes]))
     if count < 2:
         return None
-    base = _BN(np.asarray(x, dtype=np.float64), np.ones(x.shape) if g_aligned is None
-               else g_aligned, np.asarray(dout, dtype=np.float64), axes, count, 0.0)
+    x64 = np.asarray(x, dtype=np.float64)
+    xc = x64 - np.mean(x64, axis=axes, keepdims=True)
+    base = _BN(np.ones(x.shape) if g_aligned is None else g_aligned,
+               np.asarray(dout, dtype=np.float64), axes, count, 0.0, xc,
+               np.mean(xc * xc, axis=axes, keepdims=True))
     probe = cases.get("x") or cases.get("gamma")
     if probe is None:
         return None
@@ -447,8 +450,7 @@ def _bn_terms(case: _Case, t0: np.ndarray, t1: np.ndarray, t2: np.ndarray) -> Fi
 def _bn_param(case: _Case, bn: _BN) -> list[Finding]:
     if case.name != "gamma":
         return []
-    xc = bn.x - bn.mean(bn.x)
-    pred = case.take(bn.reduce(bn.g * xc))
+    pred = case.take(bn.reduce(bn.g * bn.xc))
     return [Finding("dgamma-uses-xc", "dgamma sums dout·(x - mean) where dout·x̂ belongs "
                                       "(x̂ = (x - mean)/sqrt(var + eps))", _predicts(case, pred))]
 
