@@ -35,10 +35,19 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
 
 
+def _cut_middle(text: str, width: int) -> str:
+    """Shortened in the middle: a label's start (the layer) and its end (the case) both stay."""
+    if len(text) <= width:
+        return text
+    head = max((width - 1) * 2 // 5, 1)
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
 def _compact_row(report: CheckReport, r: GradientResult, check_width: int) -> list[str]:
     index = "-" if r.worst_index is None else str(r.worst_index).replace(" ", "")
-    return [_cut(fmt.label(report), check_width), _cut(f"d{r.name}", 10), fmt.verdict_word(r),
-            f"{fmt.ratio(r):.2g}" if fmt.ratio(r) == fmt.ratio(r) else "-", _cut(index, 16),
+    ratio = fmt.ratio(r)
+    return [_cut_middle(fmt.label(report), check_width), _cut(f"d{r.name}", 10),
+            fmt.verdict_word(r), f"{ratio:.2g}" if ratio == ratio else "-", _cut(index, 16),
             fmt.num(r.analytic_at_worst), fmt.num(r.numeric_at_worst)]
 
 
