@@ -172,7 +172,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float):
         return float(value) if math.isfinite(value) else {"__float__": repr(float(value))}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        fields = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                  if f.compare}  # compare=False: GradientResult.evidence, arrays kept locally
         return {"__dataclass__": type(value).__name__, **fields}
     if isinstance(value, tuple):
         return {"__tuple__": [_plain(v) for v in value]}

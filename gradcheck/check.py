@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck import _collect
+from gradcheck import _collect, diagnosis
 from gradcheck._calls import _analytic, _restore, _Run, _snapshot, _Spec, _validate, _with_context
 from gradcheck._guard import protected, time_limit, validate_timeout
 from gradcheck._objective import probe_check, reference
@@ -156,7 +156,7 @@ def _check(spec: _Spec) -> tuple[list[GradientResult], _Run]:
     if results and probe_calls:  # the probe's evaluations are part of the check's cost
         results[0] = replace(results[0], nfev=results[0].nfev + probe_calls)
     run.warnings.extend(r.message for r in results if r.status == "zero")
-    return results, run
+    return diagnosis.attach(results, run.grads, spec.inputs), run  # failing gradients only
 
 
 def _methods(results: Sequence[GradientResult]) -> str:

@@ -13,6 +13,8 @@ Examples::
         --kwarg bn_param='{"mode": "train"}'
     gradcheck check my_layers.py --layer MyBatchNorm --kwarg num_features=5 --shape x=8,5
     gradcheck run --out reports
+    gradcheck replay reports/replay.npz      # a failing check --out case, exactly again
+    gradcheck explain batchnorm
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -52,6 +55,32 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="text", help="what to print")
     p.add_argument("--out", metavar="DIR", help="also write summary.{txt,md,html} and results.json")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    _add_terminal_options(p)
+
+
+def _add_terminal_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--wide", action="store_true",
+                   help="text: every column (the default fits 100 columns)")
+    loud = p.add_mutually_exclusive_group()
+    loud.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1,
+                      default=0, help="text: only the verdict and the failures")
+    loud.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1,
+                      help="text: details of passing gradients too")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                   help="colour the text (auto: on a terminal, unless NO_COLOR is set)")
+
+
+def _add_learner_commands(sub: Any) -> None:
+    from gradcheck.explain import topics
+
+    explain = sub.add_parser("explain", help="short lessons: what BatchNorm computes, its "
+                             "backward, where it goes")
+    explain.add_argument("topic", choices=topics())
+    explain.set_defaults(out=None)
+    replay = sub.add_parser("replay", help="re-run a failing check from its replay file "
+                            "(written by check --out)")
+    replay.add_argument("file", metavar="FILE.npz")
+    _add_output_options(replay)
 
 
 def _parser() -> _Parser:
@@ -66,6 +95,7 @@ def _parser() -> _Parser:
     _add_forward_options(check)
     _cli_args.add_limit_options(check)
     _add_output_options(check)
+    _add_learner_commands(sub)
     return parser
 
 
@@ -171,11 +201,12 @@ def _stdout(args: argparse.Namespace) -> Any:
 
 def _emit(reports: Sequence[Any], args: argparse.Namespace, forward: Any = None) -> None:
     from gradcheck import report as rep
+    from gradcheck._terminal import use_color
 
-    text = rep.render(reports, args.format)
     stdout = _stdout(args)
-    print(text if forward is None else _with_forward(text, forward, args.format), file=stdout)
-    stdout.flush()
+    text = rep.render(reports, args.format, **(_text_options(args, use_color(
+        stdout, getattr(args, "color", "never"))) if args.format == "text" else {}))
+    _print_quietly(text if forward is None else _with_forward(text, forward, args.format), stdout)
     if args.out:
         try:
             written = rep.write_reports(reports, args.out)
@@ -183,6 +214,120 @@ def _emit(reports: Sequence[Any], args: argparse.Namespace, forward: Any = None)
             raise InvalidArgument(f"`--out` {args.out!r} could not be written: {exc}") from exc
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
+        _write_replay(reports, args)
+
+
+def _text_options(args: argparse.Namespace, color: bool) -> dict[str, Any]:
+    return {"wide": getattr(args, "wide", False), "color": color,
+            "verbosity": getattr(args, "verbosity", 0)}
+
+
+def _print_quietly(text: str, stream: Any = None) -> None:
+    """Print; when the reader has gone (``| head``), stop quietly instead of a traceback."""
+    out = sys.stdout if stream is None else stream
+    try:
+        print(text, file=out)
+        out.flush()
+    except BrokenPipeError:
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)  # so the interpreter's final flush is quiet
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+
+
+# --- replay (gradcheck.replay): check --out writes DIR/replay.npz; `gradcheck replay` ----------
+
+
+def _write_replay(reports: Sequence[Any], args: argparse.Namespace) -> None:
+    """``check --out``: a failing check's inputs, dout and seed, and the command replaying it."""
+    from gradcheck.replay import FILE_NAME, replay_command, write_replay
+
+    failing = [r for r in reports if not r.passed and any(g.evidence for g in r.results)]
+    if args.command not in ("check", "replay") or not failing or getattr(args, "cost", None):
+        return
+    options = dict(args.replay_options) if args.command == "replay" else _check_options(args)
+    path = write_replay(failing[0], Path(args.out) / FILE_NAME, method=options["method"],
+                        mode=options["mode"], layer=options)
+    print(f"replay this failure: {replay_command(path)}", file=sys.stderr)
+
+
+def _check_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The check's parsed options, JSON-ready, with FILE made absolute (replay runs anywhere)."""
+    options = {k: v for k, v in vars(args).items() if isinstance(v, (str, int, float, bool,
+                                                                      list, type(None)))}
+    path, sep, attr = str(args.file).partition(":")
+    if Path(path).is_file():
+        options["file"] = str(Path(path).resolve()) + sep + attr
+    return options
+
+
+def _replay_layer(args: argparse.Namespace, case: str) -> Any:
+    """The layer the check built: the same discovery, the same settings, for the same pair."""
+    from gradcheck.discover import draw_fixed, plan
+
+    loaded = _load_module(args.file)
+    _select_target(args, loaded)
+    given, symbolic = _overrides(args)
+    module = loaded.module
+    if args.layer:
+        return _class_layer(args, module, given)[0]
+    pairs, _ = _selected_pairs(args, module)
+    pair = next((p for p in pairs if p.label == case), pairs[0])
+    p = plan(pair, _lookup(module, pair.forward, "forward"), given)
+    config = dict(p.config) if symbolic else {**p.config, **draw_fixed(p, args.dtype, args.seed)}
+    return _build_layer(pair, module, config)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from gradcheck.check import check_layer
+    from gradcheck.layer import annotate
+    from gradcheck.replay import load_replay
+
+    case = load_replay(args.file)
+    stored = argparse.Namespace(**case.layer)
+    layer = _replay_layer(stored, case.case)
+    if hasattr(layer, "problems"):
+        layer.problems.clear()
+    with warnings.catch_warnings():  # the report carries them
+        warnings.simplefilter("ignore", GradcheckWarning)
+        report = check_layer(layer, case.inputs, method=case.method, mode=case.mode,
+                             seed=case.seed, dout=case.dout, wrt=case.wrt)
+    report = replace(report, case=case.case)
+    if stored.layer:
+        report = annotate(report, layer)
+    args.replay_options = case.layer
+    _emit([report], args)
+    return _exit_code([report])
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from gradcheck.explain import explain
+
+    _print_quietly(explain(args.topic), _stdout(args))
+    return EXIT_PASS
+
+
+# --- progress on a terminal (gradcheck._terminal) ---------------------------------------------
+
+
+def _progress_check(layer: Any, shapes: dict[str, tuple[int, ...]],
+                    args: argparse.Namespace) -> Any:
+    """Progress on a terminal while one check runs (nothing in a pipe)."""
+    import math
+
+    from gradcheck import _terminal
+
+    return _terminal.one_check(layer, {k: math.prod(v) for k, v in shapes.items()}, args.method)
+
+
+def _progress_cases(total: int, unit: str) -> Any:
+    """Progress on a terminal over whole checks (``run``, property mode)."""
+    from gradcheck import _terminal
+
+    return _terminal.checks(total, unit=unit)
 
 
 def _load_module(path: str, debug: bool = False) -> Any:
@@ -332,7 +477,7 @@ def _check_pair(p: Any, module: ModuleType, args: argparse.Namespace) -> Any:
     from gradcheck.properties import random_inputs
 
     layer = _build_layer(p.pair, module, {**p.config, **draw_fixed(p, args.dtype, args.seed)})
-    with warnings.catch_warnings():  # the report carries them
+    with warnings.catch_warnings(), _progress_check(layer, p.shapes, args):  # the report has them
         warnings.simplefilter("ignore", GradcheckWarning)
         inputs = {k: v * v.dtype.type(p.scale)
                   for k, v in random_inputs(p.shapes, args.dtype, args.seed).items()}
@@ -526,8 +671,9 @@ def _check_property(args: argparse.Namespace, module: ModuleType, given: Any,
     layer = _build_layer(pairs[0], module, dict(p.config))  # the registry's settings, overridden
     specs = {**{n: tuple(map(str, s)) for n, s in given.shapes.items()}, **symbolic}
     forward = _forward_check(args, module, specs, dict(p.config))
-    result = check_layer_property(layer, specs, dtype=args.dtype, method=args.method,
-                                  mode=args.mode, seed=args.seed, examples=args.examples)
+    with _progress_cases(args.examples, "drawn cases"):
+        result = check_layer_property(layer, specs, dtype=args.dtype, method=args.method,
+                                      mode=args.mode, seed=args.seed, examples=args.examples)
     _emit(result.reports, args, forward)
     print(result.summary, file=sys.stderr)
     return _forward_exit(_exit_code(result.reports), forward)
@@ -549,15 +695,21 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gradcheck.suite import run_reference_suite
+    from gradcheck.suite import cases, norm_cases, run_reference_suite
 
-    reports = run_reference_suite(quick=args.quick, progress=sys.stderr)
+    total = len(list(cases(args.quick))) + len(list(norm_cases(args.quick)))
+    with _progress_cases(total, "checks"):
+        reports = run_reference_suite(quick=args.quick)
     _emit(reports, args)
     passed = all(r.passed for r in reports)
     failed = sum(not r.passed for r in reports)
     print(f"gradcheck run: {'PASS' if passed else 'FAIL'}: {len(reports) - failed} of "
           f"{len(reports)} checks passed", file=sys.stderr)
     return _exit_code(reports)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": _run, "explain": _explain, "replay": _replay}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -606,7 +758,7 @@ def _command(args: argparse.Namespace) -> int:
     timeout = getattr(args, "timeout", 0.0) or None
     with _guard.stdout_to_stderr() as args.stdout, _guard.time_limit(
             timeout, hint="raise --timeout (0: no limit)"):
-        return _run(args) if args.command == "run" else _check(args)
+        return _COMMANDS.get(args.command, _check)(args)
 
 
 def _fail(args: argparse.Namespace, exc: BaseException, code: int, text: str = "") -> int:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,7 @@ from gradcheck._kinks import Kinks, analyse, mirrored, smooth_along
 from gradcheck._objective import Numeric, Reference, prepare
 from gradcheck._shadow import Shadow
 from gradcheck.errors import LayerError
-from gradcheck.results import GradientResult, KinkElement, WorstElement
+from gradcheck.results import Evidence, GradientResult, KinkElement, WorstElement
 from gradcheck.tolerance import (
     FLOOR_ULPS,
     NOISE_RATIO,
@@ -363,14 +363,16 @@ def judge(spec: _Spec, run: _Run, ref: Reference, shadow: Shadow, name: str,
     num = prepare(spec, ref, name, found)
     mode = _mode(spec, x)
     rng = np.random.default_rng([spec.seed, _STREAM, *map(ord, name)])
-    elements = None
+    elements = est = idx = None
     if mode != "directional":
         idx = _sample_indices(x.shape, rng) if mode == "sampled" else np.arange(x.size)
         est = _estimate(num, side, idx, full=mode == "full")
         elements = _judge_elements(side, est, idx, num, tol, x.shape)
     directions = _judge_directions(name, num, side, tol, rng) if mode != "full" else None
-    return _result(name, mode, elements, directions, num, tol, x, time.perf_counter() - t0,
-                   spec.dout is not None)
+    result = _result(name, mode, elements, directions, num, tol, x, time.perf_counter() - t0,
+                     spec.dout is not None)
+    evidence = Evidence(name, raw, est, idx, ref.inputs, ref.g, num.f, tol, side.rounding)
+    return replace(result, evidence=evidence)  # for gradcheck.diagnosis and the pictures
 
 
 def _estimate(num: Numeric, side: _Side, idx: np.ndarray, full: bool) -> numeric.Estimate:

@@ -19,8 +19,8 @@ Examples
 >>> import numpy as np
 >>> from gradcheck.check import check_grads
 >>> report = check_grads(lambda x: np.sum(x**3), lambda x: 3 * x**2, np.array([1.0, 2.0]))
->>> print(render([report], "text").splitlines()[3])
-PASS: 1 of 1 checks passed (1 of 1 gradients)
+>>> print(render([report], "text").splitlines()[0])
+PASS: 1 of 1 checks passed; 1 of 1 gradients passed
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
+from gradcheck import _format as _fmt
+from gradcheck import _html, _text
 from gradcheck._version import __version__
-from gradcheck.compare import MISS_PROBABILITY
 from gradcheck.errors import InvalidArgument
 from gradcheck.results import CheckReport, GradientResult, WorstElement
 
@@ -54,6 +55,7 @@ __all__ = [
     "SUMMARY_HEADERS",
     "failure_message",
     "render",
+    "render_html_fragment",
     "summary_rows",
     "to_json",
     "verdict_line",
@@ -65,12 +67,11 @@ SCHEMA_VERSION = 1
 SUMMARY_HEADERS = ("gradient", "verdict", "max abs err", "max rel err", "budget", "worst index",
                    "analytic", "numeric", "method", "mode", "nfev")
 # Over all reports, for the documents.
-TABLE_HEADERS = ("layer", "case", "gradient", "method", "mode", "max abs error", "max rel error",
-                 "budget", "verdict", "evaluations", "time (s)")
-_TABLE_ALIGN = ("left",) * 5 + ("right",) * 3 + ("left", "right", "right")
-_VERDICT_COLUMN = TABLE_HEADERS.index("verdict")
-WORST_HEADERS = ("index", "analytic", "numeric", "abs error", "budget")
-_WORST_ALIGN = ("left",) + ("right",) * 4
+TABLE_HEADERS = _fmt.TABLE_HEADERS
+_TABLE_ALIGN = _fmt.TABLE_ALIGN
+_VERDICT_COLUMN = _fmt.VERDICT_COLUMN
+WORST_HEADERS = _fmt.WORST_HEADERS
+_WORST_ALIGN = _fmt.WORST_ALIGN
 
 # The JSON schema: the keys, in order (documented in reports/README.md).
 TOP_KEYS = ("schema_version", "generated_by", "passed", "reports")
@@ -79,89 +80,27 @@ REPORT_KEYS = ("passed", "layer", "case", "method", "seed", "dtype", "shapes", "
 RESULT_KEYS = ("name", "passed", "status", "max_abs_error", "max_rel_error", "budget",
                "worst_index", "analytic_at_worst", "numeric_at_worst", "nfev", "method", "mode",
                "elements", "size", "directions", "miss_norm", "rtol", "atol", "step", "reason",
-               "message", "seconds", "worst")
+               "message", "seconds", "worst", "diagnosis")
 WORST_KEYS = ("index", "analytic", "numeric", "abs_error", "budget")
+DIAGNOSIS_KEYS = ("cause", "findings", "sweep", "note")
+FINDING_KEYS = ("cause", "text", "explained")
+SWEEP_KEYS = ("index", "steps", "discrepancies", "verdict", "text")
 
 OUTPUT_FILES = {"summary.txt": "text", "summary.md": "markdown", "summary.html": "html",
                 "results.json": "json"}
 
-# --- numbers and labels ---------------------------------------------------------------------
+# --- numbers and labels (shared with the text and HTML renderings, in gradcheck._format) -----
 
-
-def _num(value: float) -> str:
-    """Scientific notation, four significant digits; NaN as ``-``."""
-    return "-" if value != value else f"{value:.3e}"
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.3g}"
-
-
-def _label(report: CheckReport) -> str:
-    return f"{report.layer} [{report.case}]" if report.case else report.layer
-
-
-def _verdict_word(result: GradientResult) -> str:
-    return result.status if result.passed else result.status.upper()
-
-
-def _mode(result: GradientResult) -> str:
-    return f"sampled {result.elements}/{result.size}" if result.mode == "sampled" else result.mode
-
-
-def _needs_detail(result: GradientResult) -> bool:
-    """Failures, and passes with something to say (messages are only ever warnings or why)."""
-    return not result.passed or bool(result.message)
-
-
-def _coverage(result: GradientResult) -> str:
-    return (f"sampled {result.elements} of {result.size} elements and {result.directions} random "
-            f"directions: an error of 2-norm >= {_num(result.miss_norm)} would be caught with "
-            f"probability >= 1 - {MISS_PROBABILITY:g}")
-
-
-def verdict_line(reports: Sequence[CheckReport]) -> str:
-    """The overall verdict in one line: ``PASS`` only when every check passed.
-
-    Parameters
-    ----------
-    reports : sequence of CheckReport
-        One report per check.
-
-    Returns
-    -------
-    str
-        ``"PASS: k of n checks passed (g of m gradients)"``, ``FAIL`` likewise, or
-        ``"EMPTY: no checks ran"`` (an empty session proves nothing, so it is not a pass).
-
-    Examples
-    --------
-    >>> verdict_line([])
-    'EMPTY: no checks ran'
-    """
-    items = _validated(reports)
-    if not items:
-        return "EMPTY: no checks ran"
-    passed = sum(r.passed for r in items)
-    grads = [g for r in items for g in r.results]
-    word = "PASS" if passed == len(items) else "FAIL"
-    return (f"{word}: {passed} of {len(items)} checks passed "
-            f"({sum(g.passed for g in grads)} of {len(grads)} gradients)")
-
-
-def _all_passed(reports: Sequence[CheckReport]) -> bool:
-    return bool(reports) and all(r.passed for r in reports)
-
-
-def _validated(reports: Any) -> tuple[CheckReport, ...]:
-    if isinstance(reports, CheckReport):
-        raise InvalidArgument("`reports` must be a sequence of CheckReport, got a single "
-                              "CheckReport; pass [report]")
-    items = tuple(reports)
-    bad = [type(r).__name__ for r in items if not isinstance(r, CheckReport)]
-    if bad:
-        raise InvalidArgument(f"`reports` must hold only CheckReport, got {', '.join(bad[:3])}")
-    return items
+_num = _fmt.num
+_seconds = _fmt.seconds
+_label = _fmt.label
+_verdict_word = _fmt.verdict_word
+_mode = _fmt.mode
+_needs_detail = _fmt.needs_detail
+_coverage = _fmt.coverage
+_all_passed = _fmt.all_passed
+_validated = _fmt.validated
+verdict_line = _fmt.verdict_line
 
 
 # --- the short form, for AssertionError ------------------------------------------------------
@@ -291,19 +230,12 @@ def _table(style: _Style, headers: Sequence[str], rows: list[list[str]],
                     disable_numparse=True, colalign=align)
 
 
-def _summary_cells(report: CheckReport, r: GradientResult) -> list[str]:
-    return [report.layer, report.case or "-", f"d{r.name}", r.method, _mode(r),
-            _num(r.max_abs_error), _num(r.max_rel_error), _num(r.budget), _verdict_word(r),
-            str(r.nfev), _seconds(r.seconds)]
-
-
 def _summary_table(style: _Style, reports: Sequence[CheckReport]) -> str:
     rows = []
-    for report in reports:
-        for r in report.results:
-            cells = [style.escape(c) for c in _summary_cells(report, r)]
-            cells[_VERDICT_COLUMN] = style.verdict(cells[_VERDICT_COLUMN], r.passed)
-            rows.append(cells)
+    for _, report, r in _fmt.failures_first(reports):
+        cells = [style.escape(c) for c in _fmt.summary_cells(report, r)]
+        cells[_VERDICT_COLUMN] = style.verdict(cells[_VERDICT_COLUMN], r.passed)
+        rows.append(cells)
     return _table(style, TABLE_HEADERS, rows, _TABLE_ALIGN)
 
 
@@ -316,18 +248,20 @@ def _worst_table(style: _Style, worst: Sequence[WorstElement]) -> str:
 def _gradient_detail(style: _Style, r: GradientResult) -> list[str]:
     title = style.escape(f"d{r.name}: {_verdict_word(r)}")
     blocks = [style.heading(4, style.verdict(title, r.passed))]
-    for text in (r.message, r.reason):
+    for text in (r.message, *_fmt.diagnosis_lines(r), r.reason):
         if text:
             blocks.append(style.paragraph(style.escape(text)))
     if r.mode == "sampled":
         blocks.append(style.paragraph(style.escape(_coverage(r))))
     if r.worst:
         blocks.append(_worst_table(style, r.worst))
+    if _fmt.sweep_rows(r):
+        blocks.append(_table(style, _fmt.SWEEP_HEADERS, _fmt.sweep_rows(r), ("right", "right")))
     return blocks
 
 
 def _report_detail(style: _Style, report: CheckReport) -> list[str]:
-    flagged = [r for r in report.results if _needs_detail(r)]
+    flagged = sorted((r for r in report.results if _needs_detail(r)), key=lambda r: r.passed)
     notes = [f"problem: {p}" for p in report.problems] + [f"warning: {w}" for w in report.warnings]
     if not flagged and not notes:
         return []
@@ -348,7 +282,8 @@ def _coverage_notes(style: _Style, reports: Sequence[CheckReport]) -> list[str]:
 
 
 def _document(style: _Style, reports: Sequence[CheckReport]) -> str:
-    details = [block for report in reports for block in _report_detail(style, report)]
+    ordered = sorted(reports, key=lambda rep: rep.passed)  # failing checks' details first
+    details = [block for report in ordered for block in _report_detail(style, report)]
     blocks = [
         style.heading(1, "gradcheck report"),
         style.paragraph(style.verdict(style.escape(verdict_line(reports)), _all_passed(reports))),
@@ -361,46 +296,11 @@ def _document(style: _Style, reports: Sequence[CheckReport]) -> str:
     return style.page(style.separator.join(blocks))
 
 
-def _underline(level: int, text: str) -> str:
-    return f"{text}\n{'=-~.'[min(level, 4) - 1] * len(text)}"
-
-
 def _markdown_escape(text: str) -> str:
     """HTML specials as entities (GitHub would eat ``<dx, u>`` as a tag); ``|`` for tables."""
     return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
 
 
-_HTML_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>gradcheck report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #1b1f24; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-variant-numeric: tabular-nums; }}
-th, td {{ border: 1px solid #d0d7de; padding: 0.25em 0.6em; white-space: nowrap; }}
-th {{ background: #f6f8fa; }}
-.pass {{ color: #1a7f37; }}
-.fail {{ color: #cf222e; font-weight: bold; }}
-h4 {{ margin-bottom: 0.3em; }}
-</style>
-</head>
-<body>
-{body}
-</body>
-</html>"""
-
-_TEXT = _Style(
-    tablefmt="simple",
-    escape=str,
-    heading=_underline,
-    paragraph=str,
-    bullets=lambda items: "\n".join(f"- {item}" for item in items),
-    verdict=lambda text, ok: text,
-    page=str,
-)
 _MARKDOWN = _Style(
     tablefmt="github",
     escape=_markdown_escape,
@@ -409,16 +309,6 @@ _MARKDOWN = _Style(
     bullets=lambda items: "\n".join(f"- {item}" for item in items),
     verdict=lambda text, ok: text if ok else f"**{text}**",
     page=str,
-)
-_HTML = _Style(
-    tablefmt="unsafehtml",  # cells arrive escaped by html.escape
-    escape=html.escape,
-    heading=lambda level, text: f"<h{level}>{text}</h{level}>",
-    paragraph=lambda text: f"<p>{text}</p>",
-    bullets=lambda items: "<ul>\n" + "\n".join(f"<li>{item}</li>" for item in items) + "\n</ul>",
-    verdict=lambda text, ok: f'<span class="{"pass" if ok else "fail"}">{text}</span>',
-    page=lambda body: _HTML_PAGE.format(body=body),
-    separator="\n",
 )
 
 
@@ -446,8 +336,17 @@ def _record(obj: Any, keys: Sequence[str], **given: Any) -> dict[str, Any]:
     return {k: given[k] if k in given else _plain(getattr(obj, k)) for k in keys}
 
 
+def _diagnosis_json(r: GradientResult) -> dict[str, Any] | None:
+    d = r.diagnosis
+    if d is None:
+        return None
+    return _record(d, DIAGNOSIS_KEYS, findings=[_record(f, FINDING_KEYS) for f in d.findings],
+                   sweep=None if d.sweep is None else _record(d.sweep, SWEEP_KEYS))
+
+
 def _result_json(r: GradientResult) -> dict[str, Any]:
-    return _record(r, RESULT_KEYS, worst=[_record(w, WORST_KEYS) for w in r.worst])
+    return _record(r, RESULT_KEYS, worst=[_record(w, WORST_KEYS) for w in r.worst],
+                   diagnosis=_diagnosis_json(r))
 
 
 def _report_json(report: CheckReport) -> dict[str, Any]:
@@ -500,15 +399,16 @@ def _json_text(reports: Sequence[CheckReport]) -> str:
 # --- the registry and the public entry points --------------------------------------------------
 
 _RENDERERS: dict[str, Callable[[Sequence[CheckReport]], str]] = {
-    "text": partial(_document, _TEXT),
+    "text": _text.render_text,
     "markdown": partial(_document, _MARKDOWN),
-    "html": partial(_document, _HTML),
+    "html": _html.page,
     "json": _json_text,
 }
 FORMATS = tuple(_RENDERERS)
 
 
-def render(reports: Sequence[CheckReport], fmt: str) -> str:
+def render(reports: Sequence[CheckReport], fmt: str, *, wide: bool = False,
+           color: bool = False, verbosity: int = 0) -> str:
     """One document over all reports, in one format.
 
     Parameters
@@ -516,9 +416,12 @@ def render(reports: Sequence[CheckReport], fmt: str) -> str:
     reports : sequence of CheckReport
         One report per check (a suite, a pytest session or a single ``[report]``).
     fmt : {"text", "markdown", "html", "json"}
-        ``text`` for terminals, ``markdown`` (GitHub tables) for CI summaries, ``html`` a
-        self-contained page (inline CSS; no scripts, fonts or fetches), ``json`` as
-        :func:`to_json`.
+        ``text`` for terminals (100 columns, failures first, the verdict first and last),
+        ``markdown`` (GitHub tables) for CI summaries, ``html`` a self-contained page (inline
+        CSS and SVG pictures; no scripts, fonts or fetches), ``json`` as :func:`to_json`.
+    wide, color, verbosity
+        For ``text`` only: every column instead of 100 columns; ANSI colours; -1 the verdict
+        and the failures only, 0 the default, 1 the details of passing gradients too.
 
     Returns
     -------
@@ -538,11 +441,39 @@ def render(reports: Sequence[CheckReport], fmt: str) -> str:
     >>> print("\\n".join(render([report], "markdown").splitlines()[:3]))
     # gradcheck report
     <BLANKLINE>
-    PASS: 1 of 1 checks passed (1 of 1 gradients)
+    PASS: 1 of 1 checks passed; 1 of 1 gradients passed
     """
     if fmt not in _RENDERERS:
         raise InvalidArgument(f"`fmt` must be one of {FORMATS}, got {fmt!r}")
-    return _RENDERERS[fmt](_validated(reports))
+    items = _validated(reports)
+    if fmt == "text" and (wide or color or verbosity):
+        return _text.render_text(items, wide=wide, color=color, verbosity=verbosity)
+    return _RENDERERS[fmt](items)
+
+
+def render_html_fragment(reports: Sequence[CheckReport]) -> str:
+    """The HTML report without the page around it (for notebooks: ``_repr_html_``).
+
+    Parameters
+    ----------
+    reports : sequence of CheckReport
+        One report per check.
+
+    Returns
+    -------
+    str
+        A ``<style>`` and a ``<div class="gradcheck">`` holding the banner, the table, the
+        details and the pictures.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gradcheck.check import check_grads
+    >>> report = check_grads(lambda x: np.sum(x**3), lambda x: 3 * x**2, np.array([1.0, 2.0]))
+    >>> '<div class="banner pass">' in render_html_fragment([report])
+    True
+    """
+    return _html.fragment(_validated(reports))
 
 
 def write_reports(reports: Sequence[CheckReport], out_dir: str | os.PathLike[str]) -> list[Path]:

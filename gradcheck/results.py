@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["PASSING", "STATUSES", "CheckReport", "GradientResult", "KinkElement", "WorstElement"]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from gradcheck.numeric import Estimate
+    from gradcheck.tolerance import Tolerance
+
+__all__ = ["PASSING", "STATUSES", "CheckReport", "Diagnosis", "Evidence", "Finding",
+           "GradientResult", "KinkElement", "Sweep", "WorstElement"]
 
 # Every status a gradient can end in. ``passed`` is true for the first three.
 #   pass          every compared element within its budget
@@ -40,6 +48,73 @@ class KinkElement:
     right: float
     analytic: float
     valid: bool  # the analytic value is an admissible choice (in the closed interval)
+
+
+@dataclass(frozen=True, eq=False)
+class Evidence:
+    """The arrays behind one gradient's verdict, kept for diagnosis and pictures.
+
+    Not part of the record's equality, repr or JSON: it holds references to arrays the check
+    made anyway (the analytic gradient, the float64 reference inputs and ``dout``, the measured
+    rounding of the analytic side), plus the numerical estimates at the compared elements and
+    the objective ``L`` for a step sweep.
+    ``estimate`` and ``indices`` are ``None`` in directional mode (no element was estimated).
+    """
+
+    name: str
+    analytic: np.ndarray
+    estimate: Estimate | None
+    indices: np.ndarray | None
+    inputs: Mapping[str, np.ndarray]
+    dout: np.ndarray
+    objective: Callable[[np.ndarray], Any] | None
+    tolerance: Tolerance
+    rounding: np.ndarray | None = None  # the analytic side's rounding r_k, flat, every element
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One cause a failing gradient's error is consistent with, and how much of it it explains.
+
+    ``explained`` is the fraction of ``||e||²`` (``e = analytic - numeric`` over the compared
+    elements) that the cause's prediction accounts for: ``1 - ||e - e_pred||² / ||e||²``.
+    """
+
+    cause: str
+    text: str
+    explained: float
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The discrepancy ``analytic - D(h)`` at one element over a range of central-difference
+    steps ``h``; ``verdict`` is ``"bug"`` (constant), ``"numerical"`` (it shrinks) or
+    ``"unclear"``."""
+
+    index: tuple[int, ...]
+    steps: tuple[float, ...]
+    discrepancies: tuple[float, ...]
+    verdict: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What is wrong with a failing gradient, in words, with its evidence.
+
+    ``findings`` are ordered best first (the first is *the* diagnosis); empty when no cause
+    explains enough of the error. ``sweep`` says whether the worst element's discrepancy is a
+    bug or numerical.
+    """
+
+    findings: tuple[Finding, ...] = ()
+    sweep: Sweep | None = None
+    note: str = ""
+
+    @property
+    def cause(self) -> str:
+        """The best finding's cause, or ``""``."""
+        return self.findings[0].cause if self.findings else ""
 
 
 @dataclass(frozen=True)
@@ -77,6 +152,8 @@ class GradientResult:
     seconds: float = 0.0
     detectable: float = float("nan")
     kinks: tuple[KinkElement, ...] = ()
+    diagnosis: Diagnosis | None = None
+    evidence: Evidence | None = field(default=None, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
@@ -116,4 +193,16 @@ class CheckReport:
     @property
     def nfev(self) -> int:
         return sum(r.nfev for r in self.results)
+
+    def __str__(self) -> str:
+        """The terminal rendering (100 columns), as ``print(report)`` shows it."""
+        from gradcheck.report import render
+
+        return render([self], "text")
+
+    def _repr_html_(self) -> str:
+        """The HTML rendering without the page around it, for Jupyter."""
+        from gradcheck.report import render_html_fragment
+
+        return render_html_fragment([self])
 

@@ -233,6 +233,28 @@ def wrong_eps(dout, cache):
     return dx, np.sum(dout * xhat, axis=0), np.sum(dout, axis=0)
 
 
+def dx_sign_flipped(dout, cache):
+    dx, dgamma, dbeta = backward_compact(dout, cache)
+    return -dx, dgamma, dbeta
+
+
+def mean_term_sign(dout, cache):
+    x, xc, xhat, var, std, gamma, eps = cache
+    dx = gamma / std * (dout + dout.mean(0) - xhat * (dout * xhat).mean(0))
+    return dx, np.sum(dout * xhat, axis=0), np.sum(dout, axis=0)
+
+
+def missing_inv_std(dout, cache):
+    x, xc, xhat, var, std, gamma, eps = cache
+    dx = gamma * (dout - dout.mean(0) - xhat * (dout * xhat).mean(0))
+    return dx, np.sum(dout * xhat, axis=0), np.sum(dout, axis=0)
+
+
+def dgamma_as_mean(dout, cache):
+    dx, _, dbeta = backward_compact(dout, cache)
+    return dx, np.mean(dout * cache[2], axis=0), dbeta
+
+
 CORRECT = {
     "staged": backward_staged,
     "compact": backward_compact,
@@ -261,4 +283,64 @@ BROKEN = {
     "dbeta-not-summed": dbeta_not_summed,
     "n-minus-one-in-means": n_minus_one_in_means,
     "wrong-eps": wrong_eps,
+    "dx-sign-flipped": dx_sign_flipped,
+    "mean-term-sign": mean_term_sign,
+    "missing-inv-std": missing_inv_std,
+    "dgamma-as-mean": dgamma_as_mean,
+}
+
+# What each broken backward gets wrong: {name: {gradient: cause}} in gradcheck.diagnosis's
+# vocabulary, written from the code above (not from the diagnosis). Two pairs are one mistake in
+# disguise for odd N: "odd-batch-only" divides by N rounded down to even, which is N - 1, and
+# "dropped-variance-path" drops exactly the x̂·mean(dout·x̂) term. The two mutating backwards
+# return the right numbers: the check names them as problems, there is no gradient to diagnose.
+EXPECTED = {
+    "missing-mean-term": {"x": "missing-mean-term"},
+    "missing-xhat-term": {"x": "missing-xhat-term"},
+    "unbiased-variance": {"x": "unbiased-variance"},
+    "eps-outside-sqrt": {"x": "eps-outside-sqrt"},
+    "gamma-missing-from-dx": {"x": "gamma-missing"},
+    "dgamma-wrong-axis": {"gamma": "wrong-axis"},
+    "dbeta-as-mean": {"beta": "sum-vs-mean"},
+    "swapped-dgamma-dbeta": {"gamma": "swapped", "beta": "swapped"},
+    "dx-times-1+1e-6": {"x": "scale"},
+    "dgamma-times-gamma": {"gamma": "times-input"},
+    "odd-batch-only": {"x": "count-in-means"},
+    "mutates-dout": {},
+    "mutates-cache": {},
+    "dvar-missing-half": {"x": "variance-path-doubled"},
+    "dropped-variance-path": {"x": "missing-xhat-term"},
+    "dgamma-with-xc": {"gamma": "dgamma-uses-xc"},
+    "sign-error": {"x": "xhat-term-sign"},
+    "dbeta-keepdims": {"beta": "keepdims"},
+    "dbeta-not-summed": {"beta": "not-summed"},
+    "n-minus-one-in-means": {"x": "count-in-means"},
+    "wrong-eps": {"x": "wrong-eps"},
+    "dx-sign-flipped": {"x": "sign"},
+    "mean-term-sign": {"x": "mean-term-sign"},
+    "missing-inv-std": {"x": "missing-inv-std"},
+    "dgamma-as-mean": {"gamma": "sum-vs-mean"},
+}
+
+
+# --- beyond BatchNorm: elementwise and matrix functions with one mistake each ----------------
+# (f, wrong gradient, x, expected cause), for gradcheck.check_grads.
+
+_A = np.arange(1.0, 17.0).reshape(4, 4) / 7.0
+_X2 = np.linspace(-1.3, 2.1, 16).reshape(4, 4)
+_X1 = np.linspace(-2.0, 3.0, 12)
+_XR = np.linspace(0.2, 2.6, 18).reshape(6, 3)
+
+GENERIC = {
+    "transposed": (lambda x: np.sum(_A * x**2), lambda x: (2 * _A * x).T, _X2, "transposed"),
+    "odd-indices-only": (lambda x: np.sum(np.sin(x)),
+                         lambda x: np.cos(x) + np.where(np.arange(x.size) % 2 == 1, 0.3, 0.0),
+                         _X1, "parity"),
+    "one-element": (lambda x: np.sum(np.exp(x)),
+                    lambda x: np.exp(x) + (np.arange(x.size) == 7) * 2.0, _X1, "concentrated"),
+    "per-column-offset": (lambda x: 0.5 * np.sum(x**2),
+                          lambda x: x + np.array([0.1, -0.2, 0.3]), _XR, "constant-along-axis"),
+    "plus-input": (lambda x: np.sum(np.sin(x)), lambda x: np.cos(x) + 0.1 * x, _X1,
+                   "proportional"),
+    "times-two": (lambda x: np.sum(x**3), lambda x: 6 * x**2, _X1, "scale"),
 }

@@ -64,7 +64,7 @@ def test_a_session_is_collected_into_one_report(pytester, step_summary):
     out = pytester.path / "reports" / "session"
     result = pytester.runpytest_subprocess(f"{plugin.OPTION}={out}", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines([f"gradcheck: FAIL: 1 of 3 checks passed (1 of 3 gradients); "
+    result.stdout.fnmatch_lines([f"gradcheck: FAIL: 1 of 3 checks passed; 1 of 3 gradients passed; "
                                  f"reports in {out}"])
     data = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert [(r["layer"], r["case"], r["passed"]) for r in data["reports"]] == [
@@ -77,7 +77,7 @@ def test_a_session_is_collected_into_one_report(pytester, step_summary):
         assert "good_sine" in text and "broken_sine" in text
     summary = step_summary.read_text(encoding="utf-8")
     assert summary.startswith("earlier step\n# gradcheck report\n")
-    assert "**FAIL: 1 of 3 checks passed (1 of 3 gradients)**" in summary
+    assert "**FAIL: 1 of 3 checks passed; 1 of 3 gradients passed**" in summary
     assert summary == "earlier step\n" + (out / "summary.md").read_text(encoding="utf-8")
 
 
