@@ -48,6 +48,10 @@ class Kinks:
     rows: tuple[KinkElement, ...]
     ties: tuple[str, ...]  # failures along tie-keeping directions
     nfev: int
+    # bool per compared element: no kink, and the one-sided derivatives (steps far below the
+    # element's scale) agree with the analytic value: the first estimate's steps crossed a
+    # kink nearby, and the smaller steps settle it
+    remeasured: np.ndarray
 
 
 def mirrored(num: Numeric, idx: np.ndarray, plus: np.ndarray, terms: np.ndarray
@@ -103,6 +107,7 @@ def analyse(num: Numeric, idx: np.ndarray, a: np.ndarray, budget: np.ndarray,
     """Which ``candidates`` (bool over the compared elements) are kinks, and valid ones."""
     kink = np.zeros(idx.size, dtype=bool)
     valid = np.zeros(idx.size, dtype=bool)
+    remeasured = np.zeros(idx.size, dtype=bool)
     left = np.zeros(idx.size)
     right = np.zeros(idx.size)
     bound = np.zeros(idx.size)
@@ -121,13 +126,14 @@ def analyse(num: Numeric, idx: np.ndarray, a: np.ndarray, budget: np.ndarray,
         kink[j] = abs(hi - lo) > 2 * b + budget[j]
         slack = 2 * b + budget[j]
         valid[j] = kink[j] and min(lo, hi) - slack <= a[j] <= max(lo, hi) + slack
+        remeasured[j] = not kink[j] and abs(a[j] - (lo + hi) / 2) <= 2 * b + budget[j]
     rows = tuple(
         KinkElement(tuple(int(i) for i in np.unravel_index(idx[j], shape)), float(left[j]),
                     float(right[j]), float(a[j]), bool(valid[j]))
         for j in np.flatnonzero(kink)
     )
     ties = _ties(num, idx, a, budget, np.flatnonzero(kink & valid), sided, scale, mirror, shape)
-    return Kinks(kink, valid, rows, ties, sided.nfev)
+    return Kinks(kink, valid, rows, ties, sided.nfev, remeasured)
 
 
 def _pairs(members: np.ndarray, idx: np.ndarray) -> list[tuple[int, int]]:

@@ -176,7 +176,8 @@ def _judge_elements(side: _Side, est: numeric.Estimate, idx: np.ndarray, num: Nu
     kinks, extra_k = _kinks_of(num, idx, a, n, e, bud, over, np.abs(a) + t, shape)
     certified = confirmed & side.witnessed
     band = math.sqrt(side.eps) * (np.abs(a) + np.abs(n) + t)
-    explained = kinks.valid if kinks is not None else np.zeros(idx.size, dtype=bool)
+    explained = (kinks.valid | kinks.remeasured if kinks is not None
+                 else np.zeros(idx.size, dtype=bool))
     invalid = kinks.kink & ~kinks.valid if kinks is not None else explained
     failing = (over & ~explained & (certified | (err > band) | invalid)) | invalid
     unsure = over & ~failing & ~explained
