@@ -41,8 +41,10 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 		echo "make bench: torch could not be installed; its baseline will be reported as skipped"
 	touch $(BENCH_STAMP)
 
+# Then issue 16's targets (bench/targets.py): the table on stdout, reports/targets.{md,json}.
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --out reports
+	$(BIN)/python bench/targets.py --out reports
 
 lint: $(STAMP)
 	$(BIN)/ruff check gradcheck tests bench

@@ -1,0 +1,738 @@
+"""Issue 16's speed targets, each a ratio measured in one run, met or not, with the machine's load.
+
+Usage::
+
+    python bench/targets.py --out reports [--quick]
+
+Prints the table "Targets (issue 16)" to stdout (progress to stderr) and writes
+``DIR/targets.md`` and ``DIR/targets.json``. One function per target; each returns
+``{id, target, ratio, limit, met, numerator, denominator, details}`` where ``ratio =
+numerator / denominator`` and ``met = ratio <= limit`` (``met`` is ``None`` when the target was
+not measured, with the reason in ``details["why"]``). ``details["why"]`` also breaks the ratio
+down in numbers (evaluations, seconds per evaluation, forward share).
+
+T1 :func:`target_directional`
+    ``check_layer(method="complex", mode="directional")`` at 256x64 against
+    ``torch.autograd.gradcheck(fast_mode=True)`` over the same NumPy forward and backward
+    (:func:`bench.baselines.torch_function`), timed interleaved; met when no slower *and* the
+    sensitivity lead holds: the smallest ``δ`` flagged in ``dx * (1 + δ)`` is at least
+    :data:`SENSITIVITY_LEAD` times smaller than torch's.
+T2 :func:`target_auto`
+    ``method="auto"`` against ``method="complex"`` in modes full, sampled and directional at 64x32
+    and 256x64; the worst ratio.
+T3 :func:`target_default_big`
+    the default check (``method="auto"``, ``mode="auto"``) of the course-style spatial BatchNorm
+    (:mod:`bench.course_layers`) at (32, 32, 32, 32) against ONE complex128 forward of it.
+T4 :func:`target_full_forwards`
+    ``check_layer(mode="full", method="complex", wrt="x")`` at 64x32 (one evaluation per element)
+    against exactly ``nfev`` complex forwards of the layer.
+T5 :func:`target_cli`
+    ``python -m gradcheck check layers.py --op batchnorm --shape x=4,5 ...`` on a copy of
+    :mod:`bench.course_layers`: median wall time of 5 runs, interpreter start included, against
+    0.4 s.
+T6 :func:`target_concurrent`
+    time per check (the default check of BatchNorm at 64x32) in two processes checking at the
+    same time against one process alone (measured before and after the pair).
+
+BLAS threads. On this 2-CPU machine shared with other work, OpenBLAS' threaded ``np.dot`` of
+16,384 complex numbers (what ``check_layer``'s objective computes once per evaluation at 256x64)
+took about 47 ms instead of 0.02 ms: its threads wait for a CPU the other processes hold. Run as a
+script, this module therefore limits BLAS to one thread (``OPENBLAS_NUM_THREADS=1`` and friends,
+unless the caller set any of them; ``--default-blas`` measures without) and, like
+``bench/run.py``, pins glibc's malloc thresholds (``bench/allocator.py``). The run records both,
+and :func:`blas_probe` measures that ``np.dot`` in two fresh processes, default threads and one.
+T5 runs the CLI with the caller's environment (a user's run), T6's workers with the run's.
+
+Timing: the two sides of a ratio run interleaved (A B A B ...) so that a change in the machine's
+load hits both; medians. The load average (1, 5, 15 min) is recorded before and after every
+target: on a shared machine a load above the number of CPUs inflates every time, and T6 most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import io
+import json
+import math
+import os
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+USER_ENV = dict(os.environ)  # the caller's environment: T5 runs the CLI in it
+# Run as a script: one BLAS thread unless told otherwise (see "BLAS threads" above). This has to
+# happen before NumPy is imported; `setdefault` keeps what the caller set.
+_BLAS_PINNED = (__name__ == "__main__" and not {"--default-blas", "--worker"} & set(sys.argv)
+                and not any(k in os.environ for k in BLAS_ENV))
+if _BLAS_PINNED:
+    for _key in BLAS_ENV:
+        os.environ[_key] = "1"
+
+import numpy as np  # noqa: E402
+from tabulate import tabulate  # noqa: E402
+
+if __package__ in (None, ""):  # run as a script: make the `bench` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import allocator, baselines, checkers, course_layers, render  # noqa: E402
+from gradcheck import BatchNorm, __version__  # noqa: E402
+from gradcheck.check import check_layer  # noqa: E402
+from gradcheck.layer import from_functions  # noqa: E402
+
+Shape = tuple[int, ...]
+Target = dict[str, Any]
+SENSITIVITY_LEAD = 1e3  # T1: gradcheck must flag a dx error this many times smaller than torch
+DELTAS = tuple(10.0 ** -k for k in range(2, 13))
+ABOVE_RANGE = (1e-1, 1.0, 1e1, 1e2)
+CLI_LIMIT_S = 0.4
+_WORKER_FLAG = "--worker"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What one run measures; :data:`FULL` is the issue's, :data:`QUICK` and tiny ones for tests."""
+
+    name: str = "full"
+    directional: Shape = (256, 64)  # T1
+    auto_shapes: tuple[Shape, ...] = ((64, 32), (256, 64))  # T2
+    big: Shape = (32, 32, 32, 32)  # T3
+    full: Shape = (64, 32)  # T4
+    cli: Shape = (4, 5)  # T5
+    concurrent: Shape = (64, 32)  # T6
+    repeats: int = 5  # rounds of interleaved timing (fewer when a round is long)
+    budget_s: float = 30.0  # per ratio: no new round once this much time went into it
+    cli_runs: int = 5
+    concurrent_s: float = 4.0  # each phase of T6 checks for this long
+    deltas: tuple[float, ...] = DELTAS
+
+
+FULL = Sizes()
+QUICK = Sizes(name="quick", auto_shapes=((64, 32),), repeats=3, budget_s=10.0, cli_runs=3,
+              concurrent_s=2.0)
+
+
+# ------------------------------------------------------------------------------- bookkeeping
+
+
+def load() -> list[float] | None:
+    """1, 5 and 15 minute load averages (``os.getloadavg``), ``None`` where unsupported."""
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def _shape_text(shape: Shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def _log(message: str, stream: Any = None) -> None:
+    print(f"[targets] {message}", file=stream or sys.stderr, flush=True)
+
+
+def result(ident: str, target: str, numerator: float | None, denominator: float | None,
+           limit: float, details: dict[str, Any]) -> Target:
+    """One target's record; ``met`` is ``None`` when either side was not measured."""
+    ratio = None
+    if numerator is not None and denominator:
+        ratio = numerator / denominator
+    return {"id": ident, "target": target, "ratio": ratio, "limit": limit,
+            "met": None if ratio is None else bool(ratio <= limit),
+            "numerator": numerator, "denominator": denominator, "details": details}
+
+
+def not_measured(ident: str, target: str, limit: float, why: str) -> Target:
+    """A target that could not be measured here, and why."""
+    return result(ident, target, None, None, limit, {"why": f"not measured: {why}"})
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int,
+                budget_s: float) -> dict[str, list[float]]:
+    """Seconds per call of each function, in rounds A B .. then .. B A (order alternates).
+
+    At least one round; a new round starts only while fewer than ``repeats`` ran and the time
+    spent so far plus one more round stays within ``budget_s``.
+    """
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    keys, spent, rounds = list(fns), 0.0, 0
+    while rounds == 0 or (rounds < repeats and spent * (rounds + 1) / rounds <= budget_s):
+        for key in keys if rounds % 2 == 0 else keys[::-1]:
+            t0 = time.perf_counter()
+            fns[key]()
+            times[key].append(time.perf_counter() - t0)
+            spent += times[key][-1]
+        rounds += 1
+    return times
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+# ---------------------------------------------------------------------------------- T1
+
+
+def _smallest_flagged(checker: checkers.Checker, x: np.ndarray,
+                      deltas: Sequence[float]) -> dict[str, Any]:
+    """The smallest δ such that it and every larger δ in ``deltas`` flag ``dx * (1 + δ)``;
+    when even the largest passes, the first of :data:`ABOVE_RANGE` flagged (or none)."""
+    smallest = None
+    for delta in sorted(deltas, reverse=True):
+        if checker.run(x, checkers.scaled(delta), 0).passed:
+            break
+        smallest = delta
+    if smallest is not None:
+        return {"smallest": smallest, "above": None}
+    above = next((d for d in ABOVE_RANGE if not checker.run(x, checkers.scaled(d), 0).passed),
+                 None)
+    return {"smallest": None, "above": above}
+
+
+def _lead(ours: dict[str, Any], theirs: dict[str, Any]) -> tuple[float | None, bool]:
+    """How many times smaller an error gradcheck flags than torch; ``True`` if a lower bound."""
+    if ours["smallest"] is None:
+        return None, False
+    if theirs["smallest"] is not None:
+        return theirs["smallest"] / ours["smallest"], False
+    if theirs["above"] is not None:
+        return theirs["above"] / ours["smallest"], False
+    return ABOVE_RANGE[-1] / ours["smallest"], True  # torch flagged nothing up to 100
+
+
+def forward_seconds(shape: Shape, complex_input: bool, reps: int = 20) -> float:
+    """Median seconds of one reference BatchNorm forward (the layer ``check_layer`` calls)."""
+    layer = BatchNorm(shape[1])
+    x = checkers.make_input(shape, 0).astype(complex if complex_input else float)
+    inputs = {"x": x, **layer.parameters()}
+    layer.forward(inputs)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        layer.forward(inputs)
+        times.append(time.perf_counter() - t0)
+    return _median(times)
+
+
+def target_directional(sizes: Sizes = FULL, torch: Any = None) -> Target:
+    """T1: complex/directional no slower than torch's fast mode, keeping the sensitivity lead."""
+    shape = sizes.directional
+    name = f"T1 directional at {_shape_text(shape)} ≤ torch fast_mode, sensitivity lead kept"
+    if torch is None:
+        torch, why = baselines.torch_status()
+        if torch is None:
+            return not_measured("T1", name, 1.0, f"torch not installed ({why})")
+    x = checkers.make_input(shape, 0)
+    ours = checkers.gradcheck_checker("complex", "directional")
+    auto = checkers.gradcheck_checker("auto", "directional")
+    theirs = checkers.torch_checker(torch, fast_mode=True)
+    outcomes = {k: c.run(x, checkers.reference, 0) for k, c in
+                (("complex", ours), ("auto", auto), ("torch", theirs))}  # also the warm-up
+    times = interleaved({k: functools.partial(c.run, x, checkers.reference, 0) for k, c in
+                         (("complex", ours), ("auto", auto), ("torch", theirs))},
+                        sizes.repeats, sizes.budget_s)
+    med = {k: _median(v) for k, v in times.items()}
+    sens = {"gradcheck": _smallest_flagged(ours, x, sizes.deltas),
+            "torch": _smallest_flagged(theirs, x, sizes.deltas)}
+    lead, lower = _lead(sens["gradcheck"], sens["torch"])
+    kept = lead is not None and lead >= SENSITIVITY_LEAD
+    nfev = {k: o.nfev for k, o in outcomes.items()}
+    calls = {k: int(o.detail.get("forward_calls") or 0) for k, o in outcomes.items()}
+    fwd_c, fwd_r = forward_seconds(shape, True), forward_seconds(shape, False)
+    details = {
+        "numerator_is": "check_layer(method='complex', mode='directional'), median s",
+        "denominator_is": "torch.autograd.gradcheck(fast_mode=True), median s",
+        "seconds": med, "times_s": times, "nfev": nfev, "forward_calls": calls,
+        "passed": {k: o.passed for k, o in outcomes.items()},
+        "auto_ratio": med["auto"] / med["torch"],
+        "forward_complex_s": fwd_c, "forward_real_s": fwd_r,
+        "sensitivity": sens, "lead": lead, "lead_is_lower_bound": lower,
+        "sensitivity_kept": kept, "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "why": (f"gradcheck {med['complex'] * 1e3:.3g} ms for {nfev['complex']} evaluations "
+                f"({calls['complex']} forward calls; one complex forward {fwd_c * 1e3:.3g} ms, "
+                f"so {calls['complex'] * fwd_c / med['complex']:.0%} of its time) vs torch "
+                f"{med['torch'] * 1e3:.3g} ms for {nfev['torch']} real forwards (one "
+                f"{fwd_r * 1e3:.3g} ms); auto/directional {med['auto'] * 1e3:.3g} ms "
+                f"({calls['auto']} calls). Sensitivity: gradcheck flags dx*(1+δ) from "
+                f"δ={sens['gradcheck']['smallest']}, torch from "
+                f"{_torch_flags(sens['torch'])}: lead {_lead_text(lead, lower)} "
+                f"(needs ≥ {SENSITIVITY_LEAD:g})."),
+    }
+    record = result("T1", name, med["complex"], med["torch"], 1.0, details)
+    if record["met"] and not kept:
+        record["met"] = False
+    return record
+
+
+def _torch_flags(s: dict[str, Any]) -> str:
+    if s["smallest"] is not None:
+        return f"δ={s['smallest']:g}"
+    return f"δ={s['above']:g} (nothing ≤ 1e-2)" if s["above"] else "no δ up to 100"
+
+
+def _lead_text(lead: float | None, lower: bool) -> str:
+    return "none" if lead is None else (">" if lower else "") + f"{lead:.3g}×"
+
+
+# ---------------------------------------------------------------------------------- T2
+
+
+def target_auto(sizes: Sizes = FULL) -> Target:
+    """T2: auto within 1.5x of complex in every mode (full, sampled, directional); the worst."""
+    name = ("T2 auto ≤ 1.5× complex, every mode at "
+            + ", ".join(_shape_text(s) for s in sizes.auto_shapes))
+    rows: list[dict[str, Any]] = []
+    for shape in sizes.auto_shapes:
+        x = checkers.make_input(shape, 0)
+        for mode in ("full", "sampled", "directional"):
+            pair = {m: checkers.gradcheck_checker(m, mode) for m in ("auto", "complex")}
+            outcomes: dict[str, checkers.Outcome] = {}
+            fns = {m: _keep(outcomes, m, functools.partial(c.run, x, checkers.reference, 0))
+                   for m, c in pair.items()}
+            times = interleaved(fns, sizes.repeats, sizes.budget_s)
+            med = {m: _median(v) for m, v in times.items()}
+            calls = {m: int(o.detail.get("forward_calls") or 0) for m, o in outcomes.items()}
+            rows.append({"shape": list(shape), "mode": mode, "auto_s": med["auto"],
+                         "complex_s": med["complex"], "ratio": med["auto"] / med["complex"],
+                         "runs": len(times["auto"]),
+                         "nfev": {m: o.nfev for m, o in outcomes.items()},
+                         "forward_calls": calls,
+                         "probe_calls": calls["auto"] - calls["complex"],
+                         "auto_method_used": outcomes["auto"].detail.get("method_used"),
+                         "passed": all(o.passed for o in outcomes.values())})
+    worst = max(rows, key=lambda r: r["ratio"])
+    why = "; ".join(f"{r['mode']} {_shape_text(tuple(r['shape']))}: {r['ratio']:.2f}× "
+                    f"({r['auto_s'] * 1e3:.3g} vs {r['complex_s'] * 1e3:.3g} ms, auto made "
+                    f"{r['probe_calls']:+d} forward calls)" for r in rows)
+    details = {"numerator_is": f"auto, median s ({worst['mode']} at "
+                               f"{_shape_text(tuple(worst['shape']))}, the worst ratio)",
+               "denominator_is": "complex, same mode and shape, median s",
+               "rows": rows, "why": why}
+    return result("T2", name, worst["auto_s"], worst["complex_s"], 1.5, details)
+
+
+def _keep(store: dict[str, Any], key: str, fn: Callable[[], Any]) -> Callable[[], None]:
+    """``fn`` that keeps its last return value in ``store[key]``."""
+    def call() -> None:
+        store[key] = fn()
+    return call
+
+
+# ---------------------------------------------------------------------------------- T3
+
+
+def course_layer(counter: list[int]) -> Any:
+    """The course-style spatial BatchNorm through ``from_functions``, its forward counted."""
+    @functools.wraps(course_layers.spatial_batchnorm_forward)
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        counter[0] += 1
+        return course_layers.spatial_batchnorm_forward(*args, **kwargs)
+
+    return from_functions(forward, course_layers.spatial_batchnorm_backward,
+                          config={"bn_param": {"mode": "train"}})
+
+
+def course_inputs(shape: Shape) -> dict[str, np.ndarray]:
+    """``x = 5*randn + 12``, gamma ones, beta zeros."""
+    return {"x": checkers.make_input(shape, 0), "gamma": np.ones(shape[1]),
+            "beta": np.zeros(shape[1])}
+
+
+def course_forward_seconds(shape: Shape, reps: int = 5) -> float:
+    """Median seconds of ONE complex128 course-style spatial forward at ``shape``."""
+    arrays = {k: v.astype(complex) for k, v in course_inputs(shape).items()}
+    course_layers.spatial_batchnorm_forward(**arrays, bn_param={"mode": "train"})
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        course_layers.spatial_batchnorm_forward(**arrays, bn_param={"mode": "train"})
+        times.append(time.perf_counter() - t0)
+    return _median(times)
+
+
+def target_default_big(sizes: Sizes = FULL) -> Target:
+    """T3: the default check of the course spatial BatchNorm in ≤ 60 complex forwards' time."""
+    shape = sizes.big
+    name = (f"T3 default check of course spatial BatchNorm {_shape_text(shape)} "
+            "≤ 60 complex forwards")
+    inputs, counter = course_inputs(shape), [0]
+    forward_s = course_forward_seconds(shape)
+    reports: list[Any] = []
+    times = interleaved({"check": lambda: reports.append(check_layer(course_layer(counter),
+                                                                     inputs))},
+                        sizes.repeats, sizes.budget_s)
+    report, seconds = reports[-1], _median(times["check"])
+    calls = counter[0] // len(reports)
+    per = {r.name: {"mode": r.mode, "method": r.method, "status": r.status, "nfev": r.nfev,
+                    "elements": r.elements, "directions": r.directions,
+                    "miss_norm": r.miss_norm, "seconds": r.seconds} for r in report.results}
+    modes = sorted({r.mode for r in report.results})
+    miss = ", ".join(f"{k} {v['miss_norm']:.3g}" for k, v in per.items()
+                     if math.isfinite(v["miss_norm"]))
+    details = {
+        "numerator_is": "check_layer(course spatial BatchNorm, method='auto', mode='auto'), s",
+        "denominator_is": "one complex128 spatial_batchnorm_forward, median of 5, s",
+        "times_s": times["check"], "verdict": report.verdict, "method": report.method,
+        "modes": modes, "nfev": report.nfev, "forward_calls": calls, "gradients": per,
+        "forward_share": calls * forward_s / seconds,
+        "why": (f"{report.verdict} by {report.method}, mode {'/'.join(modes)}: {report.nfev} "
+                f"evaluations, {calls} forward calls ({calls * forward_s:.3g} s of forwards at "
+                f"{forward_s * 1e3:.3g} ms each, {calls * forward_s / seconds:.0%} of "
+                f"{seconds:.3g} s); miss bound (2-norm of an error caught with probability "
+                f"≥ 1-1e-6): {miss or 'none stated'}."),
+    }
+    return result("T3", name, seconds, forward_s, 60.0, details)
+
+
+# ---------------------------------------------------------------------------------- T4
+
+
+def target_full_forwards(sizes: Sizes = FULL) -> Target:
+    """T4: full mode (one evaluation per element) in ≤ 1.25x the time of its forwards."""
+    shape = sizes.full
+    name = f"T4 full mode at {_shape_text(shape)} (x) ≤ 1.25× its nfev complex forwards"
+    layer, x = BatchNorm(shape[1]), checkers.make_input(shape, 0)
+    report = check_layer(layer, {"x": x}, mode="full", method="complex", wrt="x")  # warm-up
+    nfev = report.nfev
+    complex_inputs = {"x": x.astype(complex), **layer.parameters()}
+
+    def forwards() -> None:
+        for _ in range(nfev):
+            layer.forward(complex_inputs)
+
+    times = interleaved({"check": lambda: check_layer(layer, {"x": x}, mode="full",
+                                                      method="complex", wrt="x"),
+                         "forwards": forwards}, sizes.repeats, sizes.budget_s)
+    check_s, fwd_s = _median(times["check"]), _median(times["forwards"])
+    profile = _profile_top(lambda: check_layer(layer, {"x": x}, mode="full", method="complex",
+                                               wrt="x"))
+    details = {
+        "numerator_is": "check_layer(mode='full', method='complex', wrt='x'), median s",
+        "denominator_is": f"{nfev} calls of layer.forward on complex128 x, median s",
+        "nfev": nfev, "elements": x.size, "times_s": times, "status": report.results[0].status,
+        "profile_top": profile,
+        "why": (f"{nfev} evaluations for {x.size} elements; {check_s:.3g} s vs {fwd_s:.3g} s "
+                f"of forwards: {(check_s - fwd_s) / nfev * 1e6:.3g} µs of overhead per "
+                f"evaluation on top of {fwd_s / nfev * 1e6:.3g} µs per forward."),
+    }
+    return result("T4", name, check_s, fwd_s, 1.25, details)
+
+
+def _profile_top(fn: Callable[[], Any], count: int = 8) -> list[dict[str, Any]]:
+    """The functions with the most own time in one call of ``fn`` (cProfile)."""
+    prof = cProfile.Profile()
+    prof.runcall(fn)
+    stats = pstats.Stats(prof, stream=io.StringIO())
+    rows: list[dict[str, Any]] = []
+    for (file, line, func), (_, calls, own, cum, _) in stats.stats.items():  # type: ignore[attr-defined]
+        rows.append({"function": f"{Path(file).name}:{line}({func})", "calls": calls,
+                     "own_s": own, "cumulative_s": cum})
+    return sorted(rows, key=lambda r: -r["own_s"])[:count]
+
+
+# ---------------------------------------------------------------------------------- T5
+
+
+def cli_command(path: Path, shape: Shape) -> list[str]:
+    """``python -m gradcheck check FILE --op batchnorm --shape ...`` with this interpreter."""
+    n, d = shape
+    return [sys.executable, "-m", "gradcheck", "check", str(path), "--op", "batchnorm",
+            "--shape", f"x={n},{d}", "--shape", f"gamma={d}", "--shape", f"beta={d}",
+            "--kwarg", 'bn_param={"mode": "train"}']
+
+
+def _wall(cmd: Sequence[str], cwd: Path, runs: int) -> tuple[list[float], int, str]:
+    """Wall seconds of ``runs`` runs of ``cmd`` in the caller's environment; the last exit code
+    and stderr."""
+    times, code, err = [], 0, ""
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False,
+                              env=USER_ENV)
+        times.append(time.perf_counter() - t0)
+        code, err = done.returncode, done.stderr
+    return times, code, err
+
+
+def slowest_imports(importtime: str, count: int = 8) -> list[dict[str, Any]]:
+    r"""The slowest top-level imports in ``python -X importtime`` output (its stderr).
+
+    Examples
+    --------
+    >>> text = ("import time: self [us] | cumulative | imported package\n"
+    ...         "import time:        61 |         61 |   marshal\n"
+    ...         "import time:       539 |       1396 | _frozen_importlib_external\n"
+    ...         "import time:      2000 |     250000 | numpy\n")
+    >>> [(r["module"], r["cumulative_s"]) for r in slowest_imports(text)]
+    [('numpy', 0.25), ('_frozen_importlib_external', 0.001396)]
+    """
+    rows: list[dict[str, Any]] = []
+    for line in importtime.splitlines():
+        parts = line.split("|")
+        if not line.startswith("import time:") or len(parts) != 3 or "cumulative" in line:
+            continue
+        name = parts[2].rstrip()
+        if name.startswith(" ") and not name.startswith("  "):  # top level: not indented
+            rows.append({"module": name.strip(), "cumulative_s": int(parts[1]) / 1e6})
+    return sorted(rows, key=lambda r: -r["cumulative_s"])[:count]
+
+
+def _import_times(cmd: Sequence[str], cwd: Path) -> list[dict[str, Any]]:
+    done = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], cwd=cwd, capture_output=True,
+                          text=True, check=False, env=USER_ENV)
+    return slowest_imports(done.stderr)
+
+
+def target_cli(sizes: Sizes = FULL) -> Target:
+    """T5: ``gradcheck check`` of a 4x5 course file in ≤ 0.4 s wall, process start included."""
+    shape = sizes.cli
+    name = f"T5 `gradcheck check` of a {_shape_text(shape)} course file ≤ {CLI_LIMIT_S} s wall"
+    with tempfile.TemporaryDirectory(prefix="gradcheck-t5-") as tmp:
+        cwd = Path(tmp)
+        path = cwd / "layers.py"
+        shutil.copyfile(course_layers.__file__, path)
+        cmd = cli_command(path, shape)
+        _wall(cmd, cwd, 1)  # compiles layers.py and warms the file cache
+        times, code, err = _wall(cmd, cwd, sizes.cli_runs)
+        bare, _, _ = _wall([sys.executable, "-c", "pass"], cwd, sizes.cli_runs)
+        imports, _, _ = _wall([sys.executable, "-c", "import gradcheck.cli"], cwd,
+                              sizes.cli_runs)
+        slowest = _import_times(cmd, cwd)
+    wall, start, imp = _median(times), _median(bare), _median(imports)
+    if code != 0:
+        return not_measured("T5", name, 1.0, f"the check exited {code}: {err.strip()[-300:]}")
+    details = {
+        "numerator_is": f"median wall s of {sizes.cli_runs} runs of the command",
+        "denominator_is": f"the {CLI_LIMIT_S} s limit",
+        "command": " ".join(cmd[1:]), "python": sys.executable, "times_s": times,
+        "exit_code": code, "interpreter_start_s": start, "import_gradcheck_cli_s": imp,
+        "slowest_imports": slowest,
+        "why": (f"{wall:.3g} s: interpreter start {start:.3g} s, `import gradcheck.cli` "
+                f"{imp - start:.3g} s more, the rest (loading the file, the check, the report) "
+                f"{wall - imp:.3g} s; slowest imports: "
+                + ", ".join(f"{r['module']} {r['cumulative_s']:.3g} s" for r in slowest[:4])
+                + "."),
+    }
+    return result("T5", name, wall, CLI_LIMIT_S, 1.0, details)
+
+
+# ---------------------------------------------------------------------------------- T6
+
+
+def worker(shape: Shape, duration: float) -> None:
+    """One checking process of T6: warm up, print ``ready``, wait for a line on stdin, then run
+    the default check of BatchNorm at ``shape`` for ``duration`` s; print the seconds as JSON."""
+    x = checkers.make_input(shape, 0)
+    layer = BatchNorm(shape[1])
+    check_layer(layer, {"x": x})
+    print("ready", flush=True)
+    sys.stdin.readline()
+    times: list[float] = []
+    end = time.perf_counter() + duration
+    while time.perf_counter() < end or not times:
+        t0 = time.perf_counter()
+        check_layer(layer, {"x": x})
+        times.append(time.perf_counter() - t0)
+    print(json.dumps(times), flush=True)
+
+
+def _checkers(count: int, shape: Shape, duration: float) -> list[list[float]]:
+    """Start ``count`` worker processes, release them together, collect their per-check times."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), _WORKER_FLAG, _shape_text(shape),
+           str(duration)]
+    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(count)]
+    try:
+        for p in procs:  # all warmed up before any starts
+            assert p.stdout is not None
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError("a T6 worker did not start")
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        return [json.loads(p.communicate(timeout=duration * 10 + 60)[0]) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+
+
+def target_concurrent(sizes: Sizes = FULL) -> Target:
+    """T6: time per check with two processes checking at once ≤ 1.2x a lone check."""
+    shape, duration = sizes.concurrent, sizes.concurrent_s
+    name = f"T6 per-check time, 2 concurrent processes ≤ 1.2× alone ({_shape_text(shape)})"
+    before = _checkers(1, shape, duration)[0]
+    pair = _checkers(2, shape, duration)
+    after = _checkers(1, shape, duration)[0]
+    alone = _median(before + after)
+    together = _median(pair[0] + pair[1])
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                              "MKL_NUM_THREADS")}
+    details = {
+        "numerator_is": "median s per check, two processes at once (both pooled)",
+        "denominator_is": "median s per check, one process alone (before and after the pair)",
+        "alone_s": {"before": _median(before), "after": _median(after)},
+        "pair_s": [_median(p) for p in pair], "checks": {"alone": len(before) + len(after),
+                                                         "pair": [len(p) for p in pair]},
+        "cpus_usable": usable, "thread_env": threads,
+        "why": (f"alone {_median(before) * 1e3:.3g} ms before, {_median(after) * 1e3:.3g} ms "
+                f"after; together {', '.join(f'{_median(p) * 1e3:.3g}' for p in pair)} ms; "
+                f"{usable} usable CPUs shared with the load average."),
+    }
+    return result("T6", name, together, alone, 1.2, details)
+
+
+# ------------------------------------------------------------------------------------ run
+
+
+TARGETS: tuple[Callable[[Sizes], Target], ...] = (
+    target_directional, target_auto, target_default_big, target_full_forwards, target_cli,
+    target_concurrent)
+
+
+_DOT_PROBE = """
+import time, numpy as np
+g = np.random.default_rng(0).standard_normal({n})
+o = g + 1j * np.random.default_rng(1).standard_normal({n})
+np.dot(g, o)
+times = []
+for _ in range({reps}):
+    t0 = time.perf_counter()
+    np.dot(g, o)
+    times.append(time.perf_counter() - t0)
+print(sorted(times)[len(times) // 2])
+"""
+
+
+def blas_probe(n: int = 16384, reps: int = 200) -> dict[str, Any]:
+    """Median seconds of ``np.dot(float, complex)`` of length ``n`` in fresh processes: BLAS
+    with its default threads, and with one (``OPENBLAS_NUM_THREADS=1`` and friends)."""
+    base = {k: v for k, v in os.environ.items() if k not in BLAS_ENV}
+    out: dict[str, Any] = {"n": n}
+    for label, env in (("default_threads_s", base),
+                       ("one_thread_s", {**base, **dict.fromkeys(BLAS_ENV, "1")})):
+        try:
+            done = subprocess.run([sys.executable, "-c", _DOT_PROBE.format(n=n, reps=reps)],
+                                  env=env, capture_output=True, text=True, timeout=120,
+                                  check=True)
+            out[label] = float(done.stdout.strip())
+        except (OSError, subprocess.SubprocessError, ValueError):
+            out[label] = None
+    return out
+
+
+def environment() -> dict[str, Any]:
+    """What the numbers depend on besides the code: BLAS threads, malloc, CPUs."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {"blas_env": {k: os.environ.get(k) for k in BLAS_ENV},
+            "blas_pinned_by_bench": _BLAS_PINNED, "cpu_count": os.cpu_count(),
+            "cpus_usable": usable, "numpy": np.__version__, "python": sys.executable}
+
+
+def run(sizes: Sizes = FULL, *, stream: Any = None,
+        only: Sequence[str] | None = None) -> dict[str, Any]:
+    """Measure every target (or those whose id is in ``only``), with the load around each."""
+    start = load()
+    records = []
+    for fn in TARGETS:
+        ident = fn.__doc__.split(":", 1)[0] if fn.__doc__ else fn.__name__
+        if only and ident not in only:
+            continue
+        before, t0 = load(), time.perf_counter()
+        _log(f"{ident}: measuring (load {before})", stream)
+        record = fn(sizes)
+        record["details"].update(load_before=before, load_after=load(),
+                                 seconds_spent=time.perf_counter() - t0)
+        _log(f"{ident}: ratio {_num(record['ratio'])} (limit {record['limit']:g}) "
+             f"{_met(record['met'])}; {record['details']['why']}", stream)
+        records.append(record)
+    return {"schema_version": 1, "sizes": asdict(sizes), "gradcheck": __version__,
+            **environment(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "load_average_at_start": start, "load_average_at_end": load(), "targets": records}
+
+
+def _num(value: float | None) -> str:
+    return render.DASH if value is None else f"{value:.3g}"
+
+
+def _met(met: bool | None) -> str:
+    return "not measured" if met is None else ("MET" if met else "NOT MET")
+
+
+def table(outcome: dict[str, Any], fmt: str = "simple") -> str:
+    """The "Targets (issue 16)" table, the load averages above it, the why lines below."""
+    rows = [[t["id"], t["target"].split(" ", 1)[1], f"{_num(t['numerator'])} / "
+             f"{_num(t['denominator'])}", _num(t["ratio"]), f"≤ {t['limit']:g}", _met(t["met"]),
+             _load_text(t["details"].get("load_before"))] for t in outcome["targets"]]
+    head = (f"Targets (issue 16) — {outcome['date']}, sizes {outcome['sizes']['name']}, "
+            f"{outcome['cpu_count']} CPUs, load average (1, 5, 15 min) at start "
+            f"{_load_text(outcome['load_average_at_start'])}, at end "
+            f"{_load_text(outcome['load_average_at_end'])}; BLAS threads "
+            f"{outcome['blas_env'].get('OPENBLAS_NUM_THREADS') or 'default'}"
+            f"{' (set by the bench)' if outcome['blas_pinned_by_bench'] else ''}, malloc "
+            f"{outcome.get('allocator', 'process defaults')}")
+    probe = outcome.get("blas_probe")
+    if probe and probe.get("default_threads_s") and probe.get("one_thread_s"):
+        head += (f"\nnp.dot of {probe['n']} (float·complex) in a fresh process: "
+                 f"{probe['default_threads_s'] * 1e3:.3g} ms with BLAS' default threads, "
+                 f"{probe['one_thread_s'] * 1e3:.3g} ms with one")
+    body = tabulate(rows, headers=["id", "target", "numerator / denominator", "ratio", "limit",
+                                   "met", "load before"], tablefmt=fmt, disable_numparse=True)
+    why = "\n".join(f"{t['id']}: {t['details']['why']}" for t in outcome["targets"])
+    return f"{head}\n\n{body}\n\n{why}\n"
+
+
+def _load_text(values: Sequence[float] | None) -> str:
+    return render.DASH if not values else ", ".join(f"{v:.2f}" for v in values)
+
+
+def write(outcome: dict[str, Any], out_dir: Path) -> None:
+    """``out_dir/targets.md`` (the table, GitHub format) and ``out_dir/targets.json``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "targets.md").write_text("# " + table(outcome, "github"), encoding="utf-8")
+    (out_dir / "targets.json").write_text(
+        json.dumps(render.to_jsonable(outcome), indent=2) + "\n", encoding="utf-8")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python bench/targets.py --out DIR [--quick] [--only T1,T3]``; 0 when measured."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == [_WORKER_FLAG]:
+        worker(tuple(int(n) for n in args_list[1].split("x")), float(args_list[2]))
+        return 0
+    parser = argparse.ArgumentParser(prog="bench/targets.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, type=Path, help="directory for targets.md/.json")
+    parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats")
+    parser.add_argument("--only", help="comma-separated target ids, e.g. T1,T5")
+    parser.add_argument("--default-blas", action="store_true",
+                        help="leave BLAS' thread count alone (default here: one thread)")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's malloc thresholds alone (see bench/allocator.py)")
+    args = parser.parse_args(args_list)
+    memory = "process defaults" if args.default_malloc else allocator.pin()
+    if not args.default_malloc:  # T6's workers inherit the same thresholds
+        os.environ.update(MALLOC_MMAP_THRESHOLD_=str(allocator.MMAP_THRESHOLD),
+                          MALLOC_TRIM_THRESHOLD_=str(allocator.TRIM_THRESHOLD))
+    probe = blas_probe()
+    outcome = run(QUICK if args.quick else FULL,
+                  only=args.only.split(",") if args.only else None)
+    outcome.update(allocator=memory, blas_probe=probe, command="python bench/targets.py "
+                   + " ".join(args_list))
+    write(outcome, args.out)
+    print(table(outcome))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
