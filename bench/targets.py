@@ -247,8 +247,11 @@ def target_directional(sizes: Sizes = FULL, torch: Any = None) -> Target:
     nfev = {k: o.nfev for k, o in outcomes.items()}
     calls = {k: int(o.detail.get("forward_calls") or 0) for k, o in outcomes.items()}
     fwd_c, fwd_r = forward_seconds(shape, True), forward_seconds(shape, False)
+    overhead = (med["complex"] - calls["complex"] * fwd_c) / max(1, nfev["complex"])
     details = {
         "numerator_is": "check_layer(method='complex', mode='directional'), median s",
+        "profile_top": _profile_top(functools.partial(ours.run, x, checkers.reference, 0)),
+        "overhead_per_evaluation_s": overhead,
         "denominator_is": "torch.autograd.gradcheck(fast_mode=True), median s",
         "seconds": med, "times_s": times, "nfev": nfev, "forward_calls": calls,
         "passed": {k: o.passed for k, o in outcomes.items()},
@@ -259,7 +262,8 @@ def target_directional(sizes: Sizes = FULL, torch: Any = None) -> Target:
         "torch_threads": torch.get_num_threads(),
         "why": (f"gradcheck {med['complex'] * 1e3:.3g} ms for {nfev['complex']} evaluations "
                 f"({calls['complex']} forward calls; one complex forward {fwd_c * 1e3:.3g} ms, "
-                f"so {calls['complex'] * fwd_c / med['complex']:.0%} of its time) vs torch "
+                f"so {calls['complex'] * fwd_c / med['complex']:.0%} of its time; the rest, "
+                f"{overhead * 1e3:.3g} ms per evaluation, is the checker's own work) vs torch "
                 f"{med['torch'] * 1e3:.3g} ms for {nfev['torch']} real forwards (one "
                 f"{fwd_r * 1e3:.3g} ms); auto/directional {med['auto'] * 1e3:.3g} ms "
                 f"({calls['auto']} calls). Sensitivity: gradcheck flags dx*(1+δ) from "
@@ -486,10 +490,34 @@ def slowest_imports(importtime: str, count: int = 8) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: -r["cumulative_s"])[:count]
 
 
-def _import_times(cmd: Sequence[str], cwd: Path) -> list[dict[str, Any]]:
+def package_imports(importtime: str, count: int = 8) -> list[dict[str, Any]]:
+    r"""Packages (names without a dot, at any depth) by cumulative import time, slowest first.
+
+    Examples
+    --------
+    >>> text = ("import time:      5000 |     120000 |     scipy\n"
+    ...         "import time:       100 |       1000 |     scipy.special\n"
+    ...         "import time:      2000 |     250000 | gradcheck\n")
+    >>> [(r["package"], r["cumulative_s"]) for r in package_imports(text)]
+    [('gradcheck', 0.25), ('scipy', 0.12)]
+    """
+    best: dict[str, float] = {}
+    for line in importtime.splitlines():
+        parts = line.split("|")
+        if not line.startswith("import time:") or len(parts) != 3 or "cumulative" in line:
+            continue
+        name = parts[2].strip()
+        if "." not in name and not name.startswith("_"):
+            best[name] = max(best.get(name, 0.0), int(parts[1]) / 1e6)
+    rows: list[dict[str, Any]] = [{"package": k, "cumulative_s": v} for k, v in best.items()]
+    return sorted(rows, key=lambda r: -r["cumulative_s"])[:count]
+
+
+def _import_times(cmd: Sequence[str], cwd: Path) -> tuple[list[dict[str, Any]],
+                                                          list[dict[str, Any]]]:
     done = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], cwd=cwd, capture_output=True,
                           text=True, check=False, env=USER_ENV)
-    return slowest_imports(done.stderr)
+    return slowest_imports(done.stderr), package_imports(done.stderr)
 
 
 def target_cli(sizes: Sizes = FULL) -> Target:
@@ -506,7 +534,7 @@ def target_cli(sizes: Sizes = FULL) -> Target:
         bare, _, _ = _wall([sys.executable, "-c", "pass"], cwd, sizes.cli_runs)
         imports, _, _ = _wall([sys.executable, "-c", "import gradcheck.cli"], cwd,
                               sizes.cli_runs)
-        slowest = _import_times(cmd, cwd)
+        slowest, packages = _import_times(cmd, cwd)
     wall, start, imp = _median(times), _median(bare), _median(imports)
     if code != 0:
         return not_measured("T5", name, 1.0, f"the check exited {code}: {err.strip()[-300:]}")
@@ -515,12 +543,14 @@ def target_cli(sizes: Sizes = FULL) -> Target:
         "denominator_is": f"the {CLI_LIMIT_S} s limit",
         "command": " ".join(cmd[1:]), "python": sys.executable, "times_s": times,
         "exit_code": code, "interpreter_start_s": start, "import_gradcheck_cli_s": imp,
-        "slowest_imports": slowest,
+        "slowest_imports": slowest, "package_imports": packages,
         "why": (f"{wall:.3g} s: interpreter start {start:.3g} s, `import gradcheck.cli` "
                 f"{imp - start:.3g} s more, the rest (loading the file, the check, the report) "
-                f"{wall - imp:.3g} s; slowest imports: "
-                + ", ".join(f"{r['module']} {r['cumulative_s']:.3g} s" for r in slowest[:4])
-                + "."),
+                f"{wall - imp:.3g} s; slowest top-level imports: "
+                + ", ".join(f"{r['module']} {r['cumulative_s']:.3g} s" for r in slowest[:3])
+                + "; packages (cumulative, nested included): "
+                + ", ".join(f"{r['package']} {r['cumulative_s']:.3g} s" for r in packages[:6])
+                + " (one -X importtime run)."),
     }
     return result("T5", name, wall, CLI_LIMIT_S, 1.0, details)
 

@@ -138,3 +138,14 @@ def test_table_and_files(targets, outcome, tmp_path):
     data = json.loads((tmp_path / "targets.json").read_text())
     assert [t["id"] for t in data["targets"]] == ["T2", "T3", "T4"]
     assert "| T4" in (tmp_path / "targets.md").read_text()
+
+
+def test_docstring_examples(targets):
+    """bench/ is not in pytest's testpaths: run its doctests (import-time parsers, the layer)."""
+    import doctest
+
+    from bench import course_layers
+
+    for module in (targets, course_layers):
+        outcome = doctest.testmod(module)
+        assert outcome.attempted > 0 and outcome.failed == 0, module.__name__
