@@ -251,6 +251,8 @@ def target_directional(sizes: Sizes = FULL, torch: Any = None) -> Target:
     details = {
         "numerator_is": "check_layer(method='complex', mode='directional'), median s",
         "profile_top": _profile_top(functools.partial(ours.run, x, checkers.reference, 0)),
+        "profile_cumulative": _profile_top(functools.partial(ours.run, x, checkers.reference, 0),
+                                           count=16, by="cumulative_s"),
         "overhead_per_evaluation_s": overhead,
         "denominator_is": "torch.autograd.gradcheck(fast_mode=True), median s",
         "seconds": med, "times_s": times, "nfev": nfev, "forward_calls": calls,
@@ -436,16 +438,20 @@ def target_full_forwards(sizes: Sizes = FULL) -> Target:
     return result("T4", name, check_s, fwd_s, 1.25, details)
 
 
-def _profile_top(fn: Callable[[], Any], count: int = 8) -> list[dict[str, Any]]:
-    """The functions with the most own time in one call of ``fn`` (cProfile)."""
+def _profile_top(fn: Callable[[], Any], count: int = 8,
+                 by: str = "own_s") -> list[dict[str, Any]]:
+    """The functions with the most own time (``by="own_s"``) in one call of ``fn`` (cProfile),
+    or gradcheck's functions with the most cumulative time (``by="cumulative_s"``)."""
     prof = cProfile.Profile()
     prof.runcall(fn)
     stats = pstats.Stats(prof, stream=io.StringIO())
     rows: list[dict[str, Any]] = []
     for (file, line, func), (_, calls, own, cum, _) in stats.stats.items():  # type: ignore[attr-defined]
-        rows.append({"function": f"{Path(file).name}:{line}({func})", "calls": calls,
-                     "own_s": own, "cumulative_s": cum})
-    return sorted(rows, key=lambda r: -r["own_s"])[:count]
+        if by == "cumulative_s" and f"{os.sep}gradcheck{os.sep}" not in file:
+            continue
+        rows.append({"function": f"{Path(file).parent.name}/{Path(file).name}:{line}({func})",
+                     "calls": calls, "own_s": own, "cumulative_s": cum})
+    return sorted(rows, key=lambda r: -r[by])[:count]
 
 
 # ---------------------------------------------------------------------------------- T5
@@ -581,23 +587,27 @@ def target_cli(sizes: Sizes = FULL) -> Target:
 
 def worker(shape: Shape, duration: float) -> None:
     """One checking process of T6: warm up, print ``ready``, wait for a line on stdin, then run
-    the default check of BatchNorm at ``shape`` for ``duration`` s; print the seconds as JSON."""
+    the default check of BatchNorm at ``shape`` for ``duration`` s; print the wall and CPU
+    seconds of each check as JSON (``{"wall": [...], "cpu": [...]}``)."""
     x = checkers.make_input(shape, 0)
     layer = BatchNorm(shape[1])
     check_layer(layer, {"x": x})
     print("ready", flush=True)
     sys.stdin.readline()
-    times: list[float] = []
+    wall: list[float] = []
+    cpu: list[float] = []
     end = time.perf_counter() + duration
-    while time.perf_counter() < end or not times:
-        t0 = time.perf_counter()
+    while time.perf_counter() < end or not wall:
+        t0, c0 = time.perf_counter(), time.process_time()
         check_layer(layer, {"x": x})
-        times.append(time.perf_counter() - t0)
-    print(json.dumps(times), flush=True)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    print(json.dumps({"wall": wall, "cpu": cpu}), flush=True)
 
 
-def _checkers(count: int, shape: Shape, duration: float) -> list[list[float]]:
-    """Start ``count`` worker processes, release them together, collect their per-check times."""
+def _checkers(count: int, shape: Shape, duration: float) -> list[dict[str, list[float]]]:
+    """Start ``count`` worker processes, release them together, collect their per-check wall
+    and CPU seconds."""
     cmd = [sys.executable, str(Path(__file__).resolve()), _WORKER_FLAG, _shape_text(shape),
            str(duration)]
     procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -625,21 +635,30 @@ def target_concurrent(sizes: Sizes = FULL) -> Target:
     before = _checkers(1, shape, duration)[0]
     pair = _checkers(2, shape, duration)
     after = _checkers(1, shape, duration)[0]
-    alone = _median(before + after)
-    together = _median(pair[0] + pair[1])
+
+    def med(runs: Sequence[dict[str, list[float]]], key: str) -> float:
+        return _median([t for r in runs for t in r[key]])
+
+    alone, together = med([before, after], "wall"), med(pair, "wall")
+    cpu_alone, cpu_together = med([before, after], "cpu"), med(pair, "cpu")
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                              "MKL_NUM_THREADS")}
+    pair_text = ", ".join(f"{med([p], 'wall') * 1e3:.3g}" for p in pair)
     details = {
-        "numerator_is": "median s per check, two processes at once (both pooled)",
-        "denominator_is": "median s per check, one process alone (before and after the pair)",
-        "alone_s": {"before": _median(before), "after": _median(after)},
-        "pair_s": [_median(p) for p in pair], "checks": {"alone": len(before) + len(after),
-                                                         "pair": [len(p) for p in pair]},
-        "cpus_usable": usable, "thread_env": threads,
-        "why": (f"alone {_median(before) * 1e3:.3g} ms before, {_median(after) * 1e3:.3g} ms "
-                f"after; together {', '.join(f'{_median(p) * 1e3:.3g}' for p in pair)} ms; "
-                f"{usable} usable CPUs shared with the load average."),
+        "numerator_is": "median wall s per check, two processes at once (both pooled)",
+        "denominator_is": "median wall s per check, one process alone (before and after the "
+                          "pair)",
+        "alone_s": {"before": med([before], "wall"), "after": med([after], "wall")},
+        "pair_s": [med([p], "wall") for p in pair],
+        "cpu_s": {"alone": cpu_alone, "pair": cpu_together},
+        "checks": {"alone": len(before["wall"]) + len(after["wall"]),
+                   "pair": [len(p["wall"]) for p in pair]},
+        "cpus_usable": usable, "thread_env": {k: os.environ.get(k) for k in BLAS_ENV},
+        "why": (f"wall per check alone {med([before], 'wall') * 1e3:.3g} ms before the pair, "
+                f"{med([after], 'wall') * 1e3:.3g} ms after; together "
+                f"{pair_text} ms. "
+                f"CPU time per check alone {cpu_alone * 1e3:.3g} ms, together "
+                f"{cpu_together * 1e3:.3g} ms ({cpu_together / cpu_alone:.2f}×): the rest of "
+                f"the wall-time ratio is waiting for one of the {usable} CPUs."),
     }
     return result("T6", name, together, alone, 1.2, details)
 

@@ -101,7 +101,10 @@ def test_cli_runs_the_course_file(targets, tiny):
 
 def test_concurrent_workers_report_their_checks(targets):
     pair = targets._checkers(2, (4, 5), 0.05)
-    assert len(pair) == 2 and all(len(times) >= 1 and min(times) > 0 for times in pair)
+    assert len(pair) == 2
+    for run in pair:
+        assert len(run["wall"]) == len(run["cpu"]) >= 1
+        assert min(run["wall"]) > 0 and min(run["cpu"]) > 0
 
 
 def test_interleaved_alternates_and_stops_at_the_budget(targets):
