@@ -317,8 +317,9 @@ def target_auto(sizes: Sizes = FULL) -> Target:
                          "passed": all(o.passed for o in outcomes.values())})
     worst = max(rows, key=lambda r: r["ratio"])
     why = "; ".join(f"{r['mode']} {_shape_text(tuple(r['shape']))}: {r['ratio']:.2f}× "
-                    f"({r['auto_s'] * 1e3:.3g} vs {r['complex_s'] * 1e3:.3g} ms, auto made "
-                    f"{r['probe_calls']:+d} forward calls)" for r in rows)
+                    f"({r['auto_s'] * 1e3:.3g} vs {r['complex_s'] * 1e3:.3g} ms; auto made "
+                    f"{r['probe_calls']:+d} forward calls on complex's "
+                    f"{r['forward_calls']['complex']})" for r in rows)
     details = {"numerator_is": f"auto, median s ({worst['mode']} at "
                                f"{_shape_text(tuple(worst['shape']))}, the worst ratio)",
                "denominator_is": "complex, same mode and shape, median s",
@@ -650,6 +651,7 @@ def target_concurrent(sizes: Sizes = FULL) -> Target:
         "alone_s": {"before": med([before], "wall"), "after": med([after], "wall")},
         "pair_s": [med([p], "wall") for p in pair],
         "cpu_s": {"alone": cpu_alone, "pair": cpu_together},
+        "cpu_ratio": cpu_together / cpu_alone,
         "checks": {"alone": len(before["wall"]) + len(after["wall"]),
                    "pair": [len(p["wall"]) for p in pair]},
         "cpus_usable": usable, "thread_env": {k: os.environ.get(k) for k in BLAS_ENV},
