@@ -17,6 +17,7 @@ and, with ``method="auto"``, the complex-step safety probe on every input.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "bumped",
     "course_checker",
     "forward_calls",
+    "forward_seconds",
     "gradcheck_checker",
     "make_input",
     "reference",
@@ -49,6 +51,7 @@ FAST_MODES = ("sampled", "directional")  # gradcheck's modes that state a miss b
 # Calls of _BenchBatchNorm.forward, kept outside the layer: check_layer fingerprints the layer's
 # attributes and would report a counter there as a forward that changes its state.
 _FORWARD_CALLS = [0]
+_FORWARD_SECONDS = [0.0]  # and the time spent inside them
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,11 @@ class _BenchBatchNorm(BatchNorm):
 
     def forward(self, inputs: Mapping[str, Any]) -> Any:
         _FORWARD_CALLS[0] += 1
-        return super().forward(inputs)
+        t0 = time.perf_counter()
+        try:
+            return super().forward(inputs)
+        finally:
+            _FORWARD_SECONDS[0] += time.perf_counter() - t0
 
     def backward(self, dout: Any, cache: Any) -> dict[str, np.ndarray]:
         return dict(self._bench_backward(dout, cache))
@@ -146,10 +153,15 @@ def forward_calls() -> int:
     return _FORWARD_CALLS[0]
 
 
+def forward_seconds() -> float:
+    """Seconds spent inside the benchmark layer's forward so far, in this process."""
+    return _FORWARD_SECONDS[0]
+
+
 def gradcheck_checker(method: str, mode: str) -> Checker:
     """Ours: ``check_layer(BatchNorm(C), {"x": x}, method=..., mode=..., seed=seed)``."""
     def run(x: np.ndarray, backward: Backward, seed: int) -> Outcome:
-        calls = forward_calls()
+        calls, seconds = forward_calls(), forward_seconds()
         report = check_layer(_BenchBatchNorm(x.shape[1], backward), {"x": x},
                              method=method, mode=mode, seed=seed)
         judged = sum(r.elements for r in report.results)
@@ -164,6 +176,7 @@ def gradcheck_checker(method: str, mode: str) -> Checker:
             "method_used": report.method,
             "modes": {r.name: r.mode for r in report.results},
             "forward_calls": forward_calls() - calls,
+            "forward_seconds": forward_seconds() - seconds,
             "miss_norm": {r.name: r.miss_norm for r in report.results if r.mode in FAST_MODES},
             "max_rel_error": {r.name: r.max_rel_error for r in report.results},
             "message": next((r.message for r in report.results if not r.passed), ""),
