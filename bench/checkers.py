@@ -33,6 +33,7 @@ __all__ = [
     "Outcome",
     "bump_index",
     "bumped",
+    "counted_batchnorm",
     "course_checker",
     "forward_calls",
     "forward_seconds",
@@ -151,6 +152,12 @@ class _BenchBatchNorm(BatchNorm):
 def forward_calls() -> int:
     """Calls of the benchmark layer's forward so far, in this process."""
     return _FORWARD_CALLS[0]
+
+
+def counted_batchnorm(channels: int, backward: Backward = reference) -> BatchNorm:
+    """The reference BatchNorm (``backward`` standing in for its backward) whose forward calls
+    and time are counted in :func:`forward_calls` and :func:`forward_seconds`."""
+    return _BenchBatchNorm(channels, backward)
 
 
 def forward_seconds() -> float:
