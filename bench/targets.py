@@ -379,6 +379,16 @@ def course_forward_times(shape: Shape, reps: int = 5) -> list[float]:
     return times
 
 
+def course_grad_norms(inputs: dict[str, np.ndarray]) -> dict[str, float]:
+    """2-norms of the course backward's gradients for a standard normal upstream gradient (the
+    scale a miss bound is read against)."""
+    out, cache = course_layers.spatial_batchnorm_forward(**inputs, bn_param={"mode": "train"})
+    dout = checkers.upstream(out.shape, 0)  # a stream apart from x's (same seed would be ∝ x)
+    grads = course_layers.spatial_batchnorm_backward(dout, cache)
+    return {k: float(np.linalg.norm(g)) for k, g in zip(("x", "gamma", "beta"), grads,
+                                                        strict=True)}
+
+
 def target_default_big(sizes: Sizes = FULL) -> Target:
     """T3: the default check of the course spatial BatchNorm in ≤ 60 complex forwards' time."""
     shape = sizes.big
@@ -398,8 +408,9 @@ def target_default_big(sizes: Sizes = FULL) -> Target:
                     "elements": r.elements, "directions": r.directions,
                     "miss_norm": r.miss_norm, "seconds": r.seconds} for r in report.results}
     modes = sorted({r.mode for r in report.results})
-    miss = ", ".join(f"{k} {v['miss_norm']:.3g}" for k, v in per.items()
-                     if math.isfinite(v["miss_norm"]))
+    norms = course_grad_norms(inputs)
+    miss = ", ".join(f"{k} {v['miss_norm']:.3g} (‖d{k}‖ ≈ {norms[k]:.3g})"
+                     for k, v in per.items() if math.isfinite(v["miss_norm"]))
     details = {
         "numerator_is": "check_layer(course spatial BatchNorm, method='auto', mode='auto'), s",
         "denominator_is": "one complex128 spatial_batchnorm_forward, median of 5 before the "
@@ -407,7 +418,7 @@ def target_default_big(sizes: Sizes = FULL) -> Target:
         "times_s": times["check"], "forward_times_s": forward_times,
         "verdict": report.verdict, "method": report.method,
         "modes": modes, "nfev": report.nfev, "forward_calls": calls, "gradients": per,
-        "forward_share": calls * forward_s / seconds,
+        "forward_share": calls * forward_s / seconds, "grad_norms": norms,
         "why": (f"{report.verdict} by {report.method}, mode {'/'.join(modes)}: {report.nfev} "
                 f"evaluations, {calls} forward calls ({calls * forward_s:.3g} s of forwards at "
                 f"{forward_s * 1e3:.3g} ms each, {calls * forward_s / seconds:.0%} of "

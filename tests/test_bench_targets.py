@@ -152,3 +152,16 @@ def test_docstring_examples(targets):
     for module in (targets, course_layers):
         outcome = doctest.testmod(module)
         assert outcome.attempted > 0 and outcome.failed == 0, module.__name__
+
+
+def test_grad_norms_are_read_against_an_independent_upstream(targets):
+    """dx = P(dout)/std (P removes 2 of n directions per channel): ‖dx‖ ≈ ‖dout‖/std, not ≈ 0
+    as it would be if dout were drawn from x's own random stream (dout ∝ xhat)."""
+    import numpy as np
+
+    shape = (8, 3, 6, 6)
+    inputs = targets.course_inputs(shape)
+    norms = targets.course_grad_norms(inputs)
+    std = inputs["x"].transpose(0, 2, 3, 1).reshape(-1, 3).std(axis=0)
+    expected = np.linalg.norm(targets.checkers.upstream(shape, 0)) / np.mean(std)
+    assert 0.5 < norms["x"] / expected < 1.5
