@@ -2,7 +2,8 @@
 
 Usage::
 
-    python bench/targets.py --out reports [--quick]
+    python bench/targets.py --out reports [--quick] [--only T1,T5] [--default-blas]
+                                          [--default-malloc]
 
 Prints the table "Targets (issue 16)" to stdout (progress to stderr) and writes
 ``DIR/targets.md`` and ``DIR/targets.json``. One function per target; each returns
@@ -32,20 +33,23 @@ T5 :func:`target_cli`
     0.4 s.
 T6 :func:`target_concurrent`
     time per check (the default check of BatchNorm at 64x32) in two processes checking at the
-    same time against one process alone (measured before and after the pair).
+    same time against one process alone (measured before and after the pair); the CPU time per
+    check too, which tells waiting for a CPU (a loaded machine) from slower work.
 
 BLAS threads. On this 2-CPU machine shared with other work, OpenBLAS' threaded ``np.dot`` of
-16,384 complex numbers (what ``check_layer``'s objective computes once per evaluation at 256x64)
-took about 47 ms instead of 0.02 ms: its threads wait for a CPU the other processes hold. Run as a
+16,384 complex numbers (what ``check_layer``'s objective computed once per evaluation at 256x64
+until it moved to ``einsum``) took about 47 ms instead of 0.02 ms at a load average of 8: its
+threads wait for a CPU the other processes hold. Run as a
 script, this module therefore limits BLAS to one thread (``OPENBLAS_NUM_THREADS=1`` and friends,
 unless the caller set any of them; ``--default-blas`` measures without) and, like
 ``bench/run.py``, pins glibc's malloc thresholds (``bench/allocator.py``). The run records both,
 and :func:`blas_probe` measures that ``np.dot`` in two fresh processes, default threads and one.
 T5 runs the CLI with the caller's environment (a user's run), T6's workers with the run's.
 
-Timing: the two sides of a ratio run interleaved (A B A B ...) so that a change in the machine's
-load hits both; medians. The load average (1, 5, 15 min) is recorded before and after every
-target: on a shared machine a load above the number of CPUs inflates every time, and T6 most.
+Timing: the two sides of a ratio run interleaved (A B, then B A, ...) so that a change in the
+machine's load hits both; medians. The load average (1, 5, 15 min) is recorded before and after
+every target: on a shared machine a load above the number of CPUs inflates every time, and T6
+most.
 """
 
 from __future__ import annotations
