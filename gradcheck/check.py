@@ -140,10 +140,7 @@ def check_layer(
     )
     if isinstance(layer, ClassLayer):  # what the adapter saw inside (an optimizer step)
         report = annotate(report, layer)
-    # listeners (the pytest plugin) keep reports for a whole session: not the arrays and the
-    # objective each result's evidence holds for diagnosis and pictures
-    _collect.notify(replace(report, results=tuple(replace(r, evidence=None)
-                                                  for r in report.results)))
+    _collect.notify(report)
     return report
 
 

@@ -92,7 +92,10 @@ class _Collector:
         nodeid, position, is_property = self.test or ("", -1, False)
         if not report.case and nodeid:
             report = replace(report, case=nodeid)
-        self.entries.append(Entry(position, nodeid, is_property, report))
+        # a session keeps every report: not the arrays and the objective each result's
+        # evidence holds (for diagnosis and pictures, already made)
+        light = replace(report, results=tuple(replace(r, evidence=None) for r in report.results))
+        self.entries.append(Entry(position, nodeid, is_property, light))
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self.positions = {item.nodeid: k for k, item in enumerate(session.items)}
