@@ -56,7 +56,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from gradcheck.results import Diagnosis, Evidence, Finding, GradientResult, Sweep
 
@@ -342,6 +341,8 @@ def _fit_eps(make: Callable[[float], np.ndarray], target: np.ndarray) -> tuple[f
     def loss(log_eps: float) -> float:
         r = make(10.0 ** log_eps) - target
         return float(np.dot(r, r))
+
+    from scipy.optimize import minimize_scalar  # only when a failing BatchNorm dx is fitted
 
     best = minimize_scalar(loss, bounds=(-12.0, 1.0), method="bounded",
                            options={"xatol": 1e-4})

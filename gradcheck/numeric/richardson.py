@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy.differentiate import derivative
 
 from gradcheck.numeric._base import (
     _EPS,
@@ -99,6 +98,8 @@ def _richardson_steps(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
 def _richardson_run(stencil: _Stencil, todo: np.ndarray, h0: np.ndarray) -> np.ndarray:
     """One SciPy run over the elements ``todo``; every iterate, NaN for the other elements."""
     recorder = _Recorder(todo, stencil.base.size)
+    from scipy.differentiate import derivative  # imported when Richardson runs, not before
+
     derivative(
         stencil, np.zeros(todo.size), args=(todo,), initial_step=h0[todo],
         step_factor=2.0, order=_RICH_ORDER, maxiter=_RICH_MAXITER,
