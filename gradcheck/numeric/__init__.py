@@ -110,7 +110,6 @@ from gradcheck.numeric.directional import directional
 from gradcheck.numeric.probe import (
     Probe,
     operations,
-    piecewise_operations,
     probe,
     probe_complex_step,
     screen,
@@ -127,7 +126,6 @@ __all__ = [
     "local_scale",
     "numerical_gradient",
     "operations",
-    "piecewise_operations",
     "probe",
     "probe_complex_step",
     "richardson",

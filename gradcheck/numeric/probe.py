@@ -195,6 +195,14 @@ def _trace(problem: _Problem, k: int) -> list[str]:
     return list(dict.fromkeys(probe.log))
 
 
+def _split(log: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The trace's piecewise and unsafe operation names, each once, in order."""
+    def names(kind: str) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(e.split(":", 1)[1] for e in log if e.startswith(kind)))
+
+    return names("piecewise:"), names("unsafe:")
+
+
 def _unsafe_in(log: list[str]) -> str:
     unsafe = [entry.split(":", 1)[1] for entry in log if entry.startswith("unsafe:")]
     if not unsafe:
@@ -347,8 +355,7 @@ def probe(f: Callable[[np.ndarray], Any], x: Any, *, seed: int = 0,
         return Probe(True, "", ())
     k = int(sample[0])
     log = _trace(problem, k)
-    piecewise = tuple(dict.fromkeys(e.split(":", 1)[1] for e in log if e.startswith("piecewise:")))
-    unsafe = tuple(dict.fromkeys(e.split(":", 1)[1] for e in log if e.startswith("unsafe:")))
+    piecewise, unsafe = _split(log)
     reason = (
         _unsafe_in(log)
         or _probe_first_call(problem, k)
@@ -389,34 +396,10 @@ def screen(f: Callable[[np.ndarray], Any], x: Any, *, seed: int = 0) -> Probe:
     rng = np.random.default_rng(_validate_seed(seed))
     k = int(rng.integers(problem.x.size))
     log = _trace(problem, k)
-    piecewise = tuple(dict.fromkeys(e.split(":", 1)[1] for e in log if e.startswith("piecewise:")))
-    unsafe = tuple(dict.fromkeys(e.split(":", 1)[1] for e in log if e.startswith("unsafe:")))
+    piecewise, unsafe = _split(log)
     reason = _unsafe_in(log) or _probe_first_call(problem, k)
     return Probe(not reason, f"complex step unsafe: {reason}" if reason else "", piecewise,
                  unsafe)
-
-
-def piecewise_operations(f: Callable[[np.ndarray], Any], x: Any) -> tuple[str, ...]:
-    """The piecewise operations (max, comparisons, clip, sorting) ``f`` applies to its input,
-    from one traced complex call: where they tie, the complex step sees one side of a kink.
-
-    Parameters
-    ----------
-    f : callable
-        ``f(arr) -> scalar``.
-    x : array of float
-        Point of evaluation; never modified.
-
-    Returns
-    -------
-    tuple of str
-
-    Examples
-    --------
-    >>> piecewise_operations(lambda a: np.sum(np.maximum(a, 0)), np.ones(3))
-    ('np.maximum',)
-    """
-    return operations(f, x)[0]
 
 
 def operations(f: Callable[[np.ndarray], Any], x: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -442,8 +425,7 @@ def operations(f: Callable[[np.ndarray], Any], x: Any) -> tuple[tuple[str, ...],
     if problem.x.size == 0:
         return (), ()
     log = _trace(problem, 0)
-    return (tuple(dict.fromkeys(e.split(":", 1)[1] for e in log if e.startswith("piecewise:"))),
-            tuple(dict.fromkeys(e.split(":", 1)[1] for e in log if e.startswith("unsafe:"))))
+    return _split(log)
 
 
 def probe_complex_step(
