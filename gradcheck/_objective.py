@@ -17,8 +17,8 @@ other inputs' (they are held fixed, but their rounding enters every evaluation).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -89,20 +89,40 @@ class Reference:
     total: float  # Σ|g·out|: the size of the terms one evaluation of L sums
     copy_inputs: bool  # the forward mutates its inputs: give each evaluation copies
     random: str = ""  # why the forward is not a function of its inputs, if it is not
+    # per input, made once: the local scale and the conditioning (see the module docstring)
+    _scales: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    _kappas: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+
+    def scale(self, name: str) -> np.ndarray:
+        """:func:`gradcheck.numeric.local_scale` of input ``name``."""
+        if name not in self._scales:
+            self._scales[name] = local_scale(self.inputs[name])
+        return self._scales[name]
+
+    def conditioning(self, name: str) -> np.ndarray:
+        """``κ_k = max(1, |x_k|) / s_k`` of input ``name``, per element."""
+        if name not in self._kappas:
+            x = self.inputs[name]
+            self._kappas[name] = np.maximum(1.0, np.maximum(1.0, np.abs(x)) / self.scale(name))
+        return self._kappas[name]
 
 
 def reference(spec: _Spec, run: _Run) -> Reference:
     inputs64 = {k: v.astype(np.float64) for k, v in spec.inputs.items()}
     g64 = run.g.astype(np.float64)
     context = "float64 reference"
-    out64 = _output(spec, _forward(spec, ref_inputs_copy(inputs64), context)[0], context)
+    mutates = any(p.startswith("forward modified its input") for p in run.problems)
+    if run.out.dtype == np.float64 and not mutates and all(
+            v.dtype == np.float64 for v in spec.inputs.values()):
+        out64 = run.out  # the analytic pass ran on these very values
+    else:
+        out64 = _output(spec, _forward(spec, ref_inputs_copy(inputs64), context)[0], context)
     if out64.shape != g64.shape:
         raise LayerError(
             f"{spec.name}: forward returned shape {out64.shape} in float64, but {g64.shape} in "
             "the analytic pass: the output shape must not depend on the input's values or dtype"
         )
     total = float(np.sum(np.abs(g64 * out64)))
-    mutates = any(p.startswith("forward modified its input") for p in run.problems)
     again = _output(spec, _forward(spec, ref_inputs_copy(inputs64), context)[0], context)
     return Reference(inputs64, g64, out64, total, mutates, _randomness(out64, again))
 
@@ -125,15 +145,10 @@ def _randomness(first: np.ndarray, second: np.ndarray) -> str:
             "example dropout_param['seed'], or a seeded np.random.default_rng inside the layer)")
 
 
-def conditioning(x: np.ndarray) -> np.ndarray:
-    """``κ_k = max(1, |x_k|) / s_k``, per element."""
-    return np.maximum(1.0, np.maximum(1.0, np.abs(x)) / local_scale(x))
-
-
 def noise(ref: Reference, name: str) -> np.ndarray:
     """``noise_k`` of the module docstring, one per element of input ``name``."""
-    others = [float(np.max(conditioning(v))) for k, v in ref.inputs.items() if k != name]
-    kappa = np.maximum(conditioning(ref.inputs[name]), max([1.0, *others]))
+    others = [float(np.max(ref.conditioning(k))) for k in ref.inputs if k != name]
+    kappa = np.maximum(ref.conditioning(name), max([1.0, *others]))
     return _EPS * ref.total * kappa
 
 
@@ -151,18 +166,38 @@ class Numeric:
     nonsmooth: bool = False  # the forward uses operations with kinks (abs, max, comparisons)
 
 
+class _Deferred:
+    """An objective built on its first call (the wide one is needed only to confirm a failure,
+    and building it copies every input to long double)."""
+
+    def __init__(self, build: Any) -> None:
+        self._build: Any = build
+        self._f: Any = None
+
+    def __call__(self, arr: np.ndarray) -> Any:
+        if self._f is None:
+            self._f = self._build()
+        return self._f(arr)
+
+
 def _witness_objective(spec: _Spec, ref: Reference, name: str) -> Any:
     wide = np.dtype(np.longdouble)
     if np.finfo(wide).eps >= _EPS:
         return None
-    inputs = {k: v.astype(wide) for k, v in ref.inputs.items()}
-    return objective(spec, inputs, name, ref.g.astype(wide), copy_inputs=True)
+
+    def build() -> Any:
+        inputs = {k: v.astype(wide) for k, v in ref.inputs.items()}
+        return objective(spec, inputs, name, ref.g.astype(wide), copy_inputs=True)
+
+    return _Deferred(build)
 
 
-def joint_objective(spec: _Spec, ref: Reference) -> tuple[Any, np.ndarray]:
-    """``L`` of all checked inputs at once, as a function of their concatenation: one probe of
-    it covers every input of the check (its dense direction moves them all)."""
-    names = list(spec.wrt)
+def joint_objective(spec: _Spec, ref: Reference,
+                    names: Sequence[str] | None = None) -> tuple[Any, np.ndarray]:
+    """``L`` of the checked inputs (or ``names``) at once, as a function of their concatenation:
+    one probe of it covers every input of the check (its dense direction moves them all), and
+    one direction of it checks them all together."""
+    names = list(spec.wrt if names is None else names)
     shapes = [ref.inputs[k].shape for k in names]
     bounds = np.cumsum([0] + [ref.inputs[k].size for k in names])
     fixed = {k: (v.copy() if ref.copy_inputs else _read_only(v)) for k, v in ref.inputs.items()
@@ -173,9 +208,10 @@ def joint_objective(spec: _Spec, ref: Reference) -> tuple[Any, np.ndarray]:
         local = dict(fixed)
         for k, shape, lo, hi in zip(names, shapes, bounds[:-1], bounds[1:], strict=True):
             local[k] = v[lo:hi].reshape(shape)
-        out = np.asarray(_forward(spec, local, "complex-step probe")[0])
+        out = np.asarray(_forward(spec, local, "joint numerical pass")[0])
         if out.shape != ref.g.shape:
-            raise LayerError(f"{spec.name}: forward returned shape {out.shape} in the probe, but "
+            raise LayerError(f"{spec.name}: forward returned shape {out.shape} in the joint "
+                             f"numerical pass, but "
                              f"{ref.g.shape} in the analytic pass")
         return _inner(flat_g, out.reshape(-1))
 
@@ -200,28 +236,40 @@ class _Counted:
         return self.f(arr)
 
 
-def prepare(spec: _Spec, ref: Reference, name: str,
-            found: numeric.Probe | None = None) -> Numeric:
+def trace_check(spec: _Spec, ref: Reference) -> numeric.Probe:
+    """The operations the forward applies to the inputs, traced once over all of them (a
+    superset of what perturbing one input shows), for a check whose method is given."""
+    f, v = joint_objective(spec, ref)
+    piecewise, unsafe = numeric.operations(f, v)
+    return numeric.Probe(True, "", piecewise, unsafe)
+
+
+def nonsmooth(found: numeric.Probe) -> bool:
+    """Whether the forward uses operations with kinks (max, comparisons, abs, rounding)."""
+    return bool(found.piecewise or set(found.unsafe) & _KINKED)
+
+
+def prepare(spec: _Spec, ref: Reference, name: str, found: numeric.Probe | None = None,
+            alone: bool = True) -> Numeric:
+    """The numerical side of input ``name``; ``found`` is the check's probe or trace, and
+    ``alone`` says the evaluations will perturb ``name`` alone (for ``method="auto"`` that takes
+    a screen of ``name`` by itself: it can take other code paths than perturbing all inputs)."""
     x64 = ref.inputs[name]
     f = objective(spec, ref.inputs, name, ref.g, copy_inputs=ref.copy_inputs)
     noise_k = noise(ref, name)
-    method, reason, nonsmooth = spec.method, "", False
-    piecewise: tuple[str, ...] = ()
-    if method == "auto":
-        if found is None:
+    method, reason = spec.method, ""
+    if found is None:
+        if method == "auto":
             found = numeric.probe(f, x64, seed=spec.seed, noise=float(np.max(noise_k)))
-        else:  # the check's joint probe, and this input perturbed alone
-            alone = numeric.screen(f, x64, seed=spec.seed)
-            found = _combined(found, alone)
-        piecewise = found.piecewise
-        nonsmooth = bool(found.piecewise or set(found.unsafe) & _KINKED)
+        else:
+            found = numeric.Probe(True, "", *numeric.operations(f, x64))
+    elif method == "auto" and alone:
+        found = _combined(found, numeric.screen(f, x64, seed=spec.seed))
+    if method == "auto":
         method = "complex" if found.safe else "richardson"
         reason = _reason(found)
-    else:
-        piecewise, unsafe = numeric.operations(f, x64)
-        nonsmooth = bool(piecewise or set(unsafe) & _KINKED)
     return Numeric(f, x64, noise_k, method, reason, _witness_objective(spec, ref, name),
-                   piecewise, nonsmooth)
+                   found.piecewise, nonsmooth(found))
 
 
 # Non-analytic operations that also have kinks (np.var, casts and norms of nonzero vectors do not)

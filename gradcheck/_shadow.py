@@ -3,9 +3,9 @@
 The *witness* re-runs the layer's forward and backward in a wider dtype on the same values; the
 *terms* run applies the backward to the upstream gradient with random signs, whose result has
 the magnitude of the terms each element of the gradient sums. Both are measurements, made once
-per check, and both fail soft: a layer that cannot run in the wider dtype (a SciPy function, a
-cast back to float64, an error) simply has no witness for those gradients, and the verdict says
-what it could not measure.
+per check and only when a verdict needs them (:class:`Lazy`), and both fail soft: a layer that
+cannot run in the wider dtype (a SciPy function, a cast back to float64, an error) simply has no
+witness for those gradients, and the verdict says what it could not measure.
 """
 
 from __future__ import annotations
@@ -108,3 +108,24 @@ def measure(spec: _Spec, run: _Run) -> Shadow:
     except Exception:
         terms = {}
     return Shadow({}, terms, "", note)
+
+
+EMPTY = Shadow()
+
+
+class Lazy:
+    """The check's :func:`measure`, run on the first :meth:`get`: a verdict that holds under the
+    budget without the measured rounding (which only widens it) never pays for the second runs."""
+
+    def __init__(self, spec: _Spec, run: _Run) -> None:
+        self._spec, self._run = spec, run
+        self._shadow: Shadow | None = None
+
+    def get(self) -> Shadow:
+        if self._shadow is None:
+            self._shadow = measure(self._spec, self._run)
+        return self._shadow
+
+    @property
+    def measured(self) -> bool:
+        return self._shadow is not None

@@ -59,6 +59,56 @@ def _feed_container(h: Any, obj: Any, depth: int, seen: set[int]) -> None:
         _feed(h, getattr(obj, name, None), depth + 1, seen)
 
 
+def same(a: Any, b: Any) -> bool:
+    """Whether ``b`` (a deep copy of ``a`` that was handed out) still holds what ``a`` does,
+    by :func:`fingerprint`'s rules, without hashing: arrays compare bit for bit in place."""
+    return _same(a, b, 0, set())
+
+
+def _same(a: Any, b: Any, depth: int, seen: set[int]) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
+                and a.shape == b.shape and _same_bits(a, b))
+    if isinstance(a, (int, float, complex, str, bytes, bool, type(None), np.generic)):
+        return type(a) is type(b) and repr(a) == repr(b)
+    if type(a).__name__ != type(b).__name__:
+        return False
+    if depth >= _MAX_DEPTH or id(a) in seen:
+        return True
+    seen.add(id(a))
+    return _same_container(a, b, depth, seen)
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.dtype == object:
+        return repr(a) == repr(b)
+    if a.size == 0:
+        return True
+    flat_a = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+    flat_b = np.ascontiguousarray(b).reshape(-1).view(np.uint8)
+    return bool(np.array_equal(flat_a, flat_b))
+
+
+def _same_container(a: Any, b: Any, depth: int, seen: set[int]) -> bool:
+    if isinstance(a, dict):
+        if not isinstance(b, dict) or sorted(map(repr, a)) != sorted(map(repr, b)):
+            return False
+        by_repr = {repr(k): k for k in b}
+        if not all(_same(a[k], b[by_repr[repr(k)]], depth + 1, seen) for k in a):
+            return False
+    elif isinstance(a, (list, tuple)):
+        if len(a) != len(b) or not all(_same(x, y, depth + 1, seen)
+                                       for x, y in zip(a, b, strict=True)):
+            return False
+    elif isinstance(a, _OPAQUE):
+        return True
+    elif hasattr(a, "__dict__"):
+        if not _same(vars(a), getattr(b, "__dict__", None), depth + 1, seen):
+            return False
+    return all(_same(getattr(a, name, None), getattr(b, name, None), depth + 1, seen)
+               for name in getattr(type(a), "__slots__", ()))
+
+
 def safe_deepcopy(obj: Any) -> Any:
     """``copy.deepcopy``, or the object itself when it cannot be copied (locks, modules)."""
     try:

@@ -11,12 +11,10 @@ Modes. ``full`` estimates every element. ``sampled`` (the default above
 :data:`FULL_MODE_MAX_ELEMENTS` elements per input) estimates a seeded sample in which every index
 of every axis appears (so every channel and every batch row), plus the corners, plus random
 elements; and compares ``<analytic, u>`` with the numerical ``dL/du`` along :data:`DIRECTIONS`
-signed Gaussian directions ``u``. An error vector ``e`` escapes one direction only when
-``|<e, u>|`` falls under that direction's budget; with ``u = s z``, ``z`` standard normal and
-``s`` the spread of ``x``, ``<e, u> ~ N(0, s^2 |e|^2)``, so an error of 2-norm at least
-``miss_norm = max budget / (s z*)``, where ``P(|Z| < z*)^DIRECTIONS = MISS_PROBABILITY``, is
-caught with probability at least ``1 - MISS_PROBABILITY``. The report states the mode, the
-evaluations and ``miss_norm``.
+random directions ``u``, shared by the inputs where their budgets allow. An error vector ``e``
+escapes them all with probability at most ``MISS_PROBABILITY`` once its 2-norm reaches the
+``miss_norm`` each result states (derived in :mod:`gradcheck._directions`). The report states
+the mode, the evaluations and ``miss_norm``.
 
 Safety. The caller's arrays are never handed to the layer (copies only); the layer's attributes
 are fingerprinted before and after and restored if a forward changed them; a forward that modifies
@@ -37,9 +35,9 @@ import numpy as np
 from gradcheck import _collect, diagnosis
 from gradcheck._calls import _analytic, _restore, _Run, _snapshot, _Spec, _validate, _with_context
 from gradcheck._guard import protected, time_limit, validate_timeout
-from gradcheck._objective import probe_check, reference
-from gradcheck._shadow import measure
-from gradcheck.compare import judge
+from gradcheck._objective import probe_check, reference, trace_check
+from gradcheck._shadow import Lazy
+from gradcheck.compare import judge, shared
 from gradcheck.errors import GradcheckError, GradcheckWarning
 from gradcheck.layer import ClassLayer, annotate, from_callables
 from gradcheck.results import CheckReport, GradientResult, WorstElement
@@ -150,11 +148,15 @@ def _check(spec: _Spec) -> tuple[list[GradientResult], _Run]:
     if ref.random:
         run.problems.append(ref.random)
         return [], run
-    shadow = measure(spec, run)
-    found, probe_calls = probe_check(spec, ref) if spec.method == "auto" else (None, 0)
-    results = [judge(spec, run, ref, shadow, name, found) for name in spec.wrt]
-    if results and probe_calls:  # the probe's evaluations are part of the check's cost
-        results[0] = replace(results[0], nfev=results[0].nfev + probe_calls)
+    shadow = Lazy(spec, run)  # the witness and term runs, made when a verdict needs them
+    found, probe_calls = (probe_check(spec, ref) if spec.method == "auto"
+                          else (trace_check(spec, ref), 0))
+    vouched, shared_calls = shared(spec, run, ref, shadow, found)
+    results = [judge(spec, run, ref, shadow, name, found, vouched.get(name))
+               for name in spec.wrt]
+    extra = probe_calls + (0 if vouched else shared_calls)  # shared directions that vouched
+    if results and extra:  # for no input are still part of the check's cost
+        results[0] = replace(results[0], nfev=results[0].nfev + extra)
     run.warnings.extend(r.message for r in results if r.status == "zero")
     return diagnosis.attach(results, run.grads, spec.inputs), run  # failing gradients only
 

@@ -14,12 +14,12 @@ Measuring happens elsewhere (:mod:`gradcheck.numeric`, :mod:`gradcheck._objectiv
    possibly explain, ``sqrt(ε)·(|a_k| + |n_k| + T_k)``; otherwise it is *inconclusive*.
 4. A gradient whose every element is zero on both sides, up to their measured noise, is *zero*.
 
-Directions (sampled and directional modes) follow the same steps with ``<a, u>`` against the
-numerical ``dL/du``, the budget projected on ``|u|``. An error vector ``e`` escapes one direction
-only when ``|<e, u>|`` falls under that direction's budget; with ``u = s z``, ``z`` standard normal
-and ``s`` the spread of ``x``, ``<e, u> ~ N(0, s² |e|²)``, so an error of 2-norm at least
-``miss_norm = max budget / (s z*)``, where ``P(|Z| < z*)^DIRECTIONS = MISS_PROBABILITY``, is
-caught with probability at least ``1 - MISS_PROBABILITY``.
+Directions (sampled and directional modes) follow the same steps, projected
+(:mod:`gradcheck._directions`, which also shares one set of directions among the inputs).
+
+Every verdict is first reached with the *lean* analytic side (:mod:`gradcheck._side`): a gradient
+that passes it passes, and only one that does not, or might be rounding noise, pays for the
+witness and term runs (:mod:`gradcheck._shadow`) and is judged again with their measurements.
 
 ``detectable`` is the smallest relative error of the whole gradient (``a = n (1 + δ)``) that the
 check would have flagged: the smallest ``budget_k / |a_k|`` over the elements and directions.
@@ -28,82 +28,29 @@ check would have flagged: the smallest ``budget_k / |a_k|`` over the elements an
 from __future__ import annotations
 
 import math
-import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
-from gradcheck import numeric
+from gradcheck import _directions, numeric
 from gradcheck._calls import _STREAM, _Run, _Spec
-from gradcheck._kinks import Kinks, analyse, mirrored, smooth_along
-from gradcheck._objective import Numeric, Reference, prepare
-from gradcheck._shadow import Shadow
+from gradcheck._directions import CONFIRM_FACTOR, DIRECTIONS, MISS_PROBABILITY, Directions
+from gradcheck._kinks import Kinks, analyse, mirrored
+from gradcheck._objective import Numeric, Reference, joint_objective, nonsmooth, prepare
+from gradcheck._shadow import Lazy
+from gradcheck._side import Side, at_resolution, dot, side
 from gradcheck.errors import LayerError
 from gradcheck.results import Evidence, GradientResult, KinkElement, WorstElement
-from gradcheck.tolerance import (
-    FLOOR_ULPS,
-    NOISE_RATIO,
-    Tolerance,
-    analytic_rounding,
-    budget,
-    resolve,
-    unit_roundoff,
-)
+from gradcheck.tolerance import Tolerance, budget, resolve, unit_roundoff
+
+__all__ = ["DIRECTIONS", "FULL_MODE_MAX_ELEMENTS", "MISS_PROBABILITY", "judge", "shared"]
 
 FULL_MODE_MAX_ELEMENTS = 2048
-DIRECTIONS = 8
-MISS_PROBABILITY = 1e-6
 EXTRA_SAMPLES = 32
 WORST_ROWS = 5
 CONFIRM_MAX = 64  # elements over budget re-measured in extended precision, worst first
-CONFIRM_FACTOR = 4.0  # e_k += CONFIRM_FACTOR * |n_k - n'_k|
-
-
-# --- the analytic side ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Side:
-    """The analytic gradient of one input, flat, with what was measured about its rounding."""
-
-    a: np.ndarray  # float64
-    rounding: np.ndarray  # r_k
-    terms: np.ndarray  # T_k
-    noise_like: bool  # the whole gradient is its own rounding noise (or exactly 0)
-    witnessed: bool
-    eps: float
-
-    @property
-    def size(self) -> np.ndarray:
-        return np.abs(self.a)
-
-    @property
-    def magnitude(self) -> np.ndarray:
-        """``|a_k| + T_k``: what element ``k``'s rounding is relative to."""
-        return np.abs(self.a) + self.terms
-
-
-def _side(grad: np.ndarray, shadow: Shadow, name: str, eps: float, natural: Any) -> _Side:
-    a = grad.astype(np.float64).reshape(-1)
-    w = shadow.witness.get(name)
-    flat_w = None if w is None else np.asarray(w).reshape(-1)
-    terms = shadow.terms.get(name)
-    t = np.zeros_like(a) if terms is None else np.asarray(terms, dtype=np.float64).reshape(-1)
-    # The gradient is rounding noise when the wider dtype shrank it as a whole (energy, so a
-    # single element's lucky rounding does not decide), or when it sits at the witness's own
-    # resolution; with no witness only an exact zero is known to be one.
-    noise_like = not np.any(a)
-    if flat_w is not None:
-        eps_w = float(np.finfo(flat_w.dtype).eps)
-        resolution = FLOOR_ULPS * eps_w * np.asarray(natural, dtype=np.float64)
-        small = np.abs(flat_w).astype(np.float64)
-        noise_like = noise_like or bool(
-            _dot(small, small) <= NOISE_RATIO**2 * _dot(a, a) or np.all(small <= resolution))
-    exact = grad.reshape(-1) if flat_w is None else grad.reshape(-1).astype(flat_w.dtype)
-    rounding = analytic_rounding(exact, flat_w, t, eps, natural).astype(np.float64)
-    return _Side(a, rounding, t, noise_like, flat_w is not None, eps)
 
 
 # --- elements ---------------------------------------------------------------------------------
@@ -143,7 +90,7 @@ class _Elements:
     ties: tuple[str, ...] = ()
 
 
-def _confirm(num: Numeric, side: _Side, idx: np.ndarray, n: np.ndarray, e: np.ndarray,
+def _confirm(num: Numeric, side: Side, idx: np.ndarray, n: np.ndarray, e: np.ndarray,
              over: np.ndarray, ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Step 2: re-measure the worst elements over budget in extended precision."""
     confirmed = np.zeros(idx.size, dtype=bool)
@@ -162,7 +109,7 @@ def _confirm(num: Numeric, side: _Side, idx: np.ndarray, n: np.ndarray, e: np.nd
     return e, confirmed, wide.nfev
 
 
-def _judge_elements(side: _Side, est: numeric.Estimate, idx: np.ndarray, num: Numeric,
+def _judge_elements(side: Side, est: numeric.Estimate, idx: np.ndarray, num: Numeric,
                     tol: Tolerance, shape: tuple[int, ...]) -> _Elements:
     a, r, t = side.a[idx], side.rounding[idx], side.terms[idx]
     n = np.asarray(est.value, dtype=np.float64).reshape(-1)
@@ -182,7 +129,7 @@ def _judge_elements(side: _Side, est: numeric.Estimate, idx: np.ndarray, num: Nu
     failing = (over & ~explained & (certified | (err > band) | invalid)) | invalid
     unsure = over & ~failing & ~explained
     ties = kinks.ties if kinks is not None else ()
-    zero = side.noise_like and bool(_dot(n, n) <= _dot(e + r, e + r))
+    zero = side.noise_like and bool(dot(n, n) <= dot(e + r, e + r))
     found_kinks = kinks.rows if kinks is not None else ()
     status = ("fail" if failing.any() or ties else "inconclusive" if unsure.any()
               else "kink" if found_kinks else "zero" if zero else "pass")
@@ -223,111 +170,6 @@ def _kinks_of(num: Numeric, idx: np.ndarray, a: np.ndarray, n: np.ndarray, e: np
     return found, nfev + found.nfev
 
 
-# --- directions -------------------------------------------------------------------------------
-
-
-def _along(f: Any, x: np.ndarray, u: np.ndarray) -> Any:
-    """``phi(t) = L(x + t u)``, the objective along one direction."""
-    return lambda t: f(x + t * u)
-
-
-@dataclass(frozen=True)
-class _Directions:
-    """The directional comparisons of one gradient."""
-
-    status: str  # pass, zero, fail or inconclusive
-    nfev: int
-    miss_norm: float
-    message: str
-    worst: tuple[float, float, float]  # analytic <a, u>, numeric dL/du, budget: largest ratio
-    detectable: float
-
-
-def _dot(a: np.ndarray, b: np.ndarray) -> float:
-    """A dot product in this thread (no multithreaded BLAS: see ``_objective._inner``)."""
-    return float(np.einsum("i,i->", a, b))
-
-
-def _direction_budget(side: _Side, u: np.ndarray, est: numeric.Estimate, measured: float,
-                      tol: Tolerance) -> tuple[float, float]:
-    """The budget along ``u`` (projected per-element terms) and the rounding band."""
-    au = np.abs(u).reshape(-1)
-    size = _dot(au, side.magnitude)
-    slack = _dot(au, side.rounding) + tol.atol * float(np.sum(au))
-    rtol = tol.rtol or 0.0
-    allowed = (float(est.error) + slack
-               + rtol * max(_dot(au, side.size), abs(measured)))
-    return allowed, math.sqrt(side.eps) * (size + abs(measured))
-
-
-def _confirm_direction(num: Numeric, u: np.ndarray, measured: float) -> float | None:
-    """The change of ``dL/du`` in extended precision, or ``None`` when it cannot be made."""
-    if num.method != "complex" or num.witness is None:
-        return None
-    try:
-        wide = numeric.directional(
-            _along(num.witness, num.x.astype(np.longdouble), u.astype(np.longdouble)),
-            method="complex")
-    except Exception:
-        return None
-    return abs(measured - float(wide.value))
-
-
-def _judge_directions(name: str, num: Numeric, side: _Side, tol: Tolerance,
-                      rng: np.random.Generator) -> _Directions:
-    # Directions at the scale of x's spread, where the engines' steps in t are natural.
-    spread = float(np.std(num.x)) or float(np.sqrt(np.mean(np.square(num.x)))) or 1.0
-    nfev, rows, failures, unsure, zero, kinked = 0, [], [], 0, True, 0
-    noise = float(np.max(num.noise, initial=0.0))
-    for k in range(DIRECTIONS):
-        u = rng.standard_normal(num.x.shape) * spread
-        terms = (_dot(np.abs(u).reshape(-1), side.magnitude)
-                 if num.method == "complex" else None)
-        est = numeric.directional(_along(num.f, num.x, u), method=num.method, noise=noise,
-                                  terms=terms)
-        nfev += est.nfev
-        claimed, measured = _dot(side.a, u.reshape(-1)), float(est.value)
-        allowed, band = _direction_budget(side, u, est, measured, tol)
-        diff = abs(claimed - measured)
-        certified = False
-        if diff > allowed:
-            change = _confirm_direction(num, u, measured)
-            nfev += 2 if change is not None else 0
-            if change is not None:
-                allowed += CONFIRM_FACTOR * change
-                certified = side.witnessed
-        if diff > allowed and (num.piecewise or num.method != "complex"):
-            smooth, _, _, used = smooth_along(num, u, allowed)
-            nfev += used
-            if not smooth:  # the direction crosses a kink: no two-sided derivative to compare
-                kinked += 1
-                continue
-        rows.append((claimed, measured, allowed))
-        zero = zero and abs(measured) <= allowed
-        if diff > allowed and (certified or diff > band):
-            failures.append(f"direction {k}: <d{name}, u> analytic {claimed:.9g} vs numeric "
-                            f"{measured:.9g} (budget {allowed:.2g})")
-        elif diff > allowed:
-            unsure += 1
-    # P(|Z| < z)^directions = MISS_PROBABILITY; the standard library's normal quantile keeps
-    # SciPy off the common path (it costs a tenth of a second to import)
-    q = MISS_PROBABILITY ** (1.0 / max(1, len(rows)))
-    z = statistics.NormalDist().inv_cdf((1.0 + q) / 2.0)
-    nan = float("nan")
-    worst = max(rows, key=lambda r: abs(r[0] - r[1]) / r[2] if r[2] > 0 else math.inf,
-                default=(nan, nan, nan))
-    miss = max((r[2] for r in rows), default=math.inf) / (z * spread)
-    detect = min((r[2] / abs(r[0]) for r in rows if r[0]), default=math.inf)
-    zero = zero and side.noise_like and bool(rows)
-    status = ("fail" if failures else "inconclusive" if unsure else "kink" if kinked
-              else "zero" if zero else "pass")
-    message = "; ".join(failures[:2])
-    if kinked:
-        message = "; ".join(filter(None, [message, f"{kinked} of {DIRECTIONS} directions cross "
-                                          "a kink and carry no evidence"]))
-    return _Directions(status, nfev, miss, message, worst, detect)
-
-
 # --- one gradient -----------------------------------------------------------------------------
 
 
@@ -350,9 +192,11 @@ def _sample_indices(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndar
     return np.unique(np.concatenate([spread, corners, extra]))
 
 
-def judge(spec: _Spec, run: _Run, ref: Reference, shadow: Shadow, name: str,
-          found: numeric.Probe | None = None) -> GradientResult:
-    """Measure and judge the gradient of input ``name`` (``found``: the check's probe)."""
+def judge(spec: _Spec, run: _Run, ref: Reference, shadow: Lazy, name: str,
+          found: numeric.Probe | None = None,
+          vouched: Directions | None = None) -> GradientResult:
+    """Measure and judge the gradient of input ``name`` (``found``: the check's probe;
+    ``vouched``: its result from the directions it shared with the other inputs)."""
     t0 = time.perf_counter()
     x = spec.inputs[name]
     raw = _gradient_array(spec, run, name)
@@ -362,24 +206,110 @@ def judge(spec: _Spec, run: _Run, ref: Reference, shadow: Shadow, name: str,
         return _shape_failure(name, raw, x, tol)
     if not np.all(np.isfinite(raw)):
         return _nonfinite_failure(name, raw, x, tol)
-    natural = ref.total / max(1, ref.out.size) / numeric.local_scale(ref.inputs[name])
-    side = _side(raw, shadow, name, unit_roundoff(dtype), natural.reshape(-1))
-    num = prepare(spec, ref, name, found)
+    natural = _natural(ref, name)
     mode = _mode(spec, x)
+    alone = vouched is None or mode != "directional"  # evaluations perturbing `name` alone
+    num = prepare(spec, ref, name, found, alone=alone)
+    full = _full_side(raw, shadow, name, unit_roundoff(dtype), natural)
+    current = full() if num.nonsmooth else side(raw, None, name, unit_roundoff(dtype), natural)
     rng = np.random.default_rng([spec.seed, _STREAM, *map(ord, name)])
     elements = est = idx = None
     if mode != "directional":
         idx = _sample_indices(x.shape, rng) if mode == "sampled" else np.arange(x.size)
-        est = _estimate(num, side, idx, full=mode == "full")
-        elements = _judge_elements(side, est, idx, num, tol, x.shape)
-    directions = _judge_directions(name, num, side, tol, rng) if mode != "full" else None
+        est = _estimate(num, current, idx, full=mode == "full")
+        if current.lean and not _clear(current, est, idx, tol, natural):
+            current = full()
+            est = _rebound(num, current, est, idx)
+        elements = _judge_elements(current, est, idx, num, tol, x.shape)
+    directions = None
+    if mode != "full":
+        directions = vouched or _directions.own(name, num, current, full, tol, rng)
     result = _result(name, mode, elements, directions, num, tol, x, time.perf_counter() - t0,
                      spec.dout is not None)
-    evidence = Evidence(name, raw, est, idx, ref.inputs, ref.g, num.f, tol, side.rounding)
+    evidence = Evidence(name, raw, est, idx, ref.inputs, ref.g, num.f, tol, current.rounding)
     return replace(result, evidence=evidence)  # for gradcheck.diagnosis and the pictures
 
 
-def _estimate(num: Numeric, side: _Side, idx: np.ndarray, full: bool) -> numeric.Estimate:
+def _natural(ref: Reference, name: str) -> np.ndarray:
+    """``N_k``: the size of one element's share of ``L``, relative to its local scale."""
+    return (ref.total / max(1, ref.out.size) / ref.scale(name)).reshape(-1)
+
+
+def _full_side(raw: np.ndarray, shadow: Lazy, name: str, eps: float,
+               natural: np.ndarray) -> Callable[[], Side]:
+    made: list[Side] = []
+
+    def full() -> Side:
+        if not made:
+            made.append(side(raw, shadow.get(), name, eps, natural))
+        return made[0]
+
+    return full
+
+
+def _clear(lean: Side, est: numeric.Estimate, idx: np.ndarray, tol: Tolerance,
+           natural: np.ndarray) -> bool:
+    """Every element within its lean budget, and the gradient clearly not rounding noise: were
+    it noise, the analytic values would be off the true ones (near the numerical) by about their
+    own size, so within twice the budget of zero as a whole, or at the witness's resolution."""
+    a = lean.a[idx]
+    n = np.asarray(est.value, dtype=np.float64).reshape(-1)
+    first = budget(a, n, np.asarray(est.error, dtype=np.float64).reshape(-1),
+                   lean.rounding[idx], tol)
+    if np.any(np.abs(a - n) > first):
+        return False
+    return dot(a, a) > 4 * dot(first, first) and not at_resolution(a, lean.eps, natural[idx])
+
+
+def _rebound(num: Numeric, full: Side, est: numeric.Estimate,
+             idx: np.ndarray) -> numeric.Estimate:
+    if est.method != "complex":
+        return est
+    terms = full.magnitude[idx].reshape(np.shape(est.value))
+    return numeric.rebound(est, terms)
+
+
+def shared(spec: _Spec, run: _Run, ref: Reference, shadow: Lazy,
+           found: numeric.Probe | None) -> tuple[dict[str, Directions], int]:
+    """The inputs that one set of shared directions vouches for (:mod:`gradcheck._directions`),
+    and the evaluations it made: complex-step checks with two or more inputs in a directional
+    mode, a smooth forward, and gradients that are neither failing already nor possibly zero."""
+    method_ok = spec.method == "complex" or (spec.method == "auto" and found is not None
+                                             and found.safe)
+    if not method_ok or found is None or nonsmooth(found):
+        return {}, 0
+    sides, eps = {}, {}
+    for name in spec.wrt:
+        x = spec.inputs[name]
+        if _mode(spec, x) == "full" or name not in run.grads or run.grads[name] is None:
+            continue
+        raw = np.asarray(run.grads[name])
+        if raw.shape != x.shape or raw.dtype.kind != "f" or not np.all(np.isfinite(raw)):
+            continue
+        natural = _natural(ref, name)
+        lean = side(raw, None, name, unit_roundoff(raw.dtype), natural)
+        if lean.noise_like or at_resolution(lean.a, lean.eps, natural):
+            continue  # zero or not: only its own comparison can say
+        sides[name], eps[name] = (raw, natural), unit_roundoff(raw.dtype)
+    if len(sides) < 2:
+        return {}, 0
+    names = list(sides)
+    f, v = joint_objective(spec, ref, names)
+    bounds = np.cumsum([0] + [spec.inputs[k].size for k in names])
+    parts = {k: (slice(int(lo), int(hi)), _directions.spread(ref.inputs[k]))
+             for k, lo, hi in zip(names, bounds[:-1], bounds[1:], strict=True)}
+    lean_sides = {k: side(raw, None, k, eps[k], nat) for k, (raw, nat) in sides.items()}
+
+    def full(k: str) -> Side:
+        raw, nat = sides[k]
+        return side(raw, shadow.get(), k, eps[k], nat)
+
+    tol = resolve(spec.tolerance, np.result_type(*[sides[k][0] for k in names]))
+    rng = np.random.default_rng([spec.seed, _STREAM, *b"shared"])
+    return _directions.shared(f, v, parts, lean_sides, full, tol, rng)
+
+
+def _estimate(num: Numeric, side: Side, idx: np.ndarray, full: bool) -> numeric.Estimate:
     indices = None if full else idx
     if num.method == "complex":
         terms = (np.abs(side.a) + side.terms).reshape(num.x.shape)
@@ -431,14 +361,14 @@ def _nonfinite_failure(name: str, grad: np.ndarray, x: np.ndarray,
 _ORDER = ("fail", "inconclusive", "kink", "pass", "zero")  # the first one present wins
 
 
-def _status(el: _Elements | None, d: _Directions | None) -> str:
+def _status(el: _Elements | None, d: Directions | None) -> str:
     found = {s.status for s in (el, d) if s is not None}
     if found == {"zero"}:
         return "zero"
     return next(s for s in _ORDER if s in found or s == "pass")
 
 
-def _result(name: str, mode: str, el: _Elements | None, d: _Directions | None, num: Numeric,
+def _result(name: str, mode: str, el: _Elements | None, d: Directions | None, num: Numeric,
             tol: Tolerance, x: np.ndarray, seconds: float, user_dout: bool) -> GradientResult:
     """One GradientResult from the element-wise and the directional comparisons."""
     nan = float("nan")
@@ -464,7 +394,7 @@ def _result(name: str, mode: str, el: _Elements | None, d: _Directions | None, n
     )
 
 
-def _message(name: str, status: str, el: _Elements | None, d: _Directions | None,
+def _message(name: str, status: str, el: _Elements | None, d: Directions | None,
              user_dout: bool) -> str:
     if status == "zero":
         cause = (f"`{name}` has no effect on <dout, out> for the `dout` given (a constant dout "

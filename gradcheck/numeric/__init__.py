@@ -105,7 +105,7 @@ from gradcheck.numeric._base import (
     local_scale,
 )
 from gradcheck.numeric.central import central
-from gradcheck.numeric.complex_step import complex_step
+from gradcheck.numeric.complex_step import complex_step, rebound
 from gradcheck.numeric.directional import directional
 from gradcheck.numeric.probe import (
     Probe,
@@ -128,6 +128,7 @@ __all__ = [
     "operations",
     "probe",
     "probe_complex_step",
+    "rebound",
     "richardson",
     "screen",
 ]

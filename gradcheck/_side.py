@@ -1,0 +1,74 @@
+"""The analytic side of one gradient: its values, flat, with what is known about their rounding.
+
+A check first judges with the *lean* side, made without the second runs of :mod:`gradcheck._shadow`
+(rounding ``16 ε |a_k|``, no term magnitudes): every budget only grows when the measured rounding
+is added, so a gradient that passes lean passes; one that does not, or that might be rounding
+noise (only the witness can tell *zero* from *pass*), is judged again with the full side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gradcheck._shadow import Shadow
+from gradcheck.tolerance import FLOOR_ULPS, NOISE_RATIO, analytic_rounding
+
+
+@dataclass(frozen=True)
+class Side:
+    """The analytic gradient of one input, flat, with what was measured about its rounding."""
+
+    a: np.ndarray  # float64
+    rounding: np.ndarray  # r_k
+    terms: np.ndarray  # T_k
+    noise_like: bool  # the whole gradient is its own rounding noise (or exactly 0)
+    witnessed: bool
+    eps: float
+    lean: bool = False  # made without the shadow runs: a lower bound of every budget
+
+    @property
+    def size(self) -> np.ndarray:
+        return np.abs(self.a)
+
+    @property
+    def magnitude(self) -> np.ndarray:
+        """``|a_k| + T_k``: what element ``k``'s rounding is relative to."""
+        return np.abs(self.a) + self.terms
+
+
+def dot(a: np.ndarray, b: np.ndarray) -> float:
+    """A dot product in this thread (no multithreaded BLAS: see ``_objective._inner``)."""
+    return float(np.einsum("i,i->", a, b))
+
+
+def side(grad: np.ndarray, shadow: Shadow | None, name: str, eps: float, natural: Any) -> Side:
+    """The full side from ``shadow``'s measurements, or the lean one when ``shadow`` is None."""
+    a = grad.astype(np.float64).reshape(-1)
+    measured = shadow if shadow is not None else Shadow()
+    w = measured.witness.get(name)
+    flat_w = None if w is None else np.asarray(w).reshape(-1)
+    terms = measured.terms.get(name)
+    t = np.zeros_like(a) if terms is None else np.asarray(terms, dtype=np.float64).reshape(-1)
+    # The gradient is rounding noise when the wider dtype shrank it as a whole (energy, so a
+    # single element's lucky rounding does not decide), or when it sits at the witness's own
+    # resolution; with no witness only an exact zero is known to be one.
+    noise_like = not np.any(a)
+    if flat_w is not None:
+        eps_w = float(np.finfo(flat_w.dtype).eps)
+        resolution = FLOOR_ULPS * eps_w * np.asarray(natural, dtype=np.float64)
+        small = np.abs(flat_w).astype(np.float64)
+        noise_like = noise_like or bool(
+            dot(small, small) <= NOISE_RATIO**2 * dot(a, a) or np.all(small <= resolution))
+    exact = grad.reshape(-1) if flat_w is None else grad.reshape(-1).astype(flat_w.dtype)
+    rounding = analytic_rounding(exact, flat_w, t, eps, natural).astype(np.float64)
+    return Side(a, rounding, t, noise_like, flat_w is not None, eps, lean=shadow is None)
+
+
+def at_resolution(a: np.ndarray, eps: float, natural: Any) -> bool:
+    """Whether a gradient may sit at a witness's resolution (then only the witness can say it
+    is *zero*): no element above ``2·16 ε N_k``, which bounds ``16 ε_w N_k`` for ``ε_w ≤ ε``."""
+    floor = 2 * FLOOR_ULPS * eps * np.asarray(natural, dtype=np.float64)
+    return bool(np.all(np.abs(a) <= floor))
