@@ -211,13 +211,16 @@ def _verdict(name: str, num: Numeric, side: Side, tol: Tolerance, u: np.ndarray,
 
 
 def _summary(status: str, nfev: int, kept: list[tuple[float, float, float]], s: float,
-             message: str = "", shared: tuple[str, ...] = ()) -> Directions:
+             message: str = "", mine: Sequence[float] | None = None) -> Directions:
+    """``kept``: (analytic, numeric, budget) per direction; ``mine``: this input's own part of
+    the analytic side, when the directions were shared (what its relative errors move)."""
     nan = float("nan")
     worst = max(kept, key=lambda r: abs(r[0] - r[1]) / r[2] if r[2] > 0 else math.inf,
                 default=(nan, nan, nan))
     miss = max((r[2] for r in kept), default=math.inf) * _miss_factor(len(kept)) / s
-    detect = min((r[2] / abs(r[0]) for r in kept if r[0]), default=math.inf)
-    return Directions(status, nfev, miss, message, worst, detect, shared)
+    own = [r[0] for r in kept] if mine is None else list(mine)
+    detect = min((r[2] / abs(c) for r, c in zip(kept, own, strict=True) if c), default=math.inf)
+    return Directions(status, nfev, miss, message, worst, detect)
 
 
 def own(name: str, num: Numeric, side: Side, full: Callable[[], Side], tol: Tolerance,
@@ -261,6 +264,7 @@ def shared(f: Any, v: np.ndarray, parts: Mapping[str, tuple[slice, float]],
             return {}, nfev
     allowed, projected, own_budget = table
     measured, _ = _values(rows)
+    claimed = sum(p.claimed for p in projected.values())
     widest = float(np.max(allowed))
     vouched = {}
     for name, (_, s) in parts.items():
@@ -268,9 +272,8 @@ def shared(f: Any, v: np.ndarray, parts: Mapping[str, tuple[slice, float]],
         loss_ok = widest <= SHARE_LOSS * float(np.max(own_budget[name]))
         if not (loss_ok or widest <= math.sqrt(sides[name].eps) * math.sqrt(dot(a, a))):
             continue  # its own directions would see errors much smaller than the shared ones
-        kept = list(zip(projected[name].claimed.tolist(), measured.tolist(), allowed.tolist(),
-                        strict=True))
-        vouched[name] = _summary("pass", 0, kept, s)
+        kept = list(zip(claimed.tolist(), measured.tolist(), allowed.tolist(), strict=True))
+        vouched[name] = _summary("pass", 0, kept, s, mine=projected[name].claimed.tolist())
     result = {name: replace(d, shared=tuple(o for o in vouched if o != name))
               for name, d in vouched.items()}
     if result:  # the evaluations are counted once, on the first input they vouch for

@@ -219,12 +219,13 @@ def joint_objective(spec: _Spec, ref: Reference,
     return f, v
 
 
-def probe_check(spec: _Spec, ref: Reference) -> tuple[numeric.Probe, int]:
-    """The complex-step probe, once per check, and the evaluations it used."""
+def probe_check(spec: _Spec, ref: Reference, quick: bool = True) -> tuple[numeric.Probe, int]:
+    """The complex-step probe, once per check, and the evaluations it used (``quick``: see
+    :func:`gradcheck.numeric.probe`; a check probes again in full before it fails a gradient)."""
     f, v = joint_objective(spec, ref)
     counted = _Counted(f)
     level = max(float(np.max(noise(ref, k))) for k in spec.wrt)
-    return numeric.probe(counted, v, seed=spec.seed, noise=level), counted.calls
+    return numeric.probe(counted, v, seed=spec.seed, noise=level, quick=quick), counted.calls
 
 
 class _Counted:

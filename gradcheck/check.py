@@ -149,16 +149,31 @@ def _check(spec: _Spec) -> tuple[list[GradientResult], _Run]:
         run.problems.append(ref.random)
         return [], run
     shadow = Lazy(spec, run)  # the witness and term runs, made when a verdict needs them
-    found, probe_calls = (probe_check(spec, ref) if spec.method == "auto"
-                          else (trace_check(spec, ref), 0))
+    found, calls = (probe_check(spec, ref) if spec.method == "auto"
+                    else (trace_check(spec, ref), 0))
+    results, more = _judged(spec, run, ref, shadow, found)
+    if found.quick and any(r.status in ("fail", "inconclusive") for r in results):
+        # a failure must not rest on the quick probe: the thorough one may find the complex
+        # step unsafe (part of the imaginary part dropped), and then Richardson judges
+        thorough, again = probe_check(spec, ref, quick=False)
+        calls += again
+        if not thorough.safe:
+            calls += more + sum(r.nfev for r in results)
+            found = thorough
+            results, more = _judged(spec, run, ref, shadow, found)
+    if results and calls + more:  # the probe's evaluations are part of the check's cost
+        results[0] = replace(results[0], nfev=results[0].nfev + calls + more)
+    run.warnings.extend(r.message for r in results if r.status == "zero")
+    return diagnosis.attach(results, run.grads, spec.inputs), run  # failing gradients only
+
+
+def _judged(spec: _Spec, run: _Run, ref: Any, shadow: Lazy, found: Any
+            ) -> tuple[list[GradientResult], int]:
+    """Every gradient's result, and the evaluations of shared directions that vouched for none."""
     vouched, shared_calls = shared(spec, run, ref, shadow, found)
     results = [judge(spec, run, ref, shadow, name, found, vouched.get(name))
                for name in spec.wrt]
-    extra = probe_calls + (0 if vouched else shared_calls)  # shared directions that vouched
-    if results and extra:  # for no input are still part of the check's cost
-        results[0] = replace(results[0], nfev=results[0].nfev + extra)
-    run.warnings.extend(r.message for r in results if r.status == "zero")
-    return diagnosis.attach(results, run.grads, spec.inputs), run  # failing gradients only
+    return results, 0 if vouched else shared_calls
 
 
 def _methods(results: Sequence[GradientResult]) -> str:

@@ -1,0 +1,141 @@
+"""Directions shared by a check's inputs, their stated miss bound, the lazy witness runs and the
+quick probe's second look before a failure."""
+
+from __future__ import annotations
+
+import bn_catalog as cat
+import numpy as np
+import pytest
+
+from gradcheck import check as check_module
+from gradcheck import numeric
+from gradcheck.check import check_grads, check_layer
+from gradcheck.compare import DIRECTIONS
+from gradcheck.errors import InvalidArgument
+from gradcheck.layer import from_functions
+
+CONFIG = {"bn_param": {"mode": "train", "eps": 1e-5}}
+
+
+def inputs(seed: int, n: int = 32, d: int = 16) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng([seed, 7])
+    return {"x": rng.normal(3.0, 2.0, size=(n, d)), "gamma": rng.uniform(0.5, 2.0, d),
+            "beta": rng.normal(size=d)}
+
+
+def layer(backward, forward=cat.batchnorm_forward, seen=None):
+    def traced(x, gamma, beta, bn_param):
+        if seen is not None:
+            seen.add(np.asarray(x).dtype)
+        return forward(x, gamma, beta, bn_param)
+
+    return from_functions(traced, backward, config=CONFIG)
+
+
+def with_error(name: str, error: np.ndarray):
+    index = {"x": 0, "gamma": 1, "beta": 2}[name]
+
+    def backward(dout, cache):
+        grads = list(cat.backward_compact(dout, cache))
+        grads[index] = grads[index] + error.reshape(grads[index].shape)
+        return tuple(grads)
+
+    return backward
+
+
+def test_directions_shared_by_the_inputs_cost_one_set_of_evaluations():
+    report = check_layer(layer(cat.backward_compact), inputs(0), method="complex",
+                         mode="directional")
+    assert report.passed
+    assert sum(r.nfev for r in report.results) == DIRECTIONS  # not one set per input
+
+
+@pytest.mark.parametrize("name", ["x", "gamma", "beta"])
+def test_an_error_in_one_input_is_caught_and_named_under_shared_directions(name):
+    data = inputs(1)
+    clean = check_layer(layer(cat.backward_compact), data, method="complex", mode="directional")
+    dout = np.random.default_rng(2).standard_normal((32, 16))
+    grads = cat.backward_compact(dout, cat.batchnorm_forward(**data, **CONFIG)[1])
+    size = np.linalg.norm(grads[{"x": 0, "gamma": 1, "beta": 2}[name]])
+    error = np.random.default_rng(3).standard_normal(data[name].shape)
+    report = check_layer(layer(with_error(name, 1e-7 * size * error / np.linalg.norm(error))),
+                         data, method="complex", mode="directional")
+    assert clean.passed and not report.passed
+    assert [r.name for r in report.results if not r.passed] == [name]
+
+
+@pytest.mark.parametrize("name", ["x", "gamma"])
+@pytest.mark.parametrize("seed", range(6))
+def test_an_error_at_the_stated_miss_norm_is_caught(name, seed):
+    """The bound says: an error of this 2-norm escapes every direction with probability at most
+    1e-6. An error of any direction at that norm must therefore be caught."""
+    data = inputs(seed)
+    clean = check_layer(layer(cat.backward_compact), data, method="complex", mode="directional",
+                        seed=seed)
+    miss = next(r.miss_norm for r in clean.results if r.name == name)
+    assert clean.passed and np.isfinite(miss) and miss > 0
+    error = np.random.default_rng([seed, 11]).standard_normal(data[name].shape)
+    report = check_layer(layer(with_error(name, miss * error / np.linalg.norm(error))), data,
+                         method="complex", mode="directional", seed=seed)
+    assert not report.passed
+
+
+def test_a_passing_directional_check_makes_no_run_in_the_wider_dtype():
+    """Projections average the rounding of cancelling elements away, so the lean budget holds;
+    element by element, dx's cancelling elements need the measured term magnitudes."""
+    seen: set = set()
+    report = check_layer(layer(cat.backward_compact, seen=seen), inputs(2), method="complex",
+                         mode="directional")
+    assert report.passed
+    assert seen == {np.dtype(np.float64), np.dtype(np.complex128)}
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps,
+                    reason="no dtype wider than float64 on this platform")
+def test_a_failing_check_measures_the_analytic_rounding_in_the_wider_dtype():
+    seen: set = set()
+    report = check_layer(layer(cat.dx_off_by_1e6, seen=seen), inputs(2), method="complex")
+    assert not report.passed
+    assert np.dtype(np.longdouble) in seen
+
+
+def test_a_redundant_input_is_still_reported_zero_without_paying_for_the_others():
+    """``zero`` needs the witness; the lazy path must not turn it into ``pass``."""
+    def forward(x, gamma, beta, bn_param):
+        return cat.batchnorm_forward(x + beta, gamma, np.zeros_like(beta), bn_param)
+
+    def backward(dout, cache):
+        dx, dgamma, _ = cat.backward_compact(dout, cache)
+        return dx, dgamma, dx.sum(axis=0)
+
+    for mode in ("full", "directional"):
+        report = check_layer(from_functions(forward, backward, config=CONFIG), inputs(4),
+                             method="complex", mode=mode)
+        assert {r.name: r.status for r in report.results}["beta"] == "zero", mode
+
+
+def test_a_failure_on_the_quick_probe_is_probed_again_in_full(monkeypatch):
+    """Part of ``f`` drops the imaginary part (``.real``) and the quick probe is made to miss
+    it: the complex step is then blind to that part, the correct gradient looks wrong, and the
+    check must probe again in full and judge with Richardson instead."""
+    real_probe = check_module.probe_check
+    quick_calls = []
+
+    def fooled(spec, ref, quick=True):
+        if quick:
+            quick_calls.append(1)
+            return numeric.Probe(True, "", (), (), quick=True), 0
+        return real_probe(spec, ref, quick=False)
+
+    monkeypatch.setattr(check_module, "probe_check", fooled)
+    x = np.linspace(0.5, 2.0, 6)
+    report = check_grads(lambda a: np.sum(a**3) + np.sum(np.asarray(a).real ** 2),
+                         lambda a: 3 * a**2 + 2 * a, x)
+    assert quick_calls
+    assert report.passed and report.method == "richardson"
+
+
+def test_rebound_refuses_an_estimate_that_is_not_the_complex_step():
+    est = numeric.central(lambda a: float(np.sum(a**2)), np.ones(2))
+    with pytest.raises(InvalidArgument, match="complex step"):
+        numeric.rebound(est, np.zeros(2))
