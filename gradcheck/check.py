@@ -7,14 +7,17 @@ into the scalar ``L(inputs) = <g, forward(inputs)>``, whose gradient is exactly 
 of the inputs (complex128 for the complex step); a float32 layer's analytic gradients are judged
 against it under float32 budgets (:mod:`gradcheck.tolerance`).
 
-Modes. ``full`` estimates every element. ``sampled`` (the default above
-:data:`FULL_MODE_MAX_ELEMENTS` elements per input) estimates a seeded sample in which every index
+Modes. ``full`` estimates every element. ``sampled`` estimates a seeded sample in which every index
 of every axis appears (so every channel and every batch row), plus the corners, plus random
 elements; and compares ``<analytic, u>`` with the numerical ``dL/du`` along :data:`DIRECTIONS`
 random directions ``u``, shared by the inputs where their budgets allow. An error vector ``e``
 escapes them all with probability at most ``MISS_PROBABILITY`` once its 2-norm reaches the
-``miss_norm`` each result states (derived in :mod:`gradcheck._directions`). The report states
-the mode, the evaluations and ``miss_norm``.
+``miss_norm`` each result states (derived in :mod:`gradcheck._directions`). ``directional``
+makes the directions only. ``auto`` (:func:`gradcheck.compare.modes`) gives each input, smallest
+first, every element up to :data:`FULL_MODE_MAX_ELEMENTS`, else a sample, else directions only,
+within a budget of evaluations times elements (:data:`gradcheck.compare.AUTO_WORK`): a 64x32
+BatchNorm is checked in full, a 256x64 one by sample, a (32, 32, 32, 32) one by directions. The
+report states the mode, the evaluations and ``miss_norm``.
 
 Safety. The caller's arrays are never handed to the layer (copies only); the layer's attributes
 are fingerprinted before and after and restored if a forward changed them; a forward that modifies
@@ -79,9 +82,10 @@ def check_layer(
     method : {"auto", "complex", "central", "richardson"}
         Numerical method; ``auto`` uses the complex step when a probe shows the forward carries
         the imaginary part, else Richardson extrapolation.
-    mode : {"auto", "full", "sampled"}
+    mode : {"auto", "full", "sampled", "directional"}
         ``auto`` estimates every element up to 2048 elements per input, else a sample plus
-        random directions.
+        random directions, else (for inputs and outputs of about a million elements) the
+        directions only, within a budget of evaluations (see the module docstring).
     seed : int
         Seeds the upstream gradient, the samples and the directions.
     tolerance : Tolerance or float, optional

@@ -133,7 +133,8 @@ def _add_check_options(check: argparse.ArgumentParser) -> None:
                        default="auto")
     check.add_argument("--mode", choices=("auto", "full", "sampled", "directional"),
                        default="auto", help="full: every element; sampled: a sample plus random "
-                       "directions (auto above 2048 elements); directional: directions only")
+                       "directions (auto above 2048 elements); directional: directions only "
+                       "(auto for about a million elements)")
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--examples", type=int, default=100,
                        help="hypothesis examples when --shape uses symbolic dimensions")

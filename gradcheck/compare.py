@@ -45,9 +45,14 @@ from gradcheck.errors import LayerError
 from gradcheck.results import Evidence, GradientResult, KinkElement, WorstElement
 from gradcheck.tolerance import Tolerance, budget, resolve, unit_roundoff
 
-__all__ = ["DIRECTIONS", "FULL_MODE_MAX_ELEMENTS", "MISS_PROBABILITY", "judge", "shared"]
+__all__ = ["AUTO_WORK", "DIRECTIONS", "FULL_MODE_MAX_ELEMENTS", "MISS_PROBABILITY", "judge",
+           "modes", "shared"]
 
 FULL_MODE_MAX_ELEMENTS = 2048
+# What mode="auto" may spend: evaluations times the elements each one computes (the larger of
+# the inputs' and the output's). A full check of 2048 elements with its parameters fits, and so
+# does the sample of a 256x64 input; at a million elements only the shared directions do.
+AUTO_WORK = 2**23
 EXTRA_SAMPLES = 32
 WORST_ROWS = 5
 CONFIRM_MAX = 64  # elements over budget re-measured in extended precision, worst first
@@ -173,10 +178,26 @@ def _kinks_of(num: Numeric, idx: np.ndarray, a: np.ndarray, n: np.ndarray, e: np
 # --- one gradient -----------------------------------------------------------------------------
 
 
-def _mode(spec: _Spec, x: np.ndarray) -> str:
+def modes(spec: _Spec, run: _Run) -> dict[str, str]:
+    """Each input's mode. ``auto`` gives the smallest inputs (the parameters) every element
+    while the evaluations fit :data:`AUTO_WORK`, up to :data:`FULL_MODE_MAX_ELEMENTS` each,
+    then a sample where it fits, then directions only (their miss bound is stated)."""
     if spec.mode != "auto":
-        return spec.mode
-    return "sampled" if x.size > FULL_MODE_MAX_ELEMENTS else "full"
+        return {name: spec.mode for name in spec.wrt}
+    work = max(sum(spec.inputs[k].size for k in spec.inputs), run.out.size, 1)
+    allowance = AUTO_WORK // work - DIRECTIONS
+    chosen = {}
+    for name in sorted(spec.wrt, key=lambda k: spec.inputs[k].size):
+        shape = spec.inputs[name].shape
+        size = spec.inputs[name].size
+        sample = max(shape, default=1) + 2 ** len(shape) + EXTRA_SAMPLES  # _sample_indices' most
+        if size <= min(FULL_MODE_MAX_ELEMENTS, allowance):
+            chosen[name], allowance = "full", allowance - size
+        elif sample <= allowance:
+            chosen[name], allowance = "sampled", allowance - sample
+        else:
+            chosen[name] = "directional"
+    return {name: chosen[name] for name in spec.wrt}
 
 
 def _sample_indices(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
@@ -207,7 +228,7 @@ def judge(spec: _Spec, run: _Run, ref: Reference, shadow: Lazy, name: str,
     if not np.all(np.isfinite(raw)):
         return _nonfinite_failure(name, raw, x, tol)
     natural = _natural(ref, name)
-    mode = _mode(spec, x)
+    mode = modes(spec, run)[name]
     alone = vouched is None or mode != "directional"  # evaluations perturbing `name` alone
     num = prepare(spec, ref, name, found, alone=alone)
     full = _full_side(raw, shadow, name, unit_roundoff(dtype), natural)
@@ -279,9 +300,10 @@ def shared(spec: _Spec, run: _Run, ref: Reference, shadow: Lazy,
     if not method_ok or found is None or nonsmooth(found):
         return {}, 0
     sides, eps = {}, {}
+    mode = modes(spec, run)
     for name in spec.wrt:
         x = spec.inputs[name]
-        if _mode(spec, x) == "full" or name not in run.grads or run.grads[name] is None:
+        if mode[name] == "full" or name not in run.grads or run.grads[name] is None:
             continue
         raw = np.asarray(run.grads[name])
         if raw.shape != x.shape or raw.dtype.kind != "f" or not np.all(np.isfinite(raw)):
