@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cmath
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -157,6 +158,10 @@ def _validate(f: Any, x: Any, indices: Any) -> _Problem:
 
 def _as_scalar(value: Any, where: str, *, complex_ok: bool = False, name: str = "f") -> complex:
     """``value`` as a Python number; ``InvalidArgument`` unless it is a finite numeric scalar."""
+    if isinstance(value, (float, complex, np.floating, np.complexfloating)):  # the common case
+        number = complex(value)
+        if cmath.isfinite(number) and (complex_ok or number.imag == 0):
+            return number if complex_ok else complex(number.real)
     arr = np.asarray(value)
     if arr.ndim != 0 or arr.dtype.kind not in "iufc":
         raise InvalidArgument(
@@ -203,7 +208,7 @@ class _Evaluator:
     def imag_at(self, k: int, h: float, dtype: Any = np.complex128) -> complex:
         """``f(x + i h e_k)`` on a complex copy (complex128, or a wider ``dtype``)."""
         arr = self.x.astype(dtype)
-        arr.flat[k] += 1j * h
+        arr.reshape(-1)[k] += 1j * h  # a view: x is contiguous after astype
         self.nfev += 1
         return _as_scalar(self.f(arr), f"at `x + ih e_{k}`", complex_ok=True)
 

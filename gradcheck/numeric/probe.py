@@ -166,21 +166,27 @@ def _raised(problem: _Problem, exc: Exception) -> str:
 
 def _probe_first_call(problem: _Problem, k: int) -> str:
     """(a) raising on complex input and (b) dropping the imaginary part visibly."""
+    return _complex_call(problem, _perturbed(problem, k))[0]
+
+
+def _complex_call(problem: _Problem, point: np.ndarray) -> tuple[str, Any]:
+    """``f`` at a complex ``point``: why the complex step cannot work there ((a), (b)), or ""
+    and the value."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            value = np.asarray(problem.f(_perturbed(problem, k)))
+            value = np.asarray(problem.f(point))
         except Exception as exc:  # any error on complex input means "not complex-step safe"
-            return _raised(problem, exc)
+            return _raised(problem, exc), None
     if any(issubclass(w.category, ComplexWarning) for w in caught):
         return ("the forward casts the perturbed input to a real dtype (ComplexWarning: "
-                "the imaginary part is discarded)")
+                "the imaginary part is discarded)"), None
     if value.dtype.kind != "c":
         return ("the forward returned a real value for complex input: the imaginary part was "
-                "dropped (.real, float() or a cast to a real dtype)")
+                "dropped (.real, float() or a cast to a real dtype)"), None
     if value.ndim == 0 and not np.isfinite(value):
-        return f"the forward returned {value.item()!r} for complex input"
-    return ""
+        return f"the forward returned {value.item()!r} for complex input", None
+    return "", value
 
 
 def _trace(problem: _Problem, k: int) -> list[str]:
@@ -290,26 +296,30 @@ def _dense_disagreement(problem: _Problem, rng: np.random.Generator,
             "of a max or comparison, where the two differ by design)")
 
 
-def _quick_agreement(problem: _Problem, rng: np.random.Generator, noise: float | None) -> bool:
-    """The complex step along one dense random direction against central differences on two
-    steps (six evaluations): whether they agree to a bound under 1e-6 relative. When they do not
-    (a disagreement, or a forward too noisy for so few steps) the thorough tests decide."""
+def _quick(problem: _Problem, rng: np.random.Generator, noise: float | None) -> tuple[str, bool]:
+    """(a) and (b) on one complex call along a dense random direction, whose imaginary part is
+    also the complex step along it; then central differences on two steps along the same
+    direction (four evaluations). Returns why the complex step is unsafe (or ""), and whether
+    the two agree to a bound under 1e-6 relative. When they do not (a disagreement, or a forward
+    too noisy for so few steps) the thorough tests decide."""
     spread = float(np.std(problem.x)) or float(np.max(np.abs(problem.x), initial=0.0)) or 1.0
     u = rng.standard_normal(problem.x.shape) * spread
-
-    def along(t: Any) -> Any:
-        return problem.f(problem.x + t * u)
-
+    h = float(_complex_steps(np.zeros(1))[0])
+    point = problem.x.astype(np.complex128)
+    point.imag = h * u
+    reason, value = _complex_call(problem, point)
+    if reason or np.ndim(value) != 0:
+        return reason, False
+    c = float(np.imag(value)) / h
     try:
-        cs = directional(along, method="complex")
-        real = directional(along, method="central", noise=noise)
+        real = directional(lambda t: problem.f(problem.x + t * u), method="central", noise=noise)
     except Exception:  # the thorough tests say why
-        return False
-    c, r = float(cs.value), float(real.value)
-    bound = float(cs.error + real.error)
+        return "", False
+    r, bound = float(real.value), float(real.error) + _PROBE_RTOL * abs(c)
     size = max(abs(c), abs(r))
-    return (bool(np.isfinite(r) and np.isfinite(bound)) and bound <= _QUICK_BOUND * size
-            and abs(c - r) <= 2 * bound + _PROBE_RTOL * size)
+    agree = bool(np.isfinite(r) and np.isfinite(bound)) and bound <= _QUICK_BOUND * size \
+        and abs(c - r) <= 2 * bound + _PROBE_RTOL * size
+    return "", agree
 
 
 @dataclass(frozen=True)
@@ -354,11 +364,12 @@ def probe(f: Callable[[np.ndarray], Any], x: Any, *, seed: int = 0,
     noise : float, optional
         Bound on the absolute rounding error of ``f`` near ``x``, for central differences.
     quick : bool
-        Try (e) first with central differences on two steps (six evaluations instead of 15 to
-        60 for (c) and (e)): agreement to a bound under 1e-6 relative makes the probe
-        ``safe`` with ``quick=True``; anything else runs (c) and (e). A missing part of the
-        imaginary part below that bound can pass the quick test: a caller that would fail a
-        gradient on a quick probe's word should probe again without ``quick``.
+        Make (a), (b) and (e) on one dense complex call, against central differences on two
+        steps (five evaluations in all, against 15 to 60 for (c) and (e)): agreement to a
+        bound under 1e-6 relative makes the probe ``safe`` with ``quick=True``; anything else
+        runs the full tests. A dropped part of the imaginary part below that bound can pass
+        the quick test: a caller that would fail a gradient on a quick probe's word should
+        probe again without ``quick``.
 
     Returns
     -------
@@ -388,10 +399,12 @@ def probe(f: Callable[[np.ndarray], Any], x: Any, *, seed: int = 0,
     k = int(sample[0])
     log = _trace(problem, k)
     piecewise, unsafe = _split(log)
-    reason = _unsafe_in(log) or _probe_first_call(problem, k)
-    if not reason and quick and _quick_agreement(problem, np.random.default_rng(seed), noise):
-        return Probe(True, "", piecewise, unsafe, quick=True)
-    reason = (reason or _probe_agreement(problem, sample, noise)
+    reason = _unsafe_in(log)
+    if not reason and quick:
+        reason, agree = _quick(problem, np.random.default_rng(seed), noise)
+        if agree:
+            return Probe(True, "", piecewise, unsafe, quick=True)
+    reason = (reason or _probe_first_call(problem, k) or _probe_agreement(problem, sample, noise)
               or _dense_disagreement(problem, rng, noise))
     return Probe(not reason, f"complex step unsafe: {reason}" if reason else "", piecewise,
                  unsafe)
