@@ -89,9 +89,18 @@ class Reference:
     total: float  # Σ|g·out|: the size of the terms one evaluation of L sums
     copy_inputs: bool  # the forward mutates its inputs: give each evaluation copies
     random: str = ""  # why the forward is not a function of its inputs, if it is not
-    # per input, made once: the local scale and the conditioning (see the module docstring)
+    # per input, made once: the local scale, the conditioning (see the module docstring) and
+    # the natural size of an element's share of L (see gradcheck.tolerance)
     _scales: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
     _kappas: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    _naturals: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+
+    def natural(self, name: str) -> np.ndarray:
+        """``N_k``, flat: one element's share of ``L`` relative to its local scale."""
+        if name not in self._naturals:
+            share = self.total / max(1, self.out.size)
+            self._naturals[name] = (share / self.scale(name)).reshape(-1)
+        return self._naturals[name]
 
     def scale(self, name: str) -> np.ndarray:
         """:func:`gradcheck.numeric.local_scale` of input ``name``."""

@@ -40,7 +40,7 @@ from gradcheck._calls import _analytic, _restore, _Run, _snapshot, _Spec, _valid
 from gradcheck._guard import protected, time_limit, validate_timeout
 from gradcheck._objective import probe_check, reference, trace_check
 from gradcheck._shadow import Lazy
-from gradcheck.compare import judge, shared
+from gradcheck.compare import Sides, judge, shared
 from gradcheck.errors import GradcheckError, GradcheckWarning
 from gradcheck.layer import ClassLayer, annotate, from_callables
 from gradcheck.results import CheckReport, GradientResult, WorstElement
@@ -174,8 +174,9 @@ def _check(spec: _Spec) -> tuple[list[GradientResult], _Run]:
 def _judged(spec: _Spec, run: _Run, ref: Any, shadow: Lazy, found: Any
             ) -> tuple[list[GradientResult], int]:
     """Every gradient's result, and the evaluations of shared directions that vouched for none."""
-    vouched, shared_calls = shared(spec, run, ref, shadow, found)
-    results = [judge(spec, run, ref, shadow, name, found, vouched.get(name))
+    sides = Sides(spec, ref, shadow)
+    vouched, shared_calls = shared(spec, run, ref, sides, found)
+    results = [judge(spec, run, ref, sides, name, found, vouched.get(name))
                for name in spec.wrt]
     return results, 0 if vouched else shared_calls
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -39,14 +38,14 @@ from gradcheck._calls import _STREAM, _Run, _Spec
 from gradcheck._directions import CONFIRM_FACTOR, DIRECTIONS, MISS_PROBABILITY, Directions
 from gradcheck._kinks import Kinks, analyse, mirrored
 from gradcheck._objective import Numeric, Reference, joint_objective, nonsmooth, prepare
-from gradcheck._shadow import Lazy
+from gradcheck._shadow import Lazy, Shadow
 from gradcheck._side import Side, at_resolution, dot, side
 from gradcheck.errors import LayerError
 from gradcheck.results import Evidence, GradientResult, KinkElement, WorstElement
 from gradcheck.tolerance import Tolerance, budget, resolve, unit_roundoff
 
-__all__ = ["AUTO_WORK", "DIRECTIONS", "FULL_MODE_MAX_ELEMENTS", "MISS_PROBABILITY", "judge",
-           "modes", "shared"]
+__all__ = ["AUTO_WORK", "DIRECTIONS", "FULL_MODE_MAX_ELEMENTS", "MISS_PROBABILITY", "Sides",
+           "judge", "modes", "shared"]
 
 FULL_MODE_MAX_ELEMENTS = 2048
 # What mode="auto" may spend: evaluations times the elements each one computes (the larger of
@@ -213,7 +212,7 @@ def _sample_indices(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndar
     return np.unique(np.concatenate([spread, corners, extra]))
 
 
-def judge(spec: _Spec, run: _Run, ref: Reference, shadow: Lazy, name: str,
+def judge(spec: _Spec, run: _Run, ref: Reference, sides: Sides, name: str,
           found: numeric.Probe | None = None,
           vouched: Directions | None = None) -> GradientResult:
     """Measure and judge the gradient of input ``name`` (``found``: the check's probe;
@@ -227,12 +226,15 @@ def judge(spec: _Spec, run: _Run, ref: Reference, shadow: Lazy, name: str,
         return _shape_failure(name, raw, x, tol)
     if not np.all(np.isfinite(raw)):
         return _nonfinite_failure(name, raw, x, tol)
-    natural = _natural(ref, name)
+    natural = ref.natural(name)
     mode = modes(spec, run)[name]
     alone = vouched is None or mode != "directional"  # evaluations perturbing `name` alone
     num = prepare(spec, ref, name, found, alone=alone)
-    full = _full_side(raw, shadow, name, unit_roundoff(dtype), natural)
-    current = full() if num.nonsmooth else side(raw, None, name, unit_roundoff(dtype), natural)
+
+    def full() -> Side:
+        return sides.full(name, raw)
+
+    current = full() if num.nonsmooth else sides.lean(name, raw)
     rng = np.random.default_rng([spec.seed, _STREAM, *map(ord, name)])
     elements = est = idx = None
     if mode != "directional":
@@ -251,21 +253,28 @@ def judge(spec: _Spec, run: _Run, ref: Reference, shadow: Lazy, name: str,
     return replace(result, evidence=evidence)  # for gradcheck.diagnosis and the pictures
 
 
-def _natural(ref: Reference, name: str) -> np.ndarray:
-    """``N_k``: the size of one element's share of ``L``, relative to its local scale."""
-    return (ref.total / max(1, ref.out.size) / ref.scale(name)).reshape(-1)
+class Sides:
+    """Each gradient's analytic side, lean and full (:mod:`gradcheck._side`), made once per
+    check; the full ones pay for the shadow runs, on first need."""
 
+    def __init__(self, spec: _Spec, ref: Reference, shadow: Lazy) -> None:
+        self._spec, self._ref, self._shadow = spec, ref, shadow
+        self._lean: dict[str, Side] = {}
+        self._full: dict[str, Side] = {}
 
-def _full_side(raw: np.ndarray, shadow: Lazy, name: str, eps: float,
-               natural: np.ndarray) -> Callable[[], Side]:
-    made: list[Side] = []
+    def _make(self, name: str, raw: np.ndarray, shadow: Shadow | None) -> Side:
+        dtype = raw.dtype if raw.dtype.kind == "f" else self._spec.inputs[name].dtype
+        return side(raw, shadow, name, unit_roundoff(dtype), self._ref.natural(name))
 
-    def full() -> Side:
-        if not made:
-            made.append(side(raw, shadow.get(), name, eps, natural))
-        return made[0]
+    def lean(self, name: str, raw: np.ndarray) -> Side:
+        if name not in self._lean:
+            self._lean[name] = self._make(name, raw, None)
+        return self._lean[name]
 
-    return full
+    def full(self, name: str, raw: np.ndarray) -> Side:
+        if name not in self._full:
+            self._full[name] = self._make(name, raw, self._shadow.get())
+        return self._full[name]
 
 
 def _clear(lean: Side, est: numeric.Estimate, idx: np.ndarray, tol: Tolerance,
@@ -290,7 +299,7 @@ def _rebound(num: Numeric, full: Side, est: numeric.Estimate,
     return numeric.rebound(est, terms)
 
 
-def shared(spec: _Spec, run: _Run, ref: Reference, shadow: Lazy,
+def shared(spec: _Spec, run: _Run, ref: Reference, sides: Sides,
            found: numeric.Probe | None) -> tuple[dict[str, Directions], int]:
     """The inputs that one set of shared directions vouches for (:mod:`gradcheck._directions`),
     and the evaluations it made: complex-step checks with two or more inputs in a directional
@@ -299,7 +308,7 @@ def shared(spec: _Spec, run: _Run, ref: Reference, shadow: Lazy,
                                              and found.safe)
     if not method_ok or found is None or nonsmooth(found):
         return {}, 0
-    sides, eps = {}, {}
+    raws, lean = {}, {}
     mode = modes(spec, run)
     for name in spec.wrt:
         x = spec.inputs[name]
@@ -308,27 +317,20 @@ def shared(spec: _Spec, run: _Run, ref: Reference, shadow: Lazy,
         raw = np.asarray(run.grads[name])
         if raw.shape != x.shape or raw.dtype.kind != "f" or not np.all(np.isfinite(raw)):
             continue
-        natural = _natural(ref, name)
-        lean = side(raw, None, name, unit_roundoff(raw.dtype), natural)
-        if lean.noise_like or at_resolution(lean.a, lean.eps, natural):
+        made = sides.lean(name, raw)
+        if made.noise_like or at_resolution(made.a, made.eps, ref.natural(name)):
             continue  # zero or not: only its own comparison can say
-        sides[name], eps[name] = (raw, natural), unit_roundoff(raw.dtype)
-    if len(sides) < 2:
+        raws[name], lean[name] = raw, made
+    if len(lean) < 2:
         return {}, 0
-    names = list(sides)
+    names = list(lean)
     f, v = joint_objective(spec, ref, names)
     bounds = np.cumsum([0] + [spec.inputs[k].size for k in names])
     parts = {k: (slice(int(lo), int(hi)), _directions.spread(ref.inputs[k]))
              for k, lo, hi in zip(names, bounds[:-1], bounds[1:], strict=True)}
-    lean_sides = {k: side(raw, None, k, eps[k], nat) for k, (raw, nat) in sides.items()}
-
-    def full(k: str) -> Side:
-        raw, nat = sides[k]
-        return side(raw, shadow.get(), k, eps[k], nat)
-
-    tol = resolve(spec.tolerance, np.result_type(*[sides[k][0] for k in names]))
+    tol = resolve(spec.tolerance, np.result_type(*raws.values()))
     rng = np.random.default_rng([spec.seed, _STREAM, *b"shared"])
-    return _directions.shared(f, v, parts, lean_sides, full, tol, rng)
+    return _directions.shared(f, v, parts, lean, lambda k: sides.full(k, raws[k]), tol, rng)
 
 
 def _estimate(num: Numeric, side: Side, idx: np.ndarray, full: bool) -> numeric.Estimate:
