@@ -217,9 +217,18 @@ def _call(spec: _Spec, phase: str, fn: Any, *args: Any) -> Any:
 
 
 def _forward(spec: _Spec, inputs: Mapping[str, np.ndarray], context: str) -> tuple[Any, Any]:
+    # _call inlined, with the phase formatted only on the way out: this runs once per
+    # numerical evaluation, and a small layer's forward takes a few microseconds
+    _guard.raise_if_expired()
     try:
-        result = _call(spec, f"forward ({context})", spec.layer.forward, inputs)
+        result = spec.layer.forward(inputs)
     except GradcheckError:
+        raise
+    except SystemExit as exc:
+        phase = f"forward ({context})"
+        raise LayerError(f"{spec.name}: {_guard.exit_message(exc, phase)}") from None
+    except _guard.Overrun as exc:
+        exc.phase = exc.phase or f"forward ({context})"
         raise
     except Exception as exc:
         raise _forward_error(spec, exc, context) from exc
@@ -233,7 +242,7 @@ def _forward(spec: _Spec, inputs: Mapping[str, np.ndarray], context: str) -> tup
 def _same_shape(spec: _Spec, out: Any, context: str) -> None:
     """Every forward on inputs of the same shapes must give an output of the same shape."""
     try:
-        shape = np.shape(out)
+        shape = out.shape if isinstance(out, np.ndarray) else np.shape(out)
     except Exception:  # not array-like: _output says so
         return
     first = spec.seen.setdefault("out", shape)

@@ -38,13 +38,14 @@ def objective(spec: _Spec, inputs: Mapping[str, np.ndarray], name: str, g: np.nd
     The other inputs are shared read-only arrays (a forward that writes to them raises) unless
     the analytic pass caught the forward mutating its inputs; then each call gets copies.
     """
-    others = {k: (v if copy_inputs else _read_only(v)) for k, v in inputs.items() if k != name}
+    others = {k: (v if copy_inputs else _read_only(v)) for k, v in inputs.items()}
     flat_g = g.reshape(-1)
+    context = f"numerical pass for `{name}`"
 
     def f(arr: np.ndarray) -> Any:
-        local = {k: (arr if k == name else (others[k].copy() if copy_inputs else others[k]))
-                 for k in inputs}
-        out, _ = _forward(spec, local, f"numerical pass for `{name}`")
+        local = ({k: v.copy() for k, v in others.items()} if copy_inputs else dict(others))
+        local[name] = arr  # in the inputs' order: the dict was made from them
+        out, _ = _forward(spec, local, context)
         out = np.asarray(out)
         if out.shape != g.shape:
             raise LayerError(
