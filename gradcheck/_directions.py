@@ -25,7 +25,7 @@ back to its own directions.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -35,7 +35,7 @@ from gradcheck import numeric
 from gradcheck._kinks import smooth_along
 from gradcheck._objective import Numeric
 from gradcheck._side import Side, dot
-from gradcheck.tolerance import Tolerance
+from gradcheck.tolerance import FLOOR_ULPS, Tolerance
 
 DIRECTIONS = 8
 MISS_PROBABILITY = 1e-6
@@ -104,8 +104,11 @@ class _Projected:
 def _project(side: Side, u: np.ndarray, tol: Tolerance, au: np.ndarray | None = None
              ) -> _Projected:
     au = np.abs(u) if au is None else au
-    return _Projected(np.einsum("kn,n->k", u, side.a), np.einsum("kn,n->k", au, side.size),
-                      np.einsum("kn,n->k", au, side.rounding) + tol.atol * au.sum(axis=1),
+    claimed, size = np.einsum("kn,n->k", u, side.a), np.einsum("kn,n->k", au, side.size)
+    atol = tol.atol * au.sum(axis=1) if tol.atol else 0.0
+    if side.lean:  # r = 16 ε |a| and no terms: both projections follow from Σ|u|·|a|
+        return _Projected(claimed, size, FLOOR_ULPS * side.eps * size + atol, size)
+    return _Projected(claimed, size, np.einsum("kn,n->k", au, side.rounding) + atol,
                       np.einsum("kn,n->k", au, side.magnitude))
 
 
@@ -251,20 +254,22 @@ def shared(f: Any, v: np.ndarray, parts: Mapping[str, tuple[slice, float]],
     for sl, s in parts.values():
         u[:, sl] *= s
     au = np.abs(u)
-    rows = _evaluate(f, v, u, "complex", 0.0, _joint_terms(au, parts, sides))
+    projected = _joint_projections(u, au, parts, sides, tol)
+    rows = _evaluate(f, v, u, "complex", 0.0, _total(p.magnitude for p in projected.values()))
     nfev = sum(est.nfev for est in rows)
-    over, table = _joint_table(u, au, rows, parts, sides, tol)
+    over, table = _joint_table(rows, projected, sides, tol)
     if over:
         sides = {name: full(name) for name in parts}
         if any(s.noise_like for s in sides.values()):
             return {}, nfev
-        rows = _rebound(rows, _joint_terms(au, parts, sides))
-        over, table = _joint_table(u, au, rows, parts, sides, tol)
+        projected = _joint_projections(u, au, parts, sides, tol)
+        rows = _rebound(rows, _total(p.magnitude for p in projected.values()))
+        over, table = _joint_table(rows, projected, sides, tol)
         if over:
             return {}, nfev
-    allowed, projected, own_budget = table
+    allowed, own_budget = table
     measured, _ = _values(rows)
-    claimed = sum(p.claimed for p in projected.values())
+    claimed = _total(p.claimed for p in projected.values())
     widest = float(np.max(allowed))
     vouched = {}
     for name, (_, s) in parts.items():
@@ -282,20 +287,22 @@ def shared(f: Any, v: np.ndarray, parts: Mapping[str, tuple[slice, float]],
     return result, nfev
 
 
-def _joint_terms(au: np.ndarray, parts: Mapping[str, tuple[slice, float]],
-                 sides: Mapping[str, Side]) -> np.ndarray:
-    return np.einsum("kn,n->k", au, np.concatenate([sides[name].magnitude for name in parts]))
+def _total(arrays: Iterable[np.ndarray]) -> np.ndarray:
+    return np.sum(list(arrays), axis=0)
 
 
-def _joint_table(u: np.ndarray, au: np.ndarray, rows: list[numeric.Estimate],
-                 parts: Mapping[str, tuple[slice, float]], sides: Mapping[str, Side],
-                 tol: Tolerance) -> tuple[bool, Any]:
-    """Whether a direction is over its shared budget; the budgets; each input's projection;
-    and each input's own budgets (had its part of ``u`` been a direction of its own)."""
+def _joint_projections(u: np.ndarray, au: np.ndarray, parts: Mapping[str, tuple[slice, float]],
+                       sides: Mapping[str, Side], tol: Tolerance) -> dict[str, _Projected]:
+    return {name: _project(sides[name], u[:, sl], tol, au[:, sl])
+            for name, (sl, _) in parts.items()}
+
+
+def _joint_table(rows: list[numeric.Estimate], projected: Mapping[str, _Projected],
+                 sides: Mapping[str, Side], tol: Tolerance) -> tuple[bool, Any]:
+    """Whether a direction is over its shared budget; the budgets; and each input's own
+    budgets (had its part of ``u`` been a direction of its own)."""
     measured, error = _values(rows)
     step = np.array([float(e.step) for e in rows])
-    projected = {name: _project(sides[name], u[:, sl], tol, au[:, sl])
-                 for name, (sl, _) in parts.items()}
     own_budget = {}
     for name, p in projected.items():
         alone = numeric.rebound(
@@ -306,4 +313,4 @@ def _joint_table(u: np.ndarray, au: np.ndarray, rows: list[numeric.Estimate],
     allowed, _ = _allowed(error, list(projected.values()), measured, tol, eps)
     claimed = sum(p.claimed for p in projected.values())
     over = bool(np.any(np.abs(claimed - measured) > allowed))
-    return over, (allowed, projected, own_budget)
+    return over, (allowed, own_budget)
