@@ -209,11 +209,11 @@ def _t2(t: dict[str, Any]) -> str:
             + (", auto's probe" if best["probe"] else "") + ").")
         if best["mode"] == "directional":
             text += (
-                " The 48 evaluations are 8 directions per gradient (dx, dgamma, dbeta), each "
-                "evaluated twice (two complex steps whose difference bounds the rounding); torch "
-                "compares one projection per input. What would close it: fewer evaluations per "
-                "verdict (one direction shared by x, gamma and beta: 16; or one complex step per "
-                "direction) and less work per evaluation.")
+                f" The {best['nfev']} evaluations are 8 directions that move x, gamma and beta "
+                "together where their budgets allow, one complex step each (its rounding "
+                "bounded by the term magnitudes); torch compares one projection per input with "
+                "real forwards. What remains is the per-evaluation work and the complex "
+                "forward's cost over a real one.")
         else:
             text += (
                 f" Most of the {best['nfev']} evaluations are the element sample (every index of "
@@ -246,8 +246,10 @@ def _t3(t: dict[str, Any]) -> str:
     probes = [c for c in t["candidates"] if c["probe"] is not None]
     if probes:
         p = probes[0]["probe"]
-        text += (f" Method auto first runs the complex-step safety probe on each of x, gamma "
-                 f"and beta, every call a forward of the whole 1M-element layer; here it added "
+        text += (f" Method auto first runs the complex-step safety probe once over x, gamma "
+                 f"and beta together (a quick dense comparison; the thorough one only on a "
+                 f"disagreement), every call a forward of the whole 1M-element layer; here it "
+                 f"added "
                  f"{p['forward_calls']} forward calls and {p['seconds']:.3g} s to "
                  f"{probes[0]['mode']} mode. `method=\"complex\"` skips it, for a forward "
                  "known to carry the imaginary part.")
@@ -296,9 +298,9 @@ def _speed(records: Sequence[dict[str, Any]]) -> list[str]:
         "plus its analytic run and, with method *auto*, the complex-step safety probe (the "
         "difference between an auto row and the complex row of the same mode); the course "
         "checker's plus its analytic run. gradcheck's fast modes: *sampled* estimates a "
-        "sample of elements and compares 8 random directions per gradient; *directional* "
-        "compares only the 8 directions per gradient (2 evaluations each with the complex "
-        "step: 48 for dx, dgamma and dbeta at any size). Method auto is timed for the fast "
+        "sample of elements and compares 8 random directions; *directional* compares only "
+        "the 8 directions, shared by dx, dgamma and dbeta where their budgets allow (one "
+        "complex-step evaluation each: 8 at any size). Method auto is timed for the fast "
         "modes only.", "",
         _table(rows, SPEED_HEADERS), "",
     ]
@@ -425,7 +427,7 @@ def _scale(result: dict[str, Any]) -> list[str]:
         "from below. Sampled mode's evaluations follow the longest axis (every index of every "
         "axis is sampled): nearly constant for the 4-D shapes, growing with N for 2-D "
         "(1024x256 samples all 1024 rows), so its time grows about linearly, through the cost "
-        "of one forward. Directional mode makes the same 48 evaluations at every size "
+        "of one forward. Directional mode makes the same 8 evaluations at every size "
         "(evaluations exponent 0), so its time follows the cost of one forward: an exponent "
         "below 1 where fixed per-call costs still dominate (the smaller 2-D sizes), about 1 "
         "or somewhat above over the 4-D sizes; with method auto the probe's calls, also a "
