@@ -139,3 +139,28 @@ def test_rebound_refuses_an_estimate_that_is_not_the_complex_step():
     est = numeric.central(lambda a: float(np.sum(a**2)), np.ones(2))
     with pytest.raises(InvalidArgument, match="complex step"):
         numeric.rebound(est, np.zeros(2))
+
+
+@pytest.mark.parametrize(("shape", "expected"), [
+    pytest.param((64, 32), {"x": "full", "gamma": "full", "beta": "full"}, id="every-element"),
+    pytest.param((256, 64), {"x": "sampled", "gamma": "full", "beta": "full"}, id="sample-of-x"),
+    pytest.param((8, 64, 16, 16), {"x": "directional", "gamma": "directional",
+                                   "beta": "directional"}, id="directions-only"),
+])
+def test_auto_mode_spends_a_budget_of_evaluations_times_elements(shape, expected):
+    from gradcheck import BatchNorm
+
+    x = np.random.default_rng(0).normal(2.0, 3.0, size=shape)
+    report = check_layer(BatchNorm(shape[1]), {"x": x})
+    assert report.passed
+    assert {r.name: r.mode for r in report.results} == expected
+    directional = [r for r in report.results if r.mode == "directional"]
+    assert all(np.isfinite(r.miss_norm) for r in directional)
+
+
+def test_an_explicit_mode_is_kept_whatever_the_size():
+    from gradcheck import BatchNorm
+
+    x = np.random.default_rng(1).normal(size=(8, 64, 16, 16))
+    report = check_layer(BatchNorm(64), {"x": x}, mode="sampled", wrt=["gamma", "beta"])
+    assert {r.mode for r in report.results} == {"sampled"}
