@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Sequence
-
-from tabulate import tabulate
+from typing import Any
 
 from gradcheck import _format as fmt
 from gradcheck._terminal import WIDTH, paint
@@ -25,6 +24,14 @@ COMPACT_HEADERS = ("check", "gradient", "verdict", "err/budget", "worst at", "an
                    "numeric")
 _COMPACT_ALIGN = ("left", "left", "left", "right", "left", "right", "right")
 _MIN_CHECK = 12
+
+
+def _tabulate(rows: Sequence[Sequence[str]], **options: Any) -> str:
+    """``tabulate`` of text cells, imported on first use: the compact table of a passing check is
+    laid out by :func:`_layout`, so ``gradcheck check`` starts without it (issue 16)."""
+    from tabulate import tabulate
+
+    return tabulate(rows, disable_numparse=True, **options)
 
 
 def _style(result_passed: bool, word: str) -> str:
@@ -92,8 +99,7 @@ def _compact_table(items: list[tuple[int, CheckReport, GradientResult]], color: 
 def _wide_table(items: list[tuple[int, CheckReport, GradientResult]], color: bool) -> str:
     rows = [fmt.summary_cells(rep, r) for _, rep, r in items]
     rows = _colour_rows(rows, [r.passed for _, _, r in items], fmt.VERDICT_COLUMN, color)
-    return tabulate(rows, headers=fmt.TABLE_HEADERS, disable_numparse=True,
-                    colalign=fmt.TABLE_ALIGN)
+    return _tabulate(rows, headers=fmt.TABLE_HEADERS, colalign=fmt.TABLE_ALIGN)
 
 
 def _wrap(text: str, indent: str = "  ", wide: bool = False) -> list[str]:
@@ -123,13 +129,12 @@ def _gradient_detail(report: CheckReport, r: GradientResult, verbosity: int, col
         if text:
             lines += _wrap(text, wide=wide)
     if fmt.sweep_rows(r):
-        lines += _indent(tabulate(fmt.sweep_rows(r), headers=fmt.SWEEP_HEADERS,
-                                  disable_numparse=True, colalign=("right", "right")))
+        lines += _indent(_tabulate(fmt.sweep_rows(r), headers=fmt.SWEEP_HEADERS,
+                                   colalign=("right", "right")))
     if r.worst and not r.passed:
         rows = [[str(w.index), fmt.num(w.analytic), fmt.num(w.numeric), fmt.num(w.abs_error),
                  fmt.num(w.budget)] for w in r.worst]
-        table = tabulate(rows, headers=fmt.WORST_HEADERS, disable_numparse=True,
-                         colalign=fmt.WORST_ALIGN)
+        table = _tabulate(rows, headers=fmt.WORST_HEADERS, colalign=fmt.WORST_ALIGN)
         lines += ["  worst elements:", *_indent(table)]
     return lines
 

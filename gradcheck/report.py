@@ -5,7 +5,9 @@ branching: the three table formats share one document builder, parameterised by 
 (tabulate's table format, escaping, headings, lists and the page around it); JSON is
 :func:`to_json` dumped with ``allow_nan=False``. :func:`write_reports` writes all four files,
 each atomically (a temporary file in the same directory, fsync, ``os.replace``), so a crash never
-leaves a half-written report behind.
+leaves a half-written report behind. What only the other formats need (tabulate, :mod:`html`,
+:mod:`gradcheck._html`, :mod:`tempfile`) is imported on first use, so a passing ``gradcheck
+check`` prints its text report without loading them.
 
 The document: the overall verdict (:func:`verdict_line`); a summary table with one row per
 gradient; details for every gradient that failed or passed with a warning (its message, the
@@ -27,23 +29,21 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import html
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
-from tabulate import tabulate
 
 from gradcheck import _format as _fmt
-from gradcheck import _html, _text
+from gradcheck import _text
 from gradcheck._version import __version__
 from gradcheck.errors import InvalidArgument
 from gradcheck.results import CheckReport, GradientResult, WorstElement
@@ -174,6 +174,8 @@ def failure_message(report: CheckReport) -> str:
     case = f", case {report.case}" if report.case else ""
     lines = ["; ".join(failing + problems[:1]),
              f"gradient check of {report.layer} failed (seed {report.seed}, {report.dtype}{case})"]
+    from tabulate import tabulate  # on first use: a passing check's text report needs none
+
     lines.append(tabulate(summary_rows(report), headers=SUMMARY_HEADERS, disable_numparse=True))
     lines += [f"  {p}" for p in problems]
     return "\n".join(lines)
@@ -226,6 +228,8 @@ class _Style:
 
 def _table(style: _Style, headers: Sequence[str], rows: list[list[str]],
            align: Sequence[str]) -> str:
+    from tabulate import tabulate  # on first use: a passing check's text report needs none
+
     return tabulate(rows, headers=[style.escape(h) for h in headers], tablefmt=style.tablefmt,
                     disable_numparse=True, colalign=align)
 
@@ -298,6 +302,8 @@ def _document(style: _Style, reports: Sequence[CheckReport]) -> str:
 
 def _markdown_escape(text: str) -> str:
     """HTML specials as entities (GitHub would eat ``<dx, u>`` as a tag); ``|`` for tables."""
+    import html
+
     return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
 
 
@@ -398,10 +404,23 @@ def _json_text(reports: Sequence[CheckReport]) -> str:
 
 # --- the registry and the public entry points --------------------------------------------------
 
+
+def _html() -> ModuleType:
+    """:mod:`gradcheck._html`, imported on first use: the text report needs neither it nor
+    :mod:`html` (``gradcheck check``'s start-up time, issue 16)."""
+    from gradcheck import _html as module
+
+    return module
+
+
+def _html_page(reports: Sequence[CheckReport]) -> str:
+    return _html().page(reports)
+
+
 _RENDERERS: dict[str, Callable[[Sequence[CheckReport]], str]] = {
     "text": _text.render_text,
     "markdown": partial(_document, _MARKDOWN),
-    "html": _html.page,
+    "html": _html_page,
     "json": _json_text,
 }
 FORMATS = tuple(_RENDERERS)
@@ -473,7 +492,7 @@ def render_html_fragment(reports: Sequence[CheckReport]) -> str:
     >>> '<div class="banner pass">' in render_html_fragment([report])
     True
     """
-    return _html.fragment(_validated(reports))
+    return _html().fragment(_validated(reports))
 
 
 def write_reports(reports: Sequence[CheckReport], out_dir: str | os.PathLike[str]) -> list[Path]:
@@ -537,6 +556,8 @@ def _remove_stale(directory: Path) -> None:
 
 
 def _write_atomic(path: Path, text: str) -> Path:
+    import tempfile
+
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.name}.", suffix=".tmp")
     try:

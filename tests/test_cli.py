@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -134,6 +136,27 @@ def test_debug_shows_traceback(layer_file, capsys):
     assert main(["check", layer_file, "--op", "batchnorm", *BN_ARGS[:6], "--kwarg", "bn_param={}",
                  "--debug"]) == 3
     assert "Traceback" in capsys.readouterr().err
+
+
+# What only failures and the other formats need; a passing check's text report loads none of
+# it, so `gradcheck check` starts faster (issue 16's T5).
+REPORT_ONLY = ("tabulate", "gradcheck._html", "gradcheck._svg")
+_LOADED = ("import json, sys\nfrom gradcheck.cli import main\ncode = main(sys.argv[1:])\n"
+           f"print(json.dumps([code, [m for m in {REPORT_ONLY!r} if m in sys.modules]]))")
+
+
+@pytest.mark.parametrize("options, code, loaded", [
+    pytest.param(["--op", "batchnorm"], 0, [], id="passing-text-loads-none"),
+    pytest.param(["--forward", "batchnorm_forward", "--backward", "broken_backward"], 1,
+                 ["tabulate"], id="failing-text-tabulates-its-worst-elements"),
+    pytest.param(["--op", "batchnorm", "--format", "markdown"], 0, ["tabulate"], id="markdown"),
+    pytest.param(["--op", "batchnorm", "--format", "html"], 0,
+                 ["gradcheck._html", "gradcheck._svg"], id="html"),
+])
+def test_report_modules_load_only_when_needed(layer_file, options, code, loaded):
+    done = subprocess.run([sys.executable, "-c", _LOADED, "check", layer_file, *options,
+                           *BN_ARGS], capture_output=True, text=True, check=False)
+    assert json.loads(done.stdout.splitlines()[-1]) == [code, loaded], done.stderr
 
 
 def test_version(capsys):
