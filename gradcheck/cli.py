@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -764,6 +763,8 @@ def _command(args: argparse.Namespace) -> int:
 
 def _fail(args: argparse.Namespace, exc: BaseException, code: int, text: str = "") -> int:
     if getattr(args, "debug", False):
+        import traceback  # on first use: only --debug prints one
+
         traceback.print_exception(exc)
     print(f"gradcheck: error: {text or exc}", file=sys.stderr)
     return code
