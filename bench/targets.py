@@ -33,8 +33,11 @@ T5 :func:`target_cli`
     0.4 s.
 T6 :func:`target_concurrent`
     time per check (the default check of BatchNorm at 64x32) in two processes checking at the
-    same time against one process alone (measured before and after the pair); the CPU time per
-    check too, which tells waiting for a CPU (a loaded machine) from slower work.
+    same time against one process alone; two warm workers alternate lone and paired phases
+    (alone, pair, pair, alone, ...), because this machine's speed drifts by about 1.5x within
+    seconds. The CPU time per check too, which tells waiting for a CPU (a loaded machine) from
+    slower work, and a pure-Python loop paired the same way: its ratios are the machine's own
+    (other work on the CPUs), and the check's ratio over the loop's is the part that is ours.
 
 BLAS threads. On this 2-CPU machine shared with other work, OpenBLAS' threaded ``np.dot`` of
 16,384 complex numbers (what ``check_layer``'s objective computed once per evaluation at 256x64
@@ -620,84 +623,158 @@ def target_cli(sizes: Sizes = FULL) -> Target:
 
 # ---------------------------------------------------------------------------------- T6
 
+CONTROL = "control"  # T6's other worker: a pure-Python loop, the machine's own pair ratio
+T6_ROUNDS = 3  # alternations of alone and pair phases (the machine's speed drifts by ~1.5x)
+Runs = list[dict[str, list[float]]]
 
-def worker(shape: Shape, duration: float) -> None:
-    """One checking process of T6: warm up, print ``ready``, wait for a line on stdin, then run
-    the default check of BatchNorm at ``shape`` for ``duration`` s; print the wall and CPU
-    seconds of each check as JSON (``{"wall": [...], "cpu": [...]}``)."""
+
+def _control_unit() -> None:
+    """About 20 ms of pure-Python work: no NumPy, no memory traffic, one thread."""
+    total = 0
+    for i in range(300_000):
+        total += i * i % 7
+
+
+def _unit(kind: str) -> Callable[[], Any]:
+    """What a T6 worker repeats: ``"control"``, or the default check of BatchNorm at the
+    shape ``kind`` names (``"64x32"``)."""
+    if kind == CONTROL:
+        return _control_unit
+    shape = tuple(int(n) for n in kind.split("x"))
     x = checkers.make_input(shape, 0)
     layer = BatchNorm(shape[1])
-    check_layer(layer, {"x": x})
+    return functools.partial(check_layer, layer, {"x": x})
+
+
+def worker(kind: str, duration: float) -> None:
+    """One process of T6, kept warm across phases: warm up, print ``ready``; then, for each line
+    on stdin, repeat its unit (:func:`_unit`) for ``duration`` s and print the wall and CPU
+    seconds of each as JSON (``{"wall": [...], "cpu": [...]}``); return at end of input."""
+    unit = _unit(kind)
+    unit()
     print("ready", flush=True)
-    sys.stdin.readline()
-    wall: list[float] = []
-    cpu: list[float] = []
-    end = time.perf_counter() + duration
-    while time.perf_counter() < end or not wall:
-        t0, c0 = time.perf_counter(), time.process_time()
-        check_layer(layer, {"x": x})
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    print(json.dumps({"wall": wall, "cpu": cpu}), flush=True)
+    for _ in sys.stdin:
+        wall: list[float] = []
+        cpu: list[float] = []
+        end = time.perf_counter() + duration
+        while time.perf_counter() < end or not wall:
+            t0, c0 = time.perf_counter(), time.process_time()
+            unit()
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        print(json.dumps({"wall": wall, "cpu": cpu}), flush=True)
 
 
-def _checkers(count: int, shape: Shape, duration: float) -> list[dict[str, list[float]]]:
-    """Start ``count`` worker processes, release them together, collect their per-check wall
-    and CPU seconds."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), _WORKER_FLAG, _shape_text(shape),
-           str(duration)]
+def _start(kind: str, count: int, duration: float) -> list[subprocess.Popen[str]]:
+    """``count`` warm worker processes, each ready for its first phase."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), _WORKER_FLAG, kind, str(duration)]
     procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
              for _ in range(count)]
+    for p in procs:  # all warmed up before any starts
+        assert p.stdout is not None
+        if p.stdout.readline().strip() != "ready":
+            _stop(procs)
+            raise RuntimeError(f"a T6 worker ({kind}) did not start")
+    return procs
+
+
+def _phase(procs: Sequence[subprocess.Popen[str]]) -> Runs:
+    """Release ``procs`` together for one phase; each one's per-unit wall and CPU seconds."""
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    runs = []
+    for p in procs:
+        assert p.stdout is not None
+        runs.append(json.loads(p.stdout.readline()))
+    return runs
+
+
+def _stop(procs: Sequence[subprocess.Popen[str]]) -> None:
+    for p in procs:
+        if p.stdin is not None and not p.stdin.closed:
+            p.stdin.close()
+    for p in procs:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def _checkers(count: int, shape: Shape, duration: float) -> Runs:
+    """Start ``count`` checking workers, release them together for one phase of ``duration`` s,
+    collect their per-check wall and CPU seconds."""
+    procs = _start(_shape_text(shape), count, duration)
     try:
-        for p in procs:  # all warmed up before any starts
-            assert p.stdout is not None
-            if p.stdout.readline().strip() != "ready":
-                raise RuntimeError("a T6 worker did not start")
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        return [json.loads(p.communicate(timeout=duration * 10 + 60)[0]) for p in procs]
+        return _phase(procs)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+        _stop(procs)
+
+
+def _alternate(kind: str, duration: float, rounds: int) -> dict[str, list[Runs]]:
+    """``rounds`` of one worker alone then two at once (the order flips every round), and one
+    more lone phase: a drift in the machine's speed lands on both sides."""
+    procs = _start(kind, 2, duration)
+    phases: dict[str, list[Runs]] = {"alone": [], "pair": []}
+    try:
+        for i in range(rounds):
+            order = ("alone", "pair") if i % 2 == 0 else ("pair", "alone")
+            for side in order:
+                phases[side].append(_phase(procs[:1] if side == "alone" else procs))
+        phases["alone"].append(_phase(procs[:1]))
+        return phases
+    finally:
+        _stop(procs)
+
+
+def _pooled(phases: Sequence[Runs], key: str) -> float:
+    """The median of ``key`` ("wall" or "cpu") over every unit of every run of ``phases``."""
+    return _median([t for runs in phases for r in runs for t in r[key]])
+
+
+def _ms(values: Sequence[float]) -> str:
+    return ", ".join(f"{v * 1e3:.3g}" for v in values)
+
+
+def _pair_summary(phases: dict[str, list[Runs]]) -> dict[str, Any]:
+    alone, pair = phases["alone"], phases["pair"]
+    return {"alone_s": _pooled(alone, "wall"), "pair_s": _pooled(pair, "wall"),
+            "ratio": _pooled(pair, "wall") / _pooled(alone, "wall"),
+            "cpu_alone_s": _pooled(alone, "cpu"), "cpu_pair_s": _pooled(pair, "cpu"),
+            "cpu_ratio": _pooled(pair, "cpu") / _pooled(alone, "cpu"),
+            "alone_by_phase_s": [_pooled([p], "wall") for p in alone],
+            "pair_by_phase_s": [_pooled([p], "wall") for p in pair],
+            "units": {"alone": sum(len(r["wall"]) for p in alone for r in p),
+                      "pair": sum(len(r["wall"]) for p in pair for r in p)}}
 
 
 def target_concurrent(sizes: Sizes = FULL) -> Target:
     """T6: time per check with two processes checking at once ≤ 1.2x a lone check."""
-    shape, duration = sizes.concurrent, sizes.concurrent_s
+    shape, duration = sizes.concurrent, sizes.concurrent_s / 2
     name = f"T6 per-check time, 2 concurrent processes ≤ 1.2× alone ({_shape_text(shape)})"
-    before = _checkers(1, shape, duration)[0]
-    pair = _checkers(2, shape, duration)
-    after = _checkers(1, shape, duration)[0]
-
-    def med(runs: Sequence[dict[str, list[float]]], key: str) -> float:
-        return _median([t for r in runs for t in r[key]])
-
-    alone, together = med([before, after], "wall"), med(pair, "wall")
-    cpu_alone, cpu_together = med([before, after], "cpu"), med(pair, "cpu")
+    check = _pair_summary(_alternate(_shape_text(shape), duration, T6_ROUNDS))
+    control = _pair_summary(_alternate(CONTROL, duration / 2, T6_ROUNDS))
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    pair_text = ", ".join(f"{med([p], 'wall') * 1e3:.3g}" for p in pair)
     details = {
-        "numerator_is": "median wall s per check, two processes at once (both pooled)",
-        "denominator_is": "median wall s per check, one process alone (before and after the "
-                          "pair)",
-        "alone_s": {"before": med([before], "wall"), "after": med([after], "wall")},
-        "pair_s": [med([p], "wall") for p in pair],
-        "cpu_s": {"alone": cpu_alone, "pair": cpu_together},
-        "cpu_ratio": cpu_together / cpu_alone,
-        "checks": {"alone": len(before["wall"]) + len(after["wall"]),
-                   "pair": [len(p["wall"]) for p in pair]},
+        "numerator_is": "median wall s per check, two processes at once (both pooled, "
+                        f"{T6_ROUNDS} phases)",
+        "denominator_is": f"median wall s per check, one process alone ({T6_ROUNDS + 1} phases "
+                          "alternating with the pair's)",
+        **check, "control": control, "ratio_vs_control": check["ratio"] / control["ratio"],
+        "cpu_ratio_vs_control": check["cpu_ratio"] / control["cpu_ratio"],
         "cpus_usable": usable, "thread_env": {k: os.environ.get(k) for k in BLAS_ENV},
-        "why": (f"wall per check alone {med([before], 'wall') * 1e3:.3g} ms before the pair, "
-                f"{med([after], 'wall') * 1e3:.3g} ms after; together "
-                f"{pair_text} ms. "
-                f"CPU time per check alone {cpu_alone * 1e3:.3g} ms, together "
-                f"{cpu_together * 1e3:.3g} ms ({cpu_together / cpu_alone:.2f}×): the rest of "
-                f"the wall-time ratio is waiting for one of the {usable} CPUs."),
+        "why": (f"wall per check alone {check['alone_s'] * 1e3:.3g} ms (phases "
+                f"{_ms(check['alone_by_phase_s'])}), two at once {check['pair_s'] * 1e3:.3g} ms "
+                f"(phases {_ms(check['pair_by_phase_s'])}); CPU time per check "
+                f"{check['cpu_alone_s'] * 1e3:.3g} ms alone, {check['cpu_pair_s'] * 1e3:.3g} ms "
+                f"together ({check['cpu_ratio']:.2f}×). A pure-Python loop paired the same way "
+                f"at the same time: wall {control['ratio']:.2f}×, CPU {control['cpu_ratio']:.2f}×"
+                f", so the check's own share is {check['ratio'] / control['ratio']:.2f}× wall, "
+                f"{check['cpu_ratio'] / control['cpu_ratio']:.2f}× CPU; the rest is the machine "
+                f"(other work waiting for the {usable} CPUs, its speed drifting)."),
     }
-    return result("T6", name, together, alone, 1.2, details)
+    return result("T6", name, check["pair_s"], check["alone_s"], 1.2, details)
 
 
 # ------------------------------------------------------------------------------------ run
@@ -816,7 +893,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python bench/targets.py --out DIR [--quick] [--only T1,T3]``; 0 when measured."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == [_WORKER_FLAG]:
-        worker(tuple(int(n) for n in args_list[1].split("x")), float(args_list[2]))
+        worker(args_list[1], float(args_list[2]))
         return 0
     parser = argparse.ArgumentParser(prog="bench/targets.py", description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, type=Path, help="directory for targets.md/.json")

@@ -107,6 +107,20 @@ def test_concurrent_workers_report_their_checks(targets):
         assert min(run["wall"]) > 0 and min(run["cpu"]) > 0
 
 
+def test_concurrent_alternates_phases_and_pairs_a_control(targets, tiny):
+    record = targets.target_concurrent(tiny)
+    _consistent(record)
+    details = record["details"]
+    rounds = targets.T6_ROUNDS
+    for side in (details, details["control"]):
+        assert len(side["alone_by_phase_s"]) == rounds + 1
+        assert len(side["pair_by_phase_s"]) == rounds
+        assert side["units"]["pair"] >= 2 * rounds and side["units"]["alone"] >= rounds + 1
+    assert details["ratio_vs_control"] == pytest.approx(
+        record["ratio"] / details["control"]["ratio"])
+    assert "pure-Python loop" in details["why"]
+
+
 def test_interleaved_alternates_and_stops_at_the_budget(targets):
     order = []
     fns = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
