@@ -36,8 +36,8 @@ T6 :func:`target_concurrent`
     same time against one process alone; two warm workers alternate lone and paired phases
     (alone, pair, pair, alone, ...), because this machine's speed drifts by about 1.5x within
     seconds. The CPU time per check too, which tells waiting for a CPU (a loaded machine) from
-    slower work, and a pure-Python loop paired the same way: its ratios are the machine's own
-    (other work on the CPUs), and the check's ratio over the loop's is the part that is ours.
+    slower work, and a pure-Python loop paired the same way in the same rounds: its ratios are
+    the machine's own (other work on the CPUs), the check's ratio over the loop's is ours.
 
 BLAS threads. On this 2-CPU machine shared with other work, OpenBLAS' threaded ``np.dot`` of
 16,384 complex numbers (what ``check_layer``'s objective computed once per evaluation at 256x64
@@ -71,7 +71,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -624,7 +624,7 @@ def target_cli(sizes: Sizes = FULL) -> Target:
 # ---------------------------------------------------------------------------------- T6
 
 CONTROL = "control"  # T6's other worker: a pure-Python loop, the machine's own pair ratio
-T6_ROUNDS = 3  # alternations of alone and pair phases (the machine's speed drifts by ~1.5x)
+T6_ROUNDS = 6  # alternations of alone and pair phases (the machine's speed drifts by ~1.5x)
 Runs = list[dict[str, list[float]]]
 
 
@@ -712,20 +712,26 @@ def _checkers(count: int, shape: Shape, duration: float) -> Runs:
         _stop(procs)
 
 
-def _alternate(kind: str, duration: float, rounds: int) -> dict[str, list[Runs]]:
-    """``rounds`` of one worker alone then two at once (the order flips every round), and one
-    more lone phase: a drift in the machine's speed lands on both sides."""
-    procs = _start(kind, 2, duration)
-    phases: dict[str, list[Runs]] = {"alone": [], "pair": []}
+def _alternate(durations: Mapping[str, float], rounds: int) -> dict[str, dict[str, list[Runs]]]:
+    """Two warm workers of each kind in ``durations`` (its phase length, s): ``rounds`` of each
+    kind alone then two at once, kinds and sides in one order, reversed every other round, then
+    one more lone phase of each; a drift in the machine's speed lands on every side alike."""
+    procs: dict[str, list[subprocess.Popen[str]]] = {}
+    phases: dict[str, dict[str, list[Runs]]] = {k: {"alone": [], "pair": []} for k in durations}
+    schedule = [(kind, side) for kind in durations for side in ("alone", "pair")]
     try:
+        for kind, seconds in durations.items():
+            procs[kind] = _start(kind, 2, seconds)
         for i in range(rounds):
-            order = ("alone", "pair") if i % 2 == 0 else ("pair", "alone")
-            for side in order:
-                phases[side].append(_phase(procs[:1] if side == "alone" else procs))
-        phases["alone"].append(_phase(procs[:1]))
+            for kind, side in schedule if i % 2 == 0 else schedule[::-1]:
+                workers = procs[kind][:1] if side == "alone" else procs[kind]
+                phases[kind][side].append(_phase(workers))
+        for kind in durations:
+            phases[kind]["alone"].append(_phase(procs[kind][:1]))
         return phases
     finally:
-        _stop(procs)
+        for started in procs.values():
+            _stop(started)
 
 
 def _pooled(phases: Sequence[Runs], key: str) -> float:
@@ -737,6 +743,10 @@ def _ms(values: Sequence[float]) -> str:
     return ", ".join(f"{v * 1e3:.3g}" for v in values)
 
 
+def _range(ratios: Sequence[float]) -> str:
+    return f"{min(ratios):.2f}–{max(ratios):.2f}× (median {_median(ratios):.2f}×)"
+
+
 def _pair_summary(phases: dict[str, list[Runs]]) -> dict[str, Any]:
     alone, pair = phases["alone"], phases["pair"]
     return {"alone_s": _pooled(alone, "wall"), "pair_s": _pooled(pair, "wall"),
@@ -745,16 +755,18 @@ def _pair_summary(phases: dict[str, list[Runs]]) -> dict[str, Any]:
             "cpu_ratio": _pooled(pair, "cpu") / _pooled(alone, "cpu"),
             "alone_by_phase_s": [_pooled([p], "wall") for p in alone],
             "pair_by_phase_s": [_pooled([p], "wall") for p in pair],
+            "ratio_by_round": [_pooled([p], "wall") / _pooled([a], "wall")
+                               for p, a in zip(pair, alone, strict=False)],
             "units": {"alone": sum(len(r["wall"]) for p in alone for r in p),
                       "pair": sum(len(r["wall"]) for p in pair for r in p)}}
 
 
 def target_concurrent(sizes: Sizes = FULL) -> Target:
     """T6: time per check with two processes checking at once ≤ 1.2x a lone check."""
-    shape, duration = sizes.concurrent, sizes.concurrent_s / 2
+    shape, duration = sizes.concurrent, sizes.concurrent_s / 4  # 6 rounds: ~20 s in all
     name = f"T6 per-check time, 2 concurrent processes ≤ 1.2× alone ({_shape_text(shape)})"
-    check = _pair_summary(_alternate(_shape_text(shape), duration, T6_ROUNDS))
-    control = _pair_summary(_alternate(CONTROL, duration / 2, T6_ROUNDS))
+    phases = _alternate({_shape_text(shape): duration, CONTROL: duration / 2}, T6_ROUNDS)
+    check, control = _pair_summary(phases[_shape_text(shape)]), _pair_summary(phases[CONTROL])
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     details = {
         "numerator_is": "median wall s per check, two processes at once (both pooled, "
@@ -768,8 +780,10 @@ def target_concurrent(sizes: Sizes = FULL) -> Target:
                 f"{_ms(check['alone_by_phase_s'])}), two at once {check['pair_s'] * 1e3:.3g} ms "
                 f"(phases {_ms(check['pair_by_phase_s'])}); CPU time per check "
                 f"{check['cpu_alone_s'] * 1e3:.3g} ms alone, {check['cpu_pair_s'] * 1e3:.3g} ms "
-                f"together ({check['cpu_ratio']:.2f}×). A pure-Python loop paired the same way "
-                f"at the same time: wall {control['ratio']:.2f}×, CPU {control['cpu_ratio']:.2f}×"
+                f"together ({check['cpu_ratio']:.2f}×); pair over alone round by round "
+                f"{_range(check['ratio_by_round'])}. A pure-Python loop paired the same way "
+                f"in the same rounds: wall {control['ratio']:.2f}× (by round "
+                f"{_range(control['ratio_by_round'])}), CPU {control['cpu_ratio']:.2f}×"
                 f", so the check's own share is {check['ratio'] / control['ratio']:.2f}× wall, "
                 f"{check['cpu_ratio'] / control['cpu_ratio']:.2f}× CPU; the rest is the machine "
                 f"(other work waiting for the {usable} CPUs, its speed drifting)."),
