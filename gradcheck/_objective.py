@@ -307,5 +307,7 @@ def _reason(found: numeric.Probe) -> str:
         return (f"auto: the forward uses {', '.join(found.piecewise)}, which the complex step "
                 "follows exactly away from ties (NumPy orders complex numbers by their real "
                 "parts); ties are checked as kinks; used complex")
-    return "auto: the complex-step probe passed (no operation dropping the imaginary part, and "\
-        "agreement with finite differences at sampled elements and along a dense direction)"
+    where = ("along a dense direction" if found.quick
+             else "at sampled elements and along a dense direction")
+    return ("auto: the complex-step probe passed (no operation dropping the imaginary part, and "
+            f"agreement with finite differences {where})")
