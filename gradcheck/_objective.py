@@ -39,7 +39,7 @@ def objective(spec: _Spec, inputs: Mapping[str, np.ndarray], name: str, g: np.nd
     the analytic pass caught the forward mutating its inputs; then each call gets copies.
     """
     others = {k: (v if copy_inputs else _read_only(v)) for k, v in inputs.items()}
-    flat_g = g.reshape(-1)
+    inner = _Inner(g.reshape(-1))
     context = f"numerical pass for `{name}`"
 
     def f(arr: np.ndarray) -> Any:
@@ -53,28 +53,44 @@ def objective(spec: _Spec, inputs: Mapping[str, np.ndarray], name: str, g: np.nd
                 f"`{name}`, but {g.shape} in the analytic pass: the output shape must not "
                 "depend on the input's values"
             )
-        return _inner(flat_g, out.reshape(-1))
+        return inner(out.reshape(-1))
 
     return f
 
 
-def _inner(g: np.ndarray, out: np.ndarray) -> Any:
-    """``<g, out>`` for a real ``g``, without BLAS.
+# Below this many elements BLAS computes a dot product in the calling thread (OpenBLAS threads
+# its dot kernels only above 10000), and ``np.vdot`` beats any NumPy expression by 4x.
+_BLAS_DOT_MAX = 8192
 
-    ``np.dot`` calls a multithreaded BLAS, which on a loaded machine (or under pytest-xdist, two
-    checks per two cores) was 50x slower than one thread for 16k elements, and for a complex
-    ``out`` first converts ``g`` to complex. A product and NumPy's pairwise sum run in this
-    thread, in one pass for a complex ``out`` (``einsum`` needed two, on strided views, and its
-    dispatch alone cost more than a small layer's forward).
+
+class _Inner:
+    """``<g, out>`` for a real ``g``, never through a multithreaded BLAS.
+
+    ``np.dot`` calls a multithreaded BLAS above 10000 elements, which on a loaded machine (or
+    under pytest-xdist, two checks per two cores) was 50x slower than one thread for 16k
+    elements. Below :data:`_BLAS_DOT_MAX` elements ``np.vdot`` runs single-threaded (on ``g``
+    made complex once, for a complex ``out``); above it a product and NumPy's pairwise sum, in
+    one pass for a complex ``out``. (``einsum`` needed two passes on strided views for a
+    complex ``out``, and its dispatch alone cost more than a small layer's forward.)
     """
-    if out.dtype == np.complex128 and g.dtype == np.float64:
-        return np.multiply(out, g).sum()  # one pass: a complex times a real is two products
-    if out.dtype.kind == "c" and out.dtype.itemsize <= 16 and g.dtype == np.float64:
-        return np.complex128(complex(np.einsum("i,i->", g, out.real),
-                                     np.einsum("i,i->", g, out.imag)))
-    if out.dtype == np.float64 and g.dtype == np.float64:
-        return np.multiply(g, out).sum()
-    return np.dot(g, out)
+
+    def __init__(self, g: np.ndarray) -> None:
+        self.g = g
+        self._complex: np.ndarray | None = None
+
+    def __call__(self, out: np.ndarray) -> Any:
+        g = self.g
+        if g.dtype != np.float64 or out.dtype not in (np.float64, np.complex128):
+            return np.multiply(g, out).sum()  # long double, or a layer that casts
+        if out.dtype == np.complex128:
+            if out.size > _BLAS_DOT_MAX:
+                return np.multiply(out, g).sum()
+            if self._complex is None:
+                self._complex = g.astype(np.complex128)
+            return np.vdot(self._complex, out)  # conjugates the first: a real g is unchanged
+        if out.size > _BLAS_DOT_MAX:
+            return np.multiply(g, out).sum()
+        return np.vdot(g, out)
 
 
 def _read_only(a: np.ndarray) -> np.ndarray:
@@ -215,7 +231,7 @@ def joint_objective(spec: _Spec, ref: Reference,
     bounds = np.cumsum([0] + [ref.inputs[k].size for k in names])
     fixed = {k: (v.copy() if ref.copy_inputs else _read_only(v)) for k, v in ref.inputs.items()
              if k not in names}
-    flat_g = ref.g.reshape(-1)
+    inner = _Inner(ref.g.reshape(-1))
 
     def f(v: np.ndarray) -> Any:
         local = dict(fixed)
@@ -226,7 +242,7 @@ def joint_objective(spec: _Spec, ref: Reference,
             raise LayerError(f"{spec.name}: forward returned shape {out.shape} in the joint "
                              f"numerical pass, but "
                              f"{ref.g.shape} in the analytic pass")
-        return _inner(flat_g, out.reshape(-1))
+        return inner(out.reshape(-1))
 
     v = np.concatenate([ref.inputs[k].reshape(-1) for k in names])
     return f, v

@@ -40,7 +40,7 @@ class Side:
 
 
 def dot(a: np.ndarray, b: np.ndarray) -> float:
-    """A dot product in this thread (no multithreaded BLAS: see ``_objective._inner``)."""
+    """A dot product in this thread (no multithreaded BLAS: see ``_objective._Inner``)."""
     return float(np.einsum("i,i->", a, b))
 
 
