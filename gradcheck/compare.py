@@ -419,10 +419,20 @@ def _result(name: str, mode: str, el: _Elements | None, d: Directions | None, nu
         nfev=(el.nfev if el else 0) + (d.nfev if d else 0), method=num.method, mode=mode,
         elements=el.count if el else 0, size=x.size, rtol=tol.rtol or 0.0, atol=tol.atol,
         step=el.step if el else nan, message=_message(name, status, el, d, user_dout),
-        reason=num.reason, directions=DIRECTIONS if d else 0,
+        reason=_reason(num, d), directions=DIRECTIONS if d else 0,
         miss_norm=d.miss_norm if d else nan, worst=el.worst if el else (), seconds=seconds,
         detectable=detect if math.isfinite(detect) else nan, kinks=el.kinks if el else (),
     )
+
+
+def _reason(num: Numeric, d: Directions | None) -> str:
+    """Why the method ran, and which inputs shared the directions (then the values shown are
+    the joint ``<a, u>`` and ``dL/du``, the same for each of them)."""
+    if d is None or not d.shared:
+        return num.reason
+    shared = (f"directions shared with {', '.join(f'd{n}' for n in d.shared)}: one evaluation "
+              "per direction for all of them; the values shown are the joint <a, u> and dL/du")
+    return "; ".join(filter(None, [num.reason, shared]))
 
 
 def _message(name: str, status: str, el: _Elements | None, d: Directions | None,
