@@ -48,6 +48,7 @@ def test_directions_shared_by_the_inputs_cost_one_set_of_evaluations():
                          mode="directional")
     assert report.passed
     assert sum(r.nfev for r in report.results) == DIRECTIONS  # not one set per input
+    assert all("directions shared with" in r.reason for r in report.results)
 
 
 @pytest.mark.parametrize("name", ["x", "gamma", "beta"])
