@@ -180,7 +180,7 @@ def _verdict(name: str, num: Numeric, side: Side, tol: Tolerance, u: np.ndarray,
     allowed, band = _allowed(error, [p], measured, tol, side.eps)
     kept, failures, unsure, zero, kinked = [], [], 0, True, 0
     for k in range(len(rows)):
-        claimed, budget, diff = float(p.claimed[k]), float(allowed[k]), 0.0
+        claimed, budget = float(p.claimed[k]), float(allowed[k])
         diff = abs(claimed - float(measured[k]))
         direction = u[k].reshape(num.x.shape)
         certified = False
@@ -275,7 +275,8 @@ def shared(f: Any, v: np.ndarray, parts: Mapping[str, tuple[slice, float]],
     for name, (_, s) in parts.items():
         a = sides[name].a
         loss_ok = widest <= SHARE_LOSS * float(np.max(own_budget[name]))
-        if not (loss_ok or widest <= math.sqrt(sides[name].eps) * math.sqrt(dot(a, a))):
+        miss = widest * _miss_factor(DIRECTIONS) / s
+        if not (loss_ok or miss <= math.sqrt(sides[name].eps) * math.sqrt(dot(a, a))):
             continue  # its own directions would see errors much smaller than the shared ones
         kept = list(zip(claimed.tolist(), measured.tolist(), allowed.tolist(), strict=True))
         vouched[name] = _summary("pass", 0, kept, s, mine=projected[name].claimed.tolist())
