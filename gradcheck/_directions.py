@@ -58,6 +58,11 @@ class Directions:
     detectable: float
     shared: tuple[str, ...] = ()  # the other inputs the directions moved along with this one
 
+    @property
+    def evidence(self) -> bool:
+        """Whether any direction was compared (none is when every one crossed a kink)."""
+        return math.isfinite(self.miss_norm)
+
 
 def spread(x: np.ndarray) -> float:
     """The scale of the directions for ``x``: its spread, so the engines' steps are natural."""

@@ -52,6 +52,9 @@ class Kinks:
     # element's scale) agree with the analytic value: the first estimate's steps crossed a
     # kink nearby, and the smaller steps settle it
     remeasured: np.ndarray
+    # bool per compared element: a candidate left unanalysed (beyond MAX_KINKS): it may sit
+    # on a kink, so over budget it is inconclusive, never failed
+    unanalysed: np.ndarray
 
 
 def mirrored(num: Numeric, idx: np.ndarray, plus: np.ndarray, terms: np.ndarray
@@ -114,7 +117,12 @@ def analyse(num: Numeric, idx: np.ndarray, a: np.ndarray, budget: np.ndarray,
     scale = local_scale(num.x).reshape(-1)
     noise = float(np.max(num.noise, initial=0.0))
     sided = _OneSided(num.f, num.x, noise)
-    order = np.flatnonzero(candidates)[:MAX_KINKS]
+    # worst first: the elements furthest over their budget decide the verdict
+    found = np.flatnonzero(candidates)
+    ratio = np.abs(a[found] - plus[found]) / np.maximum(budget[found], np.finfo(float).tiny)
+    order = found[np.argsort(-ratio, kind="stable")][:MAX_KINKS]
+    unanalysed = candidates.copy()
+    unanalysed[order] = False
     for j in order:
         if mirror is not None and abs(mirror[0][j] - plus[j]) > mirror[1][j]:
             lo, hi, b = mirror[0][j], plus[j], mirror[1][j]
@@ -133,7 +141,7 @@ def analyse(num: Numeric, idx: np.ndarray, a: np.ndarray, budget: np.ndarray,
         for j in np.flatnonzero(kink)
     )
     ties = _ties(num, idx, a, budget, np.flatnonzero(kink & valid), sided, scale, mirror, shape)
-    return Kinks(kink, valid, rows, ties, sided.nfev, remeasured)
+    return Kinks(kink, valid, rows, ties, sided.nfev, remeasured, unanalysed)
 
 
 def _pairs(members: np.ndarray, idx: np.ndarray) -> list[tuple[int, int]]:

@@ -313,7 +313,7 @@ def _combined(joint: numeric.Probe, alone: numeric.Probe) -> numeric.Probe:
     reason = alone.reason if not alone.safe else joint.reason
     piecewise = tuple(dict.fromkeys(joint.piecewise + alone.piecewise))
     unsafe = tuple(dict.fromkeys(joint.unsafe + alone.unsafe))
-    return numeric.Probe(safe, reason, piecewise, unsafe)
+    return numeric.Probe(safe, reason, piecewise, unsafe, quick=joint.quick)
 
 
 def _reason(found: numeric.Probe) -> str:

@@ -36,7 +36,7 @@ import numpy as np
 from gradcheck import _directions, numeric
 from gradcheck._calls import _STREAM, _Run, _Spec
 from gradcheck._directions import CONFIRM_FACTOR, DIRECTIONS, MISS_PROBABILITY, Directions
-from gradcheck._kinks import Kinks, analyse, mirrored
+from gradcheck._kinks import MAX_KINKS, Kinks, analyse, mirrored
 from gradcheck._objective import Numeric, Reference, joint_objective, nonsmooth, prepare
 from gradcheck._shadow import Lazy, Shadow
 from gradcheck._side import Side, at_resolution, dot, side
@@ -92,6 +92,7 @@ class _Elements:
     numeric_zero: bool  # the numerical side is exactly zero everywhere
     kinks: tuple[KinkElement, ...] = ()
     ties: tuple[str, ...] = ()
+    beyond: int = 0  # elements over budget at possible kinks, beyond the kinks analysed
 
 
 def _confirm(num: Numeric, side: Side, idx: np.ndarray, n: np.ndarray, e: np.ndarray,
@@ -130,8 +131,10 @@ def _judge_elements(side: Side, est: numeric.Estimate, idx: np.ndarray, num: Num
     explained = (kinks.valid | kinks.remeasured if kinks is not None
                  else np.zeros(idx.size, dtype=bool))
     invalid = kinks.kink & ~kinks.valid if kinks is not None else explained
-    failing = (over & ~explained & (certified | (err > band) | invalid)) | invalid
+    unanalysed = kinks.unanalysed if kinks is not None else explained
+    failing = (over & ~explained & ~unanalysed & (certified | (err > band) | invalid)) | invalid
     unsure = over & ~failing & ~explained
+    beyond = int(np.count_nonzero(unsure & unanalysed))  # at possible kinks, not analysed
     ties = kinks.ties if kinks is not None else ()
     zero = side.noise_like and bool(dot(n, n) <= dot(e + r, e + r))
     found_kinks = kinks.rows if kinks is not None else ()
@@ -146,7 +149,7 @@ def _judge_elements(side: Side, est: numeric.Estimate, idx: np.ndarray, num: Num
         worst=_worst_rows(idx, shape, a, n, err, bud), nfev=est.nfev + extra + extra_k,
         step=_median(est.step), count=idx.size,
         detectable=float(np.min(detect, initial=np.inf)), numeric_zero=not np.any(n),
-        kinks=found_kinks, ties=ties,
+        kinks=found_kinks, ties=ties, beyond=beyond,
     )
 
 
@@ -243,6 +246,21 @@ def judge(spec: _Spec, run: _Run, ref: Reference, sides: Sides, name: str,
 
     current = full() if num.nonsmooth else sides.lean(name, raw)
     rng = np.random.default_rng([spec.seed, _STREAM, *map(ord, name)])
+    directions = note = None
+    if mode == "directional":
+        directions = vouched or _directions.own(name, num, current, full, tol, rng)
+        small = x.size <= FULL_MODE_MAX_ELEMENTS  # cheap to estimate one by one
+        if spec.mode == "auto" and (not directions.evidence
+                                    or (small and _weak(directions, current))):
+            norm = math.sqrt(dot(current.a, current.a))
+            note = (f"auto: the directions alone would miss errors of 2-norm "
+                    f"{directions.miss_norm:.3g} (|d{name}| = {norm:.3g}), so elements were "
+                    "estimated too")
+            mode = "full" if x.size <= FULL_MODE_MAX_ELEMENTS else "sampled"
+            if mode == "full" or not math.isfinite(directions.miss_norm):
+                directions = None
+            if vouched is not None:  # its elements are estimated alone: screen it alone
+                num = prepare(spec, ref, name, found, alone=True)
     elements = est = idx = None
     if mode != "directional":
         idx = _sample_indices(x.shape, rng) if mode == "sampled" else np.arange(x.size)
@@ -251,9 +269,10 @@ def judge(spec: _Spec, run: _Run, ref: Reference, sides: Sides, name: str,
             current = full()
             est = _rebound(num, current, est, idx)
         elements = _judge_elements(current, est, idx, num, tol, x.shape)
-    directions = None
-    if mode != "full":
+    if mode == "sampled" and directions is None and note is None:
         directions = vouched or _directions.own(name, num, current, full, tol, rng)
+    if note:
+        num = replace(num, reason="; ".join(filter(None, [num.reason, note])))
     result = _result(name, mode, elements, directions, num, tol, x, time.perf_counter() - t0,
                      spec.dout is not None)
     evidence = Evidence(name, raw, est, idx, ref.inputs, ref.g, num.f, tol, current.rounding)
@@ -296,6 +315,15 @@ def _clear(lean: Side, est: numeric.Estimate, idx: np.ndarray, tol: Tolerance,
     if np.any(np.abs(a - n) > first):
         return False
     return dot(a, a) > 4 * dot(first, first) and not at_resolution(a, lean.eps, natural[idx])
+
+
+def _weak(d: Directions, current: Side) -> bool:
+    """Directions whose miss bound exceeds ``sqrt(ε)`` of the gradient's norm: a float32 layer
+    at a bad conditioning, say, where the budget of directions shared with a large input swamps
+    a small parameter's gradient (its elements one by one are then worth their cost; a large
+    input's elements would suffer the same rounding)."""
+    norm = math.sqrt(dot(current.a, current.a))
+    return d.miss_norm > math.sqrt(current.eps) * norm
 
 
 def _rebound(num: Numeric, full: Side, est: numeric.Estimate,
@@ -390,9 +418,12 @@ def _nonfinite_failure(name: str, grad: np.ndarray, x: np.ndarray,
 
 
 _ORDER = ("fail", "inconclusive", "kink", "pass", "zero")  # the first one present wins
+_FAILING = ("fail", "inconclusive")
 
 
 def _status(el: _Elements | None, d: Directions | None) -> str:
+    if el is None and d is not None and not d.evidence:
+        return "inconclusive"  # the directions were all the evidence, and they carry none
     found = {s.status for s in (el, d) if s is not None}
     if found == {"zero"}:
         return "zero"
@@ -405,10 +436,13 @@ def _result(name: str, mode: str, el: _Elements | None, d: Directions | None, nu
     nan = float("nan")
     status = _status(el, d)
     head: tuple[float, float, float, tuple[int, ...] | None, float, float]
-    if el is not None:
+    directions_decide = (el is not None and d is not None and el.status not in _FAILING
+                         and d.status in _FAILING)
+    if el is not None and not directions_decide:
         w = el.worst[0]
         head = (el.max_abs, el.max_rel, w.budget, w.index, w.analytic, w.numeric)
-    else:  # directional mode: the worst direction stands in for the worst element
+    else:  # the worst direction stands in for the worst element (directions only, or they
+        # failed where every sampled element passed)
         a, n, b = d.worst if d is not None else (nan, nan, nan)
         head = (abs(a - n), abs(a - n) / max(abs(a), abs(n)) if a or n else 0.0, b, None, a, n)
     max_abs, max_rel, bud, index, analytic, numeric_value = head
@@ -468,8 +502,19 @@ def _message(name: str, status: str, el: _Elements | None, d: Directions | None,
                          "differentiable (ties or thresholds); the analytic values there are "
                          "valid choices between the one-sided derivatives")
     if d is not None and d.message:
+        if el is not None and el.status not in _FAILING and d.status in _FAILING:
+            parts.append(f"every one of the {el.count} sampled elements passes, but the "
+                         "directions, which move every element, do not")
         parts.append(d.message)
-    if status == "inconclusive":
+    if el is None and d is not None and not d.evidence:
+        parts.append("no direction was compared, so there is no verdict: check the elements one "
+                     "by one (mode='sampled' or 'full'), where kinks are analysed")
+    if el is not None and el.beyond:
+        parts.append(f"{el.beyond} elements over budget may sit on kinks but were beyond the "
+                     f"{MAX_KINKS} analysed (worst first), so they carry no verdict")
+    by_rounding = ((el is not None and el.unsure > el.beyond)
+                   or (d is not None and d.status == "inconclusive"))
+    if status == "inconclusive" and by_rounding:
         parts.append("inconclusive: the error is within what rounding could explain, and the "
                      "layer could not be re-run in a wider dtype to tell rounding from a bug")
     return "; ".join(parts)

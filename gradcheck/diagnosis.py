@@ -418,7 +418,7 @@ def _bn_dx(case: _Case, bn: _BN) -> list[Finding]:
 def _bn_count(case: _Case, t0: np.ndarray, t1: np.ndarray, t2: np.ndarray,
               n: int) -> list[Finding]:
     k, explained = _fit(case.a - t0, -(t1 + t2))
-    if k <= 0 or abs(k - 1) < 1e-6:
+    if k <= 0 or abs(k - 1) < 1e-6 or abs(n / k - n) < 0.5:  # not a miscount by one or more
         return []
     m = n / k
     named = " (N - 1)" if abs(m - (n - 1)) < 1e-3 * n else ""

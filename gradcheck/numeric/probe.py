@@ -231,7 +231,9 @@ def _disagreement(problem: _Problem, sample: np.ndarray, cs: Estimate, ref: Esti
                     f"{r:.6g} (the imaginary part was dropped, e.g. by .real, abs or np.var)")
         if abs(c - r) > 2 * bound + _PROBE_RTOL * max(abs(c), abs(r)):
             return (f"complex step ({c:.12g}) and finite differences ({r:.12g} ± {bound:.1g}) "
-                    f"disagree at {where} (np.var, abs or .real drop part of the imaginary part)")
+                    f"disagree at {where} (np.var, abs or .real drop part of the imaginary part, "
+                    "or the element sits on an exact tie of a max or comparison, where the two "
+                    "differ by design)")
     return ""
 
 
