@@ -14,7 +14,13 @@ from gradcheck.compare import DIRECTIONS
 from gradcheck.errors import InvalidArgument
 from gradcheck.layer import from_functions
 
-CONFIG = {"bn_param": {"mode": "train", "eps": 1e-5}}
+
+def config() -> dict:
+    """A fresh one per layer: the catalog's forward stores its running statistics in it."""
+    return {"bn_param": {"mode": "train", "eps": 1e-5}}
+
+
+CONFIG = config()
 
 
 def inputs(seed: int, n: int = 32, d: int = 16) -> dict[str, np.ndarray]:
@@ -165,3 +171,76 @@ def test_an_explicit_mode_is_kept_whatever_the_size():
     x = np.random.default_rng(1).normal(size=(8, 64, 16, 16))
     report = check_layer(BatchNorm(64), {"x": x}, mode="sampled", wrt=["gamma", "beta"])
     assert {r.mode for r in report.results} == {"sampled"}
+
+
+def _relu(backward):
+    def forward(x):
+        return np.maximum(0, x), x
+
+    return from_functions(forward, backward)
+
+
+def _relu_backward(dout, x):
+    return dout * (x > 0)
+
+
+def _leaky_everything(dout, x):
+    return dout.copy()  # passes the gradient through the negatives too
+
+
+TIES = np.random.default_rng(0).integers(-2, 3, size=(32, 32)).astype(float)  # 20% exact zeros
+
+
+@pytest.mark.parametrize("method", ["auto", "richardson", "complex"])
+def test_a_correct_relu_with_more_kinks_than_are_analysed_passes(method):
+    """Over 512 candidates the kink analysis must take the worst first, and leave the rest
+    without a verdict rather than fail them (it once took the first 512 by index)."""
+    report = check_layer(_relu(_relu_backward), {"x": TIES}, method=method)
+    assert report.passed, report.results[0].message
+
+
+def test_directions_that_all_cross_kinks_give_no_verdict():
+    report = check_layer(_relu(_relu_backward), {"x": TIES}, mode="directional")
+    assert report.verdict == "inconclusive"
+    assert "no direction was compared" in report.results[0].message
+
+
+def test_auto_estimates_elements_when_the_directions_carry_no_evidence():
+    x = np.random.default_rng(1).integers(-2, 3, size=(256, 256)).astype(float)
+    good = check_layer(_relu(_relu_backward), {"x": x})
+    bad = check_layer(_relu(_leaky_everything), {"x": x})
+    assert good.passed and good.results[0].mode == "sampled"
+    assert not bad.passed and bad.verdict == "fail"
+
+
+def test_auto_estimates_a_small_input_one_by_one_when_its_directions_are_weak():
+    """float32 at offset 1e3 and spread 1e-3: the directions shared with x are too coarse for
+    dgamma, so auto estimates gamma's 64 elements, which see a 1% error."""
+    rng = np.random.default_rng(2)
+    data = {"x": rng.normal(1e3, 1e-3, size=(8, 64, 16, 16)).astype(np.float32),
+            "gamma": rng.uniform(0.5, 2.0, 64).astype(np.float32),
+            "beta": rng.normal(size=64).astype(np.float32)}
+
+    def forward(x, gamma, beta, bn_param):
+        n, c, h, w = x.shape
+        out, cache = cat.batchnorm_forward(x.transpose(0, 2, 3, 1).reshape(-1, c), gamma, beta,
+                                           bn_param)
+        return out.reshape(n, h, w, c).transpose(0, 3, 1, 2), (cache, x.shape)
+
+    def backward(factor):
+        def spatial(dout, cache):
+            inner, (n, c, h, w) = cache
+            dx, dgamma, dbeta = cat.backward_compact(
+                dout.transpose(0, 2, 3, 1).reshape(-1, c), inner)
+            return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2), dgamma * factor, dbeta
+
+        return spatial
+
+    with pytest.warns(Warning):
+        good = check_layer(from_functions(forward, backward(1.0), config=config()), data)
+    with pytest.warns(Warning):
+        bad = check_layer(from_functions(forward, backward(1.01), config=config()), data)
+    modes = {r.name: r.mode for r in good.results}
+    assert good.passed and modes["gamma"] == "full", modes
+    assert not bad.passed
+    assert [r.name for r in bad.results if not r.passed] == ["gamma"]
