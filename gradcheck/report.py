@@ -79,7 +79,8 @@ REPORT_KEYS = ("passed", "layer", "case", "method", "seed", "dtype", "shapes", "
                "warnings", "seconds", "nfev", "results")
 RESULT_KEYS = ("name", "passed", "status", "max_abs_error", "max_rel_error", "budget",
                "worst_index", "analytic_at_worst", "numeric_at_worst", "nfev", "method", "mode",
-               "elements", "size", "directions", "miss_norm", "rtol", "atol", "step", "reason",
+               "elements", "size", "directions", "miss_norm", "detectable", "rtol", "atol", "step",
+               "reason",
                "message", "seconds", "worst", "diagnosis")
 WORST_KEYS = ("index", "analytic", "numeric", "abs_error", "budget")
 DIAGNOSIS_KEYS = ("cause", "findings", "sweep", "note")

@@ -425,3 +425,16 @@ def test_rewriting_keeps_the_file_mode(tmp_path):
     rep.write_reports([PASSING], tmp_path)
     assert path.stat().st_mode & 0o777 == 0o640
     assert (tmp_path / "results.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_json_states_what_each_check_could_detect():
+    import numpy as np
+
+    from gradcheck import BatchNorm
+    from gradcheck.check import check_layer
+    from gradcheck.report import to_json
+
+    x = np.random.default_rng(0).normal(2.0, 1.5, size=(6, 4))
+    data = to_json([check_layer(BatchNorm(4), {"x": x})])
+    detectable = [r["detectable"] for r in data["reports"][0]["results"]]
+    assert len(detectable) == 3 and all(0 < d < 1e-6 for d in detectable)
