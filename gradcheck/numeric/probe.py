@@ -303,23 +303,27 @@ def _dense_disagreement(problem: _Problem, rng: np.random.Generator,
 _QUICK_STEP = 2.0**-10  # along a direction of the input's spread: t's natural scale is 1
 
 
-def _extrapolated(phi: Callable[[float], Any], noise: float) -> tuple[float, float]:
+def _extrapolated(phi: Callable[[float], Any], noise: float,
+                  h: float = _QUICK_STEP) -> tuple[float, float, float]:
     """``dφ/dt`` at 0 from central differences on steps h, 2h, 4h extrapolated once (fourth
-    order), and its bound: the two extrapolations' difference, plus the rounding of ``φ``
-    (``noise + 8 ε |φ|``, amplified 1.5/h by the extrapolation, doubled)."""
-    h = _QUICK_STEP
+    order), and its bound: the two extrapolations' difference (truncation), plus the rounding
+    of ``φ`` (``noise + 8 ε |φ|``, amplified 1.5/h by the extrapolation, doubled). Returns the
+    estimate, the bound and the truncation part of it."""
     values = {t: float(np.real(phi(t))) for t in (h, -h, 2 * h, -2 * h, 4 * h, -4 * h)}
     d = {k: (values[k * h] - values[-k * h]) / (2 * k * h) for k in (1, 2, 4)}
     first, second = (4 * d[1] - d[2]) / 3, (4 * d[2] - d[4]) / 3
     rounding = noise + _F_ULPS * _EPS * max(abs(v) for v in values.values())
-    return first, abs(first - second) + 3 * rounding / h + 4 * _EPS * abs(first)
+    truncation = abs(first - second)
+    return first, truncation + 3 * rounding / h + 4 * _EPS * abs(first), truncation
 
 
 def _quick(problem: _Problem, rng: np.random.Generator, noise: float | None) -> tuple[str, bool]:
     """(a) and (b) on one complex call along a dense random direction, whose imaginary part is
     also the complex step along it; then extrapolated central differences along the same
-    direction (six evaluations). Returns why the complex step is unsafe (or ""), and whether
-    the two agree to a bound under :data:`_QUICK_BOUND` relative. When they do not (a
+    direction (six evaluations, or twelve when a second step is needed: a smaller one where
+    the truncation dominates, a larger one where rounding does). Returns why the complex step
+    is unsafe (or ""), and whether the two agree to a bound under :data:`_QUICK_BOUND`
+    relative. When they do not (a
     disagreement, or a forward too noisy or too curved for these steps) the thorough tests
     decide."""
     spread = float(np.std(problem.x)) or float(np.max(np.abs(problem.x), initial=0.0)) or 1.0
@@ -331,15 +335,21 @@ def _quick(problem: _Problem, rng: np.random.Generator, noise: float | None) -> 
     if reason or np.ndim(value) != 0:
         return reason, False
     c = float(np.imag(value)) / h
-    try:
-        with np.errstate(all="ignore"):
-            r, bound = _extrapolated(lambda t: problem.f(problem.x + t * u), noise or 0.0)
-    except Exception:  # the thorough tests say why
-        return "", False
-    size = max(abs(c), abs(r))
-    agree = bool(np.isfinite(r) and np.isfinite(bound)) and bound <= _QUICK_BOUND * size \
-        and abs(c - r) <= 2 * bound + _PROBE_RTOL * size
-    return "", agree
+    step = _QUICK_STEP
+    for _ in range(2):  # the first step, then one eighth or eight times it, whichever helps
+        try:
+            with np.errstate(all="ignore"):
+                r, bound, truncation = _extrapolated(
+                    lambda t: problem.f(problem.x + t * u), noise or 0.0, step)
+        except Exception:  # the thorough tests say why
+            return "", False
+        size = max(abs(c), abs(r))
+        if not (np.isfinite(r) and np.isfinite(bound)):
+            return "", False
+        if bound <= _QUICK_BOUND * size:
+            return "", abs(c - r) <= 2 * bound + _PROBE_RTOL * size
+        step = step / 8 if truncation > bound / 2 else step * 8
+    return "", False
 
 
 @dataclass(frozen=True)
