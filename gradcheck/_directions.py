@@ -153,9 +153,8 @@ def _directions(rng: np.random.Generator, n: int, s: float) -> np.ndarray:
     return u
 
 
-def _clear(side: Side, u: np.ndarray, rows: list[numeric.Estimate], tol: Tolerance) -> bool:
+def _clear(side: Side, p: _Projected, rows: list[numeric.Estimate], tol: Tolerance) -> bool:
     """Every direction within its (lean) budget, and the gradient clearly not rounding noise."""
-    p = _project(side, u, tol)
     measured, error = _values(rows)
     allowed, _ = _allowed(error, [p], measured, tol, side.eps)
     if np.any(np.abs(p.claimed - measured) > allowed):
@@ -178,9 +177,8 @@ def _confirm(num: Numeric, u: np.ndarray, measured: float) -> float | None:
 
 
 def _verdict(name: str, num: Numeric, side: Side, tol: Tolerance, u: np.ndarray,
-             rows: list[numeric.Estimate], s: float) -> Directions:
+             p: _Projected, rows: list[numeric.Estimate], s: float) -> Directions:
     nfev = sum(est.nfev for est in rows)
-    p = _project(side, u, tol)
     measured, error = _values(rows)
     allowed, band = _allowed(error, [p], measured, tol, side.eps)
     kept, failures, unsure, zero, kinked = [], [], 0, True, 0
@@ -238,12 +236,14 @@ def own(name: str, num: Numeric, side: Side, full: Callable[[], Side], tol: Tole
     s = spread(num.x)
     u = _directions(rng, num.x.size, s)
     au = np.abs(u)
-    terms = np.einsum("kn,n->k", au, side.magnitude) if num.method == "complex" else None
+    p = _project(side, u, tol, au)
+    terms = p.magnitude if num.method == "complex" else None
     rows = _evaluate(num.f, num.x, u, num.method, float(np.max(num.noise, initial=0.0)), terms)
-    if side.lean and not _clear(side, u, rows, tol):
+    if side.lean and not _clear(side, p, rows, tol):
         side = full()
-        rows = _rebound(rows, np.einsum("kn,n->k", au, side.magnitude))
-    return _verdict(name, num, side, tol, u, rows, s)
+        p = _project(side, u, tol, au)
+        rows = _rebound(rows, p.magnitude)
+    return _verdict(name, num, side, tol, u, p, rows, s)
 
 
 # --- directions shared by the inputs of a check -----------------------------------------------

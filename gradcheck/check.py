@@ -38,11 +38,12 @@ import numpy as np
 from gradcheck import _collect
 from gradcheck._calls import _analytic, _restore, _Run, _snapshot, _Spec, _validate, _with_context
 from gradcheck._guard import protected, time_limit, validate_timeout
-from gradcheck._objective import probe_check, reference, trace_check
+from gradcheck._objective import Reference, probe_check, reference, trace_check
 from gradcheck._shadow import Lazy
 from gradcheck.compare import Sides, judge, shared
 from gradcheck.errors import GradcheckError, GradcheckWarning
 from gradcheck.layer import ClassLayer, annotate, from_callables
+from gradcheck.numeric import Probe
 from gradcheck.results import CheckReport, GradientResult, WorstElement
 from gradcheck.tolerance import Tolerance
 
@@ -175,7 +176,7 @@ def _check(spec: _Spec) -> tuple[list[GradientResult], _Run]:
     return diagnosis.attach(results, run.grads, spec.inputs), run
 
 
-def _judged(spec: _Spec, run: _Run, ref: Any, shadow: Lazy, found: Any
+def _judged(spec: _Spec, run: _Run, ref: Reference, shadow: Lazy, found: Probe
             ) -> tuple[list[GradientResult], int]:
     """Every gradient's result, and the evaluations of shared directions that vouched for none."""
     sides = Sides(spec, ref, shadow)
