@@ -208,7 +208,8 @@ class _Evaluator:
     def imag_at(self, k: int, h: float, dtype: Any = np.complex128) -> complex:
         """``f(x + i h e_k)`` on a complex copy (complex128, or a wider ``dtype``)."""
         arr = self.x.astype(dtype)
-        arr.reshape(-1)[k] += 1j * h  # a view: x is contiguous after astype
+        arr.flat[k] += 1j * h  # .flat: the C-order index for any layout (a Fortran copy
+        # reshaped to 1-D would be a copy, and the step would be lost)
         self.nfev += 1
         return _as_scalar(self.f(arr), f"at `x + ih e_{k}`", complex_ok=True)
 
