@@ -24,14 +24,17 @@ back to its own directions.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from gradcheck import numeric
+from gradcheck._engine import ladder
+from gradcheck._engine.ladder import DirectionEvidence, DirectionVerdict
 from gradcheck._kinks import smooth_along
 from gradcheck._objective import Numeric
 from gradcheck._side import Side, dot
@@ -48,20 +51,36 @@ ZERO_MARGIN = 4.0  # a gradient whose every projection is within this many budge
 
 @dataclass(frozen=True)
 class Directions:
-    """The directional comparisons of one gradient."""
+    """The directional comparisons of one gradient: the evidence and its verdict."""
 
-    status: str  # pass, zero, kink, fail or inconclusive
+    evidence_: DirectionEvidence
+    verdict: DirectionVerdict
     nfev: int
-    miss_norm: float
-    message: str
-    worst: tuple[float, float, float]  # analytic <a, u>, numeric dL/du, budget: largest ratio
-    detectable: float
-    shared: tuple[str, ...] = ()  # the other inputs the directions moved along with this one
+
+    @property
+    def status(self) -> str:
+        return self.verdict.status
+
+    @property
+    def miss_norm(self) -> float:
+        return self.verdict.miss_norm
+
+    @property
+    def message(self) -> str:
+        return self.verdict.message
+
+    @property
+    def worst(self) -> tuple[float, float, float]:
+        return self.verdict.worst
+
+    @property
+    def shared(self) -> tuple[str, ...]:
+        return self.evidence_.shared
 
     @property
     def evidence(self) -> bool:
         """Whether any direction was compared (none is when every one crossed a kink)."""
-        return math.isfinite(self.miss_norm)
+        return self.verdict.evidence
 
 
 def spread(x: np.ndarray) -> float:
@@ -176,57 +195,61 @@ def _confirm(num: Numeric, u: np.ndarray, measured: float) -> float | None:
     return abs(measured - float(wide.value))
 
 
-def _verdict(name: str, num: Numeric, side: Side, tol: Tolerance, u: np.ndarray,
-             p: _Projected, rows: list[numeric.Estimate], s: float) -> Directions:
+def _measure(name: str, num: Numeric, side: Side, tol: Tolerance, u: np.ndarray,
+             p: _Projected, rows: list[numeric.Estimate], s: float,
+             project: Callable[[Sequence[np.ndarray]], np.ndarray]) -> Directions:
+    """The evidence of one input's own directions: directions over budget are confirmed in
+    extended precision and, where the forward has kinks, tested for crossing one."""
     nfev = sum(est.nfev for est in rows)
     measured, error = _values(rows)
     allowed, band = _allowed(error, [p], measured, tol, side.eps)
-    kept, failures, unsure, zero, kinked = [], [], 0, True, 0
+    allowed = allowed.copy()
+    certified = np.zeros(len(rows), dtype=bool)
+    crossing = np.zeros(len(rows), dtype=bool)
+    can_confirm = num.method == "complex" and num.witness is not None
     for k in range(len(rows)):
-        claimed, budget = float(p.claimed[k]), float(allowed[k])
-        diff = abs(claimed - float(measured[k]))
+        diff = abs(float(p.claimed[k]) - float(measured[k]))
         direction = u[k].reshape(num.x.shape)
-        certified = False
-        if diff > budget:
+        if diff > allowed[k]:
             change = _confirm(num, direction, float(measured[k]))
             nfev += 2 if change is not None else 0
+            can_confirm = can_confirm and change is not None
             if change is not None:
-                budget += CONFIRM_FACTOR * change
-                certified = side.witnessed
-        if diff > budget and (num.piecewise or num.method != "complex"):
-            smooth, _, _, used = smooth_along(num, direction, budget)
+                allowed[k] += CONFIRM_FACTOR * change
+                certified[k] = side.witnessed
+        if diff > allowed[k] and (num.piecewise or num.method != "complex"):
+            smooth, _, _, used = smooth_along(num, direction, float(allowed[k]))
             nfev += used
-            if not smooth:  # the direction crosses a kink: no two-sided derivative to compare
-                kinked += 1
-                continue
-        kept.append((claimed, float(measured[k]), budget))
-        zero = zero and abs(float(measured[k])) <= budget
-        if diff > budget and (certified or diff > float(band[k])):
-            failures.append(f"direction {k}: <d{name}, u> analytic {claimed:.9g} vs numeric "
-                            f"{float(measured[k]):.9g} (budget {budget:.2g})")
-        elif diff > budget:
-            unsure += 1
-    zero = zero and side.noise_like and bool(kept)
-    status = ("fail" if failures else "inconclusive" if unsure else "kink" if kinked
-              else "zero" if zero else "pass")
-    message = "; ".join(failures[:2])
-    if kinked:
-        message = "; ".join(filter(None, [message, f"{kinked} of {DIRECTIONS} directions cross "
-                                          "a kink and carry no evidence"]))
-    return _summary(status, nfev, kept, s, message)
+            crossing[k] = not smooth
+    evidence = DirectionEvidence(
+        claimed=p.claimed, measured=measured, allowed=allowed, band=band, certified=certified,
+        certifiable=can_confirm and side.witnessed, crossing=crossing, spread=s,
+        miss_factor=_miss_factor(len(rows)), rtol=tol.rtol or 0.0, noise_like=side.noise_like,
+        project=project, label=name)
+    return Directions(evidence, ladder.judge_directions(evidence), nfev)
 
 
-def _summary(status: str, nfev: int, kept: list[tuple[float, float, float]], s: float,
-             message: str = "", mine: Sequence[float] | None = None) -> Directions:
-    """``kept``: (analytic, numeric, budget) per direction; ``mine``: this input's own part of
-    the analytic side, when the directions were shared (what its relative errors move)."""
-    nan = float("nan")
-    worst = max(kept, key=lambda r: abs(r[0] - r[1]) / r[2] if r[2] > 0 else math.inf,
-                default=(nan, nan, nan))
-    miss = max((r[2] for r in kept), default=math.inf) * _miss_factor(len(kept)) / s
-    own = [r[0] for r in kept] if mine is None else list(mine)
-    detect = min((r[2] / abs(c) for r, c in zip(kept, own, strict=True) if c), default=math.inf)
-    return Directions(status, nfev, miss, message, worst, detect)
+def _projector(rng: np.random.Generator, n: int, scales: Sequence[tuple[slice, float]],
+               part: slice) -> Callable[[Sequence[np.ndarray]], np.ndarray]:
+    """``<e, u>`` of error rows ``e`` (flat, ``part`` of the directions) for the directions
+    ``rng`` is about to draw, drawn again one at a time (as :func:`_uniform` draws them) when an
+    injected error needs them: nothing of size ``DIRECTIONS x n`` is kept."""
+    state = copy.deepcopy(rng)
+
+    def project(errors: Sequence[np.ndarray]) -> np.ndarray:
+        again = copy.deepcopy(state)
+        out = np.zeros((len(errors), DIRECTIONS))
+        for k in range(DIRECTIONS):
+            w = again.random(n)
+            w -= 0.5
+            w *= 2 * math.sqrt(3)
+            for sl, s in scales:
+                w[sl] *= s
+            for i, e in enumerate(errors):
+                out[i, k] = float(np.dot(w[part], e))
+        return out
+
+    return project
 
 
 def own(name: str, num: Numeric, side: Side, full: Callable[[], Side], tol: Tolerance,
@@ -234,6 +257,8 @@ def own(name: str, num: Numeric, side: Side, full: Callable[[], Side], tol: Tole
     """Input ``name``'s own directions, judged with ``side`` when it is lean and clear, else with
     ``full()``."""
     s = spread(num.x)
+    whole = slice(0, num.x.size)
+    project = _projector(rng, num.x.size, [(whole, s)], whole)
     u = _directions(rng, num.x.size, s)
     au = np.abs(u)
     p = _project(side, u, tol, au)
@@ -243,7 +268,7 @@ def own(name: str, num: Numeric, side: Side, full: Callable[[], Side], tol: Tole
         side = full()
         p = _project(side, u, tol, au)
         rows = _rebound(rows, p.magnitude)
-    return _verdict(name, num, side, tol, u, p, rows, s)
+    return _measure(name, num, side, tol, u, p, rows, s, project)
 
 
 # --- directions shared by the inputs of a check -----------------------------------------------
@@ -255,6 +280,8 @@ def shared(f: Any, v: np.ndarray, parts: Mapping[str, tuple[slice, float]],
     """Complex-step directions of the joint objective ``f`` at ``v`` (the inputs concatenated;
     ``parts`` gives each input's slice and spread). Returns the inputs the shared directions
     vouch for, and the evaluations made."""
+    scales = list(parts.values())
+    projectors = {name: _projector(rng, v.size, scales, sl) for name, (sl, _) in parts.items()}
     u = _uniform(rng, (DIRECTIONS, v.size))
     for sl, s in parts.values():
         u[:, sl] *= s
@@ -275,21 +302,29 @@ def shared(f: Any, v: np.ndarray, parts: Mapping[str, tuple[slice, float]],
     allowed, own_budget = table
     measured, _ = _values(rows)
     claimed = _total(p.claimed for p in projected.values())
+    eps = max(side.eps for side in sides.values())
+    _, band = _allowed(np.zeros(DIRECTIONS), list(projected.values()), measured, tol, eps)
     widest = float(np.max(allowed))
-    vouched = {}
+    names = []
     for name, (_, s) in parts.items():
         a = sides[name].a
         loss_ok = widest <= SHARE_LOSS * float(np.max(own_budget[name]))
         miss = widest * _miss_factor(DIRECTIONS) / s
-        if not (loss_ok or miss <= math.sqrt(sides[name].eps) * math.sqrt(dot(a, a))):
-            continue  # its own directions would see errors much smaller than the shared ones
-        kept = list(zip(claimed.tolist(), measured.tolist(), allowed.tolist(), strict=True))
-        vouched[name] = _summary("pass", 0, kept, s, mine=projected[name].claimed.tolist())
-    result = {name: replace(d, shared=tuple(o for o in vouched if o != name))
-              for name, d in vouched.items()}
-    if result:  # the evaluations are counted once, on the first input they vouch for
-        first = next(iter(result))
-        result[first] = replace(result[first], nfev=nfev)
+        if loss_ok or miss <= math.sqrt(sides[name].eps) * math.sqrt(dot(a, a)):
+            names.append(name)  # else its own directions would see much smaller errors
+    result = {}
+    for name in names:
+        evidence = DirectionEvidence(
+            claimed=claimed, measured=measured, allowed=allowed, band=band,
+            certified=np.zeros(DIRECTIONS, dtype=bool),
+            certifiable=all(side.witnessed for side in sides.values()),
+            crossing=np.zeros(DIRECTIONS, dtype=bool), spread=parts[name][1],
+            miss_factor=_miss_factor(DIRECTIONS), rtol=tol.rtol or 0.0, noise_like=False,
+            project=projectors[name], own=projected[name].claimed,
+            shared=tuple(o for o in names if o != name), label=name)
+        # the evaluations are counted once, on the first input they vouch for
+        result[name] = Directions(evidence, ladder.judge_directions(evidence),
+                                  nfev if not result else 0)
     return result, nfev
 
 

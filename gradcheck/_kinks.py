@@ -1,22 +1,25 @@
-"""Kinks: elements where the one-sided derivatives differ, and whether the analytic value is one
-the layer may legitimately return there.
+"""Kinks and ties, measured: the one-sided derivatives at elements where a piecewise forward may
+not be differentiable, and the slots of tied elements. Nothing here decides a status; the
+verdict on these measurements is :mod:`gradcheck._engine.ladder`'s.
 
-A layer built on ``max``, ``relu``, ``abs`` or ``clip`` is not differentiable where inputs tie or
-sit on a threshold. There the two-sided estimates are the average of the one-sided derivatives
-(central differences) or one of them (the complex step, whose sign picks a side at a tie of
-real parts), and a correct backward may return anything in between. So, for each element the
-verdict would otherwise fail, and each element where the complex step with ``+ih`` and ``-ih``
-disagrees:
+A layer built on ``max``, ``relu``, ``abs``, ``sort`` or ``clip`` is not differentiable where
+inputs tie or sit on a threshold. There the complex step with ``+ih`` picks one side (NumPy
+orders complex numbers by their real parts, then their imaginary parts), central differences
+average the two, and a correct backward may return any element of the Clarke subdifferential.
+For each candidate element (over budget, or where ``+ih`` and ``-ih`` disagree):
 
-- the one-sided derivatives ``left``/``right`` are measured (the mirrored complex step, or real
-  one-sided differences on steps far below the element's scale, extrapolated and checked for
-  consistency at a step four times smaller, shrinking when they disagree);
-- the element is a **kink** when they differ beyond their bounds, and the analytic value is
-  **valid** there when it lies in ``[min(left, right), max(left, right)]`` up to the bounds;
-- every pair of kinks is also moved together, along ``e_i + e_j``: where that direction keeps
-  the tie (the derivative along it is two-sided), the analytic ``a_i + a_j`` must equal it.
-  That catches a tie rule that sends the full ``dout`` to every tied element (the sum is then
-  ``2·dout``), which the element-wise interval cannot.
+- ``left``/``right``, the one-sided derivatives, are measured (the mirrored complex step, or real
+  one-sided differences on steps far below the element's scale, extrapolated and checked at a
+  step four times smaller, shrinking when they disagree), each with its ``bound``;
+- elements whose ``(left, right)`` agree within their bounds are candidates for one **tie**:
+  ``k`` elements whose common value a selection (``max``, ``sort``, top-k, a median) orders.
+  Moving all of them together keeps the tie, so the derivative along ``1_S`` is two-sided and
+  is measured (``total``); moving the first ``m`` of them up puts them in the top ``m`` slots of
+  the tie, so the chain ``D⁺(1_{S_1}), …, D⁺(1_{S_{k-1}})`` gives every slot's value ``c``
+  (**symmetric** when the chain's last link agrees with ``total - left``, i.e. the function is
+  locally symmetric in the tied elements, as every selection is). The valid gradients of the
+  tied block are then exactly the convex hull of the permutations of ``c``: a majorization test
+  the ladder makes, for ``k`` of any size.
 """
 
 from __future__ import annotations
@@ -29,35 +32,43 @@ import numpy as np
 
 from gradcheck._objective import Numeric
 from gradcheck.numeric import complex_step, local_scale
-from gradcheck.results import KinkElement
 
 MAX_KINKS = 512  # elements analysed per gradient, worst first
-MAX_PAIRS = 256  # tie-keeping pairs tried per gradient, nearest indices first
+MAX_TIE = 64  # tied elements whose slots are measured (one evaluation per slot)
 _ONE_SIDED = 2.0**-18  # one-sided step, as a fraction of the element's local scale
 _SHRINK = 2.0**-6  # when the one-sided estimates at h and h/4 disagree
 _TRIES = 3
 _EPS = float(np.finfo(np.float64).eps)
+_MIRROR_STEP = 2.0**-360
+_MIRROR_ULPS = 2.0**7
 
 
 @dataclass(frozen=True)
-class Kinks:
-    """The kink analysis of one gradient's compared elements."""
+class Tie:
+    """``k`` tied elements (positions among the compared elements) and their measured slots."""
 
-    kink: np.ndarray  # bool per compared element
-    valid: np.ndarray  # bool per compared element: a valid choice at a kink
-    rows: tuple[KinkElement, ...]
-    ties: tuple[str, ...]  # failures along tie-keeping directions
+    members: np.ndarray  # int positions, in index order
+    total: float  # the two-sided derivative along 1_S (moving every member together)
+    smooth: bool  # whether that derivative was two-sided (else: independent kinks)
+    slots: np.ndarray  # the slot values c, top slot first (measured when smooth)
+    symmetric: bool  # the chain's last link agreed with total - left: the sort model holds
+    bound: float  # on each measured derivative
+
+
+@dataclass(frozen=True)
+class KinkEvidence:
+    """The one-sided measurements of one gradient's compared elements."""
+
+    analysed: np.ndarray  # bool per compared element
+    left: np.ndarray  # one-sided derivatives (NaN where not analysed)
+    right: np.ndarray
+    bound: np.ndarray  # on each of left and right
+    unanalysed: np.ndarray  # bool: a candidate beyond MAX_KINKS
+    ties: tuple[Tie, ...]
     nfev: int
-    # bool per compared element: no kink, and the one-sided derivatives (steps far below the
-    # element's scale) agree with the analytic value: the first estimate's steps crossed a
-    # kink nearby, and the smaller steps settle it
-    remeasured: np.ndarray
-    # bool per compared element: a candidate left unanalysed (beyond MAX_KINKS): it may sit
-    # on a kink, so over budget it is inconclusive, never failed
-    unanalysed: np.ndarray
 
 
-def mirrored(num: Numeric, idx: np.ndarray, plus: np.ndarray, terms: np.ndarray
+def mirrored(num: Numeric, idx: np.ndarray, terms: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray, int]:
     """The complex step with ``-ih``: the other one-sided derivative at a tie of real parts.
 
@@ -70,7 +81,7 @@ def mirrored(num: Numeric, idx: np.ndarray, plus: np.ndarray, terms: np.ndarray
     return -est.value.reshape(-1), est.error.reshape(-1), est.nfev
 
 
-class _OneSided:
+class OneSided:
     """Real one-sided derivatives of ``f`` along a direction ``u`` at ``x``."""
 
     def __init__(self, f: Callable[[np.ndarray], Any], x: np.ndarray, noise: float) -> None:
@@ -104,51 +115,37 @@ class _OneSided:
         return left, right, max(bl, br, abs(right - right_q), abs(left + left_q))
 
 
-def analyse(num: Numeric, idx: np.ndarray, a: np.ndarray, budget: np.ndarray,
-            candidates: np.ndarray, mirror: tuple[np.ndarray, np.ndarray] | None,
-            plus: np.ndarray, shape: tuple[int, ...]) -> Kinks:
-    """Which ``candidates`` (bool over the compared elements) are kinks, and valid ones."""
-    kink = np.zeros(idx.size, dtype=bool)
-    valid = np.zeros(idx.size, dtype=bool)
-    remeasured = np.zeros(idx.size, dtype=bool)
-    left = np.zeros(idx.size)
-    right = np.zeros(idx.size)
-    bound = np.zeros(idx.size)
-    scale = local_scale(num.x).reshape(-1)
-    noise = float(np.max(num.noise, initial=0.0))
-    sided = _OneSided(num.f, num.x, noise)
-    # worst first: the elements furthest over their budget decide the verdict
-    found = np.flatnonzero(candidates)
-    ratio = np.abs(a[found] - plus[found]) / np.maximum(budget[found], np.finfo(float).tiny)
-    order = found[np.argsort(-ratio, kind="stable")][:MAX_KINKS]
-    unanalysed = candidates.copy()
-    unanalysed[order] = False
-    for j in order:
-        if mirror is not None and abs(mirror[0][j] - plus[j]) > mirror[1][j]:
-            lo, hi, b = mirror[0][j], plus[j], mirror[1][j]
-        else:
-            u = np.zeros(num.x.shape)
-            u.flat[idx[j]] = 1.0
-            lo, hi, b = sided.both(u, float(scale[idx[j]]))
-        left[j], right[j], bound[j] = lo, hi, b
-        kink[j] = abs(hi - lo) > 2 * b + budget[j]
-        slack = 2 * b + budget[j]
-        valid[j] = kink[j] and min(lo, hi) - slack <= a[j] <= max(lo, hi) + slack
-        remeasured[j] = not kink[j] and abs(a[j] - (lo + hi) / 2) <= 2 * b + budget[j]
-    rows = tuple(
-        KinkElement(tuple(int(i) for i in np.unravel_index(idx[j], shape)), float(left[j]),
-                    float(right[j]), float(a[j]), bool(valid[j]))
-        for j in np.flatnonzero(kink)
-    )
-    ties = _ties(num, idx, a, budget, np.flatnonzero(kink & valid), sided, scale, mirror, shape)
-    return Kinks(kink, valid, rows, ties, sided.nfev, remeasured, unanalysed)
+class _Along:
+    """One-sided derivatives of ``L`` along any direction: the mirrored complex step where the
+    complex step is the engine (exact), else real one-sided differences."""
 
+    def __init__(self, num: Numeric) -> None:
+        self.num = num
+        self.complex = num.method == "complex"
+        self.sided = OneSided(num.f, num.x, float(np.max(num.noise, initial=0.0)))
+        self.extra = 0
 
-def _pairs(members: np.ndarray, idx: np.ndarray) -> list[tuple[int, int]]:
-    pairs = [(int(members[p]), int(members[q])) for p in range(len(members))
-             for q in range(p + 1, len(members))]
-    pairs.sort(key=lambda pq: abs(int(idx[pq[0]]) - int(idx[pq[1]])))
-    return pairs[:MAX_PAIRS]
+    @property
+    def nfev(self) -> int:
+        return self.sided.nfev + self.extra
+
+    def _imag(self, u: np.ndarray, h: float) -> float:
+        self.extra += 1
+        return float(np.imag(self.num.f(self.num.x + (1j * h) * u))) / h
+
+    def right(self, u: np.ndarray, scale: float) -> tuple[float, float]:
+        if self.complex:
+            value = self._imag(u, _MIRROR_STEP)
+            return value, _MIRROR_ULPS * _EPS * abs(value) + 1e-300
+        _, hi, b = self.sided.both(u, scale)
+        return hi, b
+
+    def both(self, u: np.ndarray, scale: float) -> tuple[float, float, float]:
+        if self.complex:
+            right = self._imag(u, _MIRROR_STEP)
+            left = self._imag(u, -_MIRROR_STEP)  # Im f(x - ih u) / (-h): the other side
+            return left, right, _MIRROR_ULPS * _EPS * (abs(left) + abs(right)) + 1e-300
+        return self.sided.both(u, scale)
 
 
 def smooth_along(num: Numeric, u: np.ndarray, budget: float) -> tuple[bool, float, float, int]:
@@ -156,47 +153,83 @@ def smooth_along(num: Numeric, u: np.ndarray, budget: float) -> tuple[bool, floa
 
     Returns ``(smooth, left, right, nfev)``.
     """
-    sided = _OneSided(num.f, num.x, float(np.max(num.noise, initial=0.0)))
-    lo, hi, b = _along_pair(num, u, sided, 1.0, num.method == "complex")
-    return abs(hi - lo) <= 2 * b + budget, lo, hi, sided.nfev
+    along = _Along(num)
+    lo, hi, b = along.both(u, 1.0)
+    return abs(hi - lo) <= 2 * b + budget, lo, hi, along.nfev
 
 
-def _along_pair(num: Numeric, u: np.ndarray, sided: _OneSided, scale: float,
-                mirror: bool) -> tuple[float, float, float]:
-    if mirror:
-        h = 2.0**-360
+def measure(num: Numeric, idx: np.ndarray, order: np.ndarray, candidates: np.ndarray,
+            mirror: tuple[np.ndarray, np.ndarray] | None, plus: np.ndarray,
+            slack: np.ndarray) -> KinkEvidence:
+    """One-sided derivatives at the ``candidates`` (bool over the compared elements), analysed
+    in ``order`` (worst first; at most :data:`MAX_KINKS`), and the ties among them; ``slack``
+    is each element's budget (what two derivatives may differ by and still agree)."""
+    size = idx.size
+    left, right, bound = (np.full(size, np.nan) for _ in range(3))
+    analysed = np.zeros(size, dtype=bool)
+    scale = local_scale(num.x).reshape(-1)
+    sided = OneSided(num.f, num.x, float(np.max(num.noise, initial=0.0)))
+    chosen = order[candidates[order]][:MAX_KINKS]
+    for j in chosen:
+        if mirror is not None:
+            lo, hi, b = mirror[0][j], plus[j], mirror[1][j]
+        else:
+            u = np.zeros(num.x.shape)
+            u.flat[idx[j]] = 1.0
+            lo, hi, b = sided.both(u, float(scale[idx[j]]))
+        left[j], right[j], bound[j] = lo, hi, b
+        analysed[j] = True
+    unanalysed = candidates & ~analysed
+    along = _Along(num)
+    ties = tuple(_tie(along, idx, members, left, right, bound, scale, slack)
+                 for members in _groups(analysed, left, right, bound, slack))
+    return KinkEvidence(analysed, left, right, bound, unanalysed, ties, sided.nfev + along.nfev)
 
-        def phi(t: complex) -> Any:
-            return num.f(num.x + t * u)
 
-        right = float(np.imag(phi(1j * h))) / h
-        left = float(np.imag(phi(-1j * h))) / -h
-        sided.nfev += 2
-        return left, right, 2**7 * _EPS * (abs(left) + abs(right)) + 1e-300
-    return sided.both(u, scale)
+def _groups(analysed: np.ndarray, left: np.ndarray, right: np.ndarray, bound: np.ndarray,
+            slack: np.ndarray) -> list[np.ndarray]:
+    """Kinks whose one-sided pairs agree within their bounds: candidates for one tie."""
+    kinked = np.flatnonzero(analysed & (np.abs(right - left) > 2 * bound + slack))
+    groups: list[list[int]] = []
+    for j in kinked:
+        for group in groups:
+            first = group[0]
+            tol = 2 * (bound[j] + bound[first]) + slack[j] + slack[first]
+            if abs(left[j] - left[first]) <= tol and abs(right[j] - right[first]) <= tol:
+                group.append(int(j))
+                break
+        else:
+            groups.append([int(j)])
+    return [np.array(g) for g in groups if len(g) >= 2]
 
 
-def _ties(num: Numeric, idx: np.ndarray, a: np.ndarray, budget: np.ndarray,
-          members: np.ndarray, sided: _OneSided, scale: np.ndarray,
-          mirror: tuple[np.ndarray, np.ndarray] | None, shape: tuple[int, ...]) -> tuple[str, ...]:
-    """Tie-keeping directions ``e_i + e_j``: where the derivative along them is two-sided, the
-    analytic gradients must add up to it."""
-    found = []
-    for i, j in _pairs(members, idx):
-        u = np.zeros(num.x.shape)
-        u.flat[idx[i]] = 1.0
-        u.flat[idx[j]] = 1.0
-        s = float(min(scale[idx[i]], scale[idx[j]]))
-        lo, hi, b = _along_pair(num, u, sided, s, mirror is not None)
-        if abs(hi - lo) > 2 * b + budget[i] + budget[j]:
-            continue  # not a tie this direction keeps: independent kinks
-        claimed = a[i] + a[j]
-        if abs(claimed - (lo + hi) / 2) > 2 * b + budget[i] + budget[j]:
-            where = (tuple(int(v) for v in np.unravel_index(idx[i], shape)),
-                     tuple(int(v) for v in np.unravel_index(idx[j], shape)))
-            found.append(
-                f"tie at {where[0]} and {where[1]}: moving both together changes the loss at "
-                f"rate {(lo + hi) / 2:.9g}, but their analytic gradients add up to {claimed:.9g} "
-                "(a tie rule that sends the full dout to every tied element?)"
-            )
-    return tuple(found)
+def _tie(along: _Along, idx: np.ndarray, members: np.ndarray, left: np.ndarray,
+         right: np.ndarray, bound: np.ndarray, scale: np.ndarray, slack: np.ndarray) -> Tie:
+    """The two-sided derivative along ``1_S`` and the slot chain of one candidate tie."""
+    shape = along.num.x.shape
+    s = float(np.min(scale[idx[members]]))
+
+    def indicator(part: np.ndarray) -> np.ndarray:
+        u = np.zeros(shape)
+        u.flat[idx[part]] = 1.0
+        return u
+
+    lo, hi, b = along.both(indicator(members), s)
+    b = max(b, float(np.max(bound[members])))
+    room = 2 * b + float(np.sum(slack[members]))
+    smooth = abs(hi - lo) <= room
+    total = (lo + hi) / 2
+    k = members.size
+    if not smooth or k > MAX_TIE:
+        return Tie(members, total, smooth, np.zeros(0), False, b)
+    chain = [0.0]
+    for m in range(1, k):
+        value, bm = along.right(indicator(members[:m]), s)
+        chain.append(value)
+        b = max(b, bm)
+    chain.append(total)
+    slots = np.diff(np.array(chain))  # top slot first
+    bottom = float(np.mean(left[members]))
+    symmetric = (abs(slots[-1] - bottom) <= 2 * b + room
+                 and abs(slots[0] - float(np.mean(right[members]))) <= 2 * b + room)
+    return Tie(members, total, True, slots, bool(symmetric), b)

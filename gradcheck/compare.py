@@ -36,7 +36,9 @@ import numpy as np
 from gradcheck import _directions, numeric
 from gradcheck._calls import _STREAM, _Run, _Spec
 from gradcheck._directions import CONFIRM_FACTOR, DIRECTIONS, MISS_PROBABILITY, Directions
-from gradcheck._kinks import MAX_KINKS, Kinks, analyse, mirrored
+from gradcheck._engine import ladder
+from gradcheck._engine.ladder import ElementEvidence, ElementVerdict
+from gradcheck._kinks import MAX_KINKS, KinkEvidence, measure, mirrored
 from gradcheck._objective import Numeric, Reference, joint_objective, nonsmooth, prepare
 from gradcheck._shadow import Lazy, Shadow
 from gradcheck._side import Side, at_resolution, dot, side
@@ -77,80 +79,88 @@ def _ratio(err: np.ndarray, bud: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Elements:
-    """The element-by-element comparisons of one gradient."""
+    """The element-by-element comparisons of one gradient: the evidence and its verdict."""
 
-    status: str  # pass, zero, fail or inconclusive
-    failing: int
-    unsure: int
-    max_abs: float
-    max_rel: float
-    worst: tuple[WorstElement, ...]
+    evidence: ElementEvidence
+    verdict: ElementVerdict
+    shape: tuple[int, ...]
     nfev: int
     step: float
-    count: int
-    detectable: float
-    numeric_zero: bool  # the numerical side is exactly zero everywhere
-    kinks: tuple[KinkElement, ...] = ()
-    ties: tuple[str, ...] = ()
-    beyond: int = 0  # elements over budget at possible kinks, beyond the kinks analysed
+
+    @property
+    def status(self) -> str:
+        return self.verdict.status
+
+    @property
+    def count(self) -> int:
+        return int(self.evidence.idx.size)
+
+    def counted(self, codes: frozenset[int]) -> int:
+        return int(np.count_nonzero(np.isin(self.verdict.outcome, list(codes))))
+
+    @property
+    def worst(self) -> tuple[WorstElement, ...]:
+        ev, v = self.evidence, self.verdict
+        return _worst_rows(ev.idx, self.shape, ev.a, ev.n, v.err, v.budget)
+
+    @property
+    def kinks(self) -> tuple[KinkElement, ...]:
+        k = self.evidence.kinks
+        if k is None:
+            return ()
+        outcome = self.verdict.outcome
+        shown = np.isin(outcome, [ladder.KINK, ladder.TIE, ladder.BAD_KINK, ladder.BAD_TIE])
+        return tuple(
+            KinkElement(tuple(int(i) for i in np.unravel_index(self.evidence.idx[j], self.shape)),
+                        float(k.left[j]), float(k.right[j]), float(self.evidence.a[j]),
+                        bool(outcome[j] in (ladder.KINK, ladder.TIE)))
+            for j in np.flatnonzero(shown & k.analysed)
+        )
 
 
-def _confirm(num: Numeric, side: Side, idx: np.ndarray, n: np.ndarray, e: np.ndarray,
-             over: np.ndarray, ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Step 2: re-measure the worst elements over budget in extended precision."""
+def _confirm(num: Numeric, idx: np.ndarray, n: np.ndarray, e: np.ndarray,
+             over: np.ndarray, ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """Step 2: re-measure the worst elements over budget in extended precision. Returns the
+    widened bounds, which elements were confirmed, the evaluations, and whether confirming is
+    possible at all for this gradient."""
     confirmed = np.zeros(idx.size, dtype=bool)
-    if num.method != "complex" or num.witness is None or not over.any():
-        return e, confirmed, 0
+    if num.method != "complex" or num.witness is None:
+        return e, confirmed, 0, False
+    if not over.any():
+        return e, confirmed, 0, True
     worst_first = np.flatnonzero(over)[np.argsort(-ratio[over], kind="stable")]
     pick = np.sort(worst_first[:CONFIRM_MAX])
     try:
         wide = numeric.complex_step(num.witness, num.x, indices=idx[pick],
                                     terms=None, dtype=np.clongdouble)
     except Exception:  # the forward does not run in extended precision: nothing confirmed
-        return e, confirmed, 0
+        return e, confirmed, 0, False
     e = e.copy()
     e[pick] += CONFIRM_FACTOR * np.abs(n[pick] - wide.value)
     confirmed[pick] = True
-    return e, confirmed, wide.nfev
+    return e, confirmed, wide.nfev, True
 
 
-def _judge_elements(side: Side, est: numeric.Estimate, idx: np.ndarray, num: Numeric,
-                    tol: Tolerance, shape: tuple[int, ...]) -> _Elements:
+def _measure_elements(side: Side, est: numeric.Estimate, idx: np.ndarray, num: Numeric,
+                      tol: Tolerance, shape: tuple[int, ...]) -> _Elements:
+    """Everything the ladder needs about the compared elements: the estimates, their
+    confirmation where one would fail, and the kink measurements where the forward is
+    piecewise."""
     a, r, t = side.a[idx], side.rounding[idx], side.terms[idx]
     n = np.asarray(est.value, dtype=np.float64).reshape(-1)
     e = np.asarray(est.error, dtype=np.float64).reshape(-1)
     err = np.abs(a - n)
     first = budget(a, n, e, r, tol)
     over = err > first
-    e, confirmed, extra = _confirm(num, side, idx, n, e, over, _ratio(err, first))
+    e, confirmed, extra, can_confirm = _confirm(num, idx, n, e, over, _ratio(err, first))
     bud = budget(a, n, e, r, tol)
-    over = err > bud
-    kinks, extra_k = _kinks_of(num, idx, a, n, e, bud, over, np.abs(a) + t, shape)
-    certified = confirmed & side.witnessed
-    band = math.sqrt(side.eps) * (np.abs(a) + np.abs(n) + t)
-    explained = (kinks.valid | kinks.remeasured if kinks is not None
-                 else np.zeros(idx.size, dtype=bool))
-    invalid = kinks.kink & ~kinks.valid if kinks is not None else explained
-    unanalysed = kinks.unanalysed if kinks is not None else explained
-    failing = (over & ~explained & ~unanalysed & (certified | (err > band) | invalid)) | invalid
-    unsure = over & ~failing & ~explained
-    beyond = int(np.count_nonzero(unsure & unanalysed))  # at possible kinks, not analysed
-    ties = kinks.ties if kinks is not None else ()
-    zero = side.noise_like and bool(dot(n, n) <= dot(e + r, e + r))
-    found_kinks = kinks.rows if kinks is not None else ()
-    status = ("fail" if failing.any() or ties else "inconclusive" if unsure.any()
-              else "kink" if found_kinks else "zero" if zero else "pass")
-    size = np.maximum(np.abs(a), np.abs(n))
-    rel = np.divide(err, size, out=np.zeros_like(err), where=size > 0)
-    detect = np.divide(bud, np.abs(a), out=np.full_like(bud, np.inf), where=np.abs(a) > 0)
-    return _Elements(
-        status=status, failing=int(failing.sum()) + len(ties), unsure=int(unsure.sum()),
-        max_abs=float(np.max(err)), max_rel=float(np.max(rel)),
-        worst=_worst_rows(idx, shape, a, n, err, bud), nfev=est.nfev + extra + extra_k,
-        step=_median(est.step), count=idx.size,
-        detectable=float(np.min(detect, initial=np.inf)), numeric_zero=not np.any(n),
-        kinks=found_kinks, ties=ties, beyond=beyond,
-    )
+    kinks, extra_k = _kinks_of(num, idx, a, n, e, bud, err > bud, np.abs(a) + t)
+    evidence = ElementEvidence(
+        idx=idx, a=a, n=n, e=e, r=r, t=t, certified=confirmed & side.witnessed,
+        certifiable=can_confirm and side.witnessed, exact=num.method == "complex",
+        eps=side.eps, tol=tol, kinks=kinks, noise_like=side.noise_like)
+    return _Elements(evidence, ladder.judge_elements(evidence), shape, est.nfev + extra + extra_k,
+                     _median(est.step))
 
 
 def _median(values: np.ndarray) -> float:
@@ -161,10 +171,10 @@ def _median(values: np.ndarray) -> float:
 
 
 def _kinks_of(num: Numeric, idx: np.ndarray, a: np.ndarray, n: np.ndarray, e: np.ndarray,
-              bud: np.ndarray, over: np.ndarray, terms: np.ndarray,
-              shape: tuple[int, ...]) -> tuple[Kinks | None, int]:
-    """Step 2b: kink analysis of the elements over budget, and of the elements where the
-    mirrored complex step shows a tie (only when the forward uses piecewise operations)."""
+              bud: np.ndarray, over: np.ndarray, terms: np.ndarray
+              ) -> tuple[KinkEvidence | None, int]:
+    """Step 2b: one-sided measurements at the elements over budget, and at the elements where
+    the mirrored complex step shows a tie (only when the forward uses piecewise operations)."""
     nfev = 0
     mirror = None
     if not num.nonsmooth:  # no operation with a kink in the forward: nothing to analyse
@@ -173,14 +183,16 @@ def _kinks_of(num: Numeric, idx: np.ndarray, a: np.ndarray, n: np.ndarray, e: np
     if num.method == "complex" and num.piecewise:
         flat_terms = np.zeros(num.x.size)
         flat_terms[idx] = terms
-        mv, me, nfev = mirrored(num, idx, n, flat_terms.reshape(num.x.shape))
+        mv, me, nfev = mirrored(num, idx, flat_terms.reshape(num.x.shape))
         mirror = (mv, me + e)
         candidates |= np.abs(mv - n) > me + e
-    if num.nonsmooth and num.method != "complex":
+    if num.method != "complex":
         candidates[:] = True  # central stencils average the two sides of an exact kink
     if not candidates.any():
         return None, nfev
-    found = analyse(num, idx, a, bud, candidates, mirror, n, shape)
+    ratio = np.abs(a - n) / np.maximum(bud, np.finfo(float).tiny)
+    order = np.argsort(-ratio, kind="stable")  # worst first: they decide the verdict
+    found = measure(num, idx, order, candidates, mirror, n, bud)
     return found, nfev + found.nfev
 
 
@@ -236,7 +248,6 @@ def judge(spec: _Spec, run: _Run, ref: Reference, sides: Sides, name: str,
         return _shape_failure(name, raw, x, tol)
     if not np.all(np.isfinite(raw)):
         return _nonfinite_failure(name, raw, x, tol)
-    natural = ref.natural(name)
     mode = modes(spec, run)[name]
     alone = vouched is None or mode != "directional"  # evaluations perturbing `name` alone
     num = prepare(spec, ref, name, found, alone=alone)
@@ -244,7 +255,9 @@ def judge(spec: _Spec, run: _Run, ref: Reference, sides: Sides, name: str,
     def full() -> Side:
         return sides.full(name, raw)
 
-    current = full() if num.nonsmooth else sides.lean(name, raw)
+    # The full side always: its measured rounding is what the verdict and the guarantee of
+    # `detectable` both rest on (a lean budget would state a sensitivity the check lacks).
+    current = full()
     rng = np.random.default_rng([spec.seed, _STREAM, *map(ord, name)])
     directions = note = None
     if mode == "directional":
@@ -252,7 +265,7 @@ def judge(spec: _Spec, run: _Run, ref: Reference, sides: Sides, name: str,
         small = x.size <= FULL_MODE_MAX_ELEMENTS  # cheap to estimate one by one
         if spec.mode == "auto" and (not directions.evidence
                                     or (small and _weak(directions, current))):
-            norm = math.sqrt(dot(current.a, current.a))
+            norm = ladder.scaled_norm(current.a)
             note = (f"auto: the directions alone would miss errors of 2-norm "
                     f"{directions.miss_norm:.3g} (|d{name}| = {norm:.3g}), so elements were "
                     "estimated too")
@@ -265,18 +278,25 @@ def judge(spec: _Spec, run: _Run, ref: Reference, sides: Sides, name: str,
     if mode != "directional":
         idx = _sample_indices(x.shape, rng) if mode == "sampled" else np.arange(x.size)
         est = _estimate(num, current, idx, full=mode == "full")
-        if current.lean and not _clear(current, est, idx, tol, natural):
-            current = full()
-            est = _rebound(num, current, est, idx)
-        elements = _judge_elements(current, est, idx, num, tol, x.shape)
+        elements = _measure_elements(current, est, idx, num, tol, x.shape)
     if mode == "sampled" and directions is None and note is None:
         directions = vouched or _directions.own(name, num, current, full, tol, rng)
     if note:
         num = replace(num, reason="; ".join(filter(None, [num.reason, note])))
+    guarantee = _guarantee(spec, name, current, elements, directions, x.shape)
     result = _result(name, mode, elements, directions, num, tol, x, time.perf_counter() - t0,
-                     spec.dout is not None)
+                     spec.dout is not None, guarantee)
     evidence = Evidence(name, raw, est, idx, ref.inputs, ref.g, num.f, tol, current.rounding)
     return replace(result, evidence=evidence)  # for gradcheck.diagnosis and the pictures
+
+
+def _guarantee(spec: _Spec, name: str, side: Side, el: _Elements | None,
+               d: Directions | None, shape: tuple[int, ...]) -> float:
+    """``detectable``, proven by injection (:func:`gradcheck._engine.ladder.detectable`)."""
+    start = ladder.closed_form(el.verdict if el else None, d.verdict if d else None, side.a)
+    rng = np.random.default_rng([spec.seed, _STREAM, *b"detectable", *map(ord, name)])
+    return ladder.detectable(el.evidence if el else None, d.evidence_ if d else None, side.a,
+                             shape, rng, start)
 
 
 class Sides:
@@ -303,20 +323,6 @@ class Sides:
         return self._full[name]
 
 
-def _clear(lean: Side, est: numeric.Estimate, idx: np.ndarray, tol: Tolerance,
-           natural: np.ndarray) -> bool:
-    """Every element within its lean budget, and the gradient clearly not rounding noise: were
-    it noise, the analytic values would be off the true ones (near the numerical) by about their
-    own size, so within twice the budget of zero as a whole, or at the witness's resolution."""
-    a = lean.a[idx]
-    n = np.asarray(est.value, dtype=np.float64).reshape(-1)
-    first = budget(a, n, np.asarray(est.error, dtype=np.float64).reshape(-1),
-                   lean.rounding[idx], tol)
-    if np.any(np.abs(a - n) > first):
-        return False
-    return dot(a, a) > 4 * dot(first, first) and not at_resolution(a, lean.eps, natural[idx])
-
-
 def _weak(d: Directions, current: Side) -> bool:
     """Directions whose miss bound exceeds ``sqrt(ε)`` of the gradient's norm: a float32 layer
     at a bad conditioning, say, where the budget of directions shared with a large input swamps
@@ -324,14 +330,6 @@ def _weak(d: Directions, current: Side) -> bool:
     input's elements would suffer the same rounding)."""
     norm = math.sqrt(dot(current.a, current.a))
     return d.miss_norm > math.sqrt(current.eps) * norm
-
-
-def _rebound(num: Numeric, full: Side, est: numeric.Estimate,
-             idx: np.ndarray) -> numeric.Estimate:
-    if est.method != "complex":
-        return est
-    terms = full.magnitude[idx].reshape(np.shape(est.value))
-    return numeric.rebound(est, terms)
 
 
 def shared(spec: _Spec, run: _Run, ref: Reference, sides: Sides,
@@ -417,36 +415,32 @@ def _nonfinite_failure(name: str, grad: np.ndarray, x: np.ndarray,
                           f"d{name} contains {bad} NaN or inf of {grad.size} elements")
 
 
-_ORDER = ("fail", "inconclusive", "kink", "pass", "zero")  # the first one present wins
 _FAILING = ("fail", "inconclusive")
 
 
-def _status(el: _Elements | None, d: Directions | None) -> str:
-    if el is None and d is not None and not d.evidence:
-        return "inconclusive"  # the directions were all the evidence, and they carry none
-    found = {s.status for s in (el, d) if s is not None}
-    if found == {"zero"}:
-        return "zero"
-    return next(s for s in _ORDER if s in found or s == "pass")
-
-
 def _result(name: str, mode: str, el: _Elements | None, d: Directions | None, num: Numeric,
-            tol: Tolerance, x: np.ndarray, seconds: float, user_dout: bool) -> GradientResult:
+            tol: Tolerance, x: np.ndarray, seconds: float, user_dout: bool,
+            detect: float) -> GradientResult:
     """One GradientResult from the element-wise and the directional comparisons."""
     nan = float("nan")
-    status = _status(el, d)
+    status = ladder.gradient_status(el.verdict if el else None, d.verdict if d else None)
     head: tuple[float, float, float, tuple[int, ...] | None, float, float]
     directions_decide = (el is not None and d is not None and el.status not in _FAILING
                          and d.status in _FAILING)
+    worst = el.worst if el is not None else ()
     if el is not None and not directions_decide:
-        w = el.worst[0]
-        head = (el.max_abs, el.max_rel, w.budget, w.index, w.analytic, w.numeric)
+        w = worst[0]
+        err, a, n = el.verdict.err, el.evidence.a, el.evidence.n
+        size = np.maximum(np.abs(a), np.abs(n))
+        rel = np.divide(err, size, out=np.zeros_like(err), where=size > 0)
+        head = (float(np.max(err)), float(np.max(rel)), w.budget, w.index, w.analytic,
+                w.numeric)
     else:  # the worst direction stands in for the worst element (directions only, or they
         # failed where every sampled element passed)
-        a, n, b = d.worst if d is not None else (nan, nan, nan)
-        head = (abs(a - n), abs(a - n) / max(abs(a), abs(n)) if a or n else 0.0, b, None, a, n)
+        a_u, n_u, b = d.worst if d is not None else (nan, nan, nan)
+        head = (abs(a_u - n_u), abs(a_u - n_u) / max(abs(a_u), abs(n_u)) if a_u or n_u else 0.0,
+                b, None, a_u, n_u)
     max_abs, max_rel, bud, index, analytic, numeric_value = head
-    detect = min(el.detectable if el else math.inf, d.detectable if d else math.inf)
     return GradientResult(
         name=name, status=status, max_abs_error=max_abs, max_rel_error=max_rel, budget=bud,
         worst_index=index, analytic_at_worst=analytic, numeric_at_worst=numeric_value,
@@ -454,7 +448,7 @@ def _result(name: str, mode: str, el: _Elements | None, d: Directions | None, nu
         elements=el.count if el else 0, size=x.size, rtol=tol.rtol or 0.0, atol=tol.atol,
         step=el.step if el else nan, message=_message(name, status, el, d, user_dout),
         reason=_reason(num, d), directions=DIRECTIONS if d else 0,
-        miss_norm=d.miss_norm if d else nan, worst=el.worst if el else (), seconds=seconds,
+        miss_norm=d.miss_norm if d else nan, worst=worst, seconds=seconds,
         detectable=detect if math.isfinite(detect) else nan, kinks=el.kinks if el else (),
     )
 
@@ -480,27 +474,31 @@ def _message(name: str, status: str, el: _Elements | None, d: Directions | None,
                 "right before a normalisation is redundant, for example; if that is intended, "
                 f"exclude `{name}` with wrt=)")
     parts = []
-    if el is not None and el.status in ("fail", "inconclusive"):
+    unanalysed = unsure = 0
+    if el is not None:
+        unanalysed = el.counted(frozenset({ladder.UNANALYSED}))
+        unsure = el.counted(ladder.UNSURE)
+    if el is not None and el.status in _FAILING:
         w = el.worst[0]
-        count = el.failing if el.status == "fail" else el.unsure
+        count = el.counted(ladder.FAILING) if el.status == "fail" else unsure
         parts.append(f"{count} of {el.count} elements over budget; worst at {w.index}: "
                      f"analytic {w.analytic:.9g}, numeric {w.numeric:.9g}, "
                      f"error {w.abs_error:.3g} > budget {w.budget:.3g}")
-        if el.numeric_zero:
+        if not np.any(el.evidence.n):
             parts.append(
                 f"the numerical gradient is zero everywhere: does the forward use `{name}`?"
             )
     if el is not None:
-        bad = [k for k in el.kinks if not k.valid]
-        if bad:
-            k = bad[0]
-            parts.append(f"kink at {k.index}: one-sided derivatives {k.left:.9g} (left) and "
-                         f"{k.right:.9g} (right), but analytic {k.analytic:.9g} lies outside them")
-        parts.extend(el.ties[:2])
+        parts.extend(el.verdict.notes[:3])
         if status == "kink":
             parts.append(f"kink: {len(el.kinks)} element(s) where the layer is not "
                          "differentiable (ties or thresholds); the analytic values there are "
                          "valid choices between the one-sided derivatives")
+        explained = el.counted(frozenset({ladder.REMEASURED}))
+        if explained:
+            parts.append(f"{explained} element(s) over the first estimate's budget were measured "
+                         "again with one-sided steps far below the element's scale, which agree "
+                         "with the analytic value (the first steps crossed a kink nearby)")
     if d is not None and d.message:
         if el is not None and el.status not in _FAILING and d.status in _FAILING:
             parts.append(f"every one of the {el.count} sampled elements passes, but the "
@@ -509,10 +507,14 @@ def _message(name: str, status: str, el: _Elements | None, d: Directions | None,
     if el is None and d is not None and not d.evidence:
         parts.append("no direction was compared, so there is no verdict: check the elements one "
                      "by one (mode='sampled' or 'full'), where kinks are analysed")
-    if el is not None and el.beyond:
-        parts.append(f"{el.beyond} elements over budget may sit on kinks but were beyond the "
+    if unanalysed:
+        parts.append(f"{unanalysed} elements over budget may sit on kinks but were beyond the "
                      f"{MAX_KINKS} analysed (worst first), so they carry no verdict")
-    by_rounding = ((el is not None and el.unsure > el.beyond)
+    unverified = el.counted(frozenset({ladder.UNVERIFIED})) if el is not None else 0
+    if unverified:
+        parts.append(f"{unverified} tied elements whose slots do not follow a symmetric "
+                     "selection (max, sort, top-k): their tie rule could not be verified")
+    by_rounding = ((el is not None and el.counted(frozenset({ladder.ROUNDING})) > 0)
                    or (d is not None and d.status == "inconclusive"))
     if status == "inconclusive" and by_rounding:
         parts.append("inconclusive: the error is within what rounding could explain, and the "

@@ -1,0 +1,350 @@
+"""The status ladder: every gradient's status is decided here, and only here, from recorded
+evidence (:class:`ElementEvidence`, :class:`DirectionEvidence`); nothing in this module calls
+the layer.
+
+**Elements.** Element ``k`` is within budget when ``|a_k - n_k| <= budget_k``
+(:func:`gradcheck.tolerance.budget`). An element over budget ends as anything but a failure
+only through a named explanation whose evidence was measured (:data:`EXPLAINED`):
+
+- ``kink``: its one-sided derivatives differ by more than their bounds, those bounds are tighter
+  than the discrepancy they excuse, and they bracket the analytic value;
+- ``tie``: it is one of ``k`` tied elements (any ``k``) whose two-sided derivative along all of
+  them was measured with their slots ``c``, and the analytic values of the block lie in the
+  convex hull of the permutations of ``c`` (their sum is the measured total, and the sum of
+  their ``m`` largest is at most that of the ``m`` largest slots: a majorization);
+- ``remeasured``: the estimate came from a stencil of finite steps (not the complex step), the
+  one-sided derivatives on far smaller steps agree with each other and with the analytic value,
+  and their bound is tighter than the discrepancy (the stencil crossed a kink nearby).
+
+Without such evidence an element over budget *fails* when its estimate was confirmed in
+extended precision and its analytic rounding measured by a witness (``certified``), or when its
+error exceeds what rounding could explain, ``sqrt(ε)(|a_k| + |n_k| + T_k)``; otherwise it is
+``rounding``: *inconclusive*. An element that may sit on a kink but was beyond the analysed ones
+is ``unanalysed`` (inconclusive); a tie whose slots do not follow the symmetric model is
+``unverified`` (inconclusive). A looser estimate never overrules a tighter one.
+
+**Directions** follow the same steps with projected budgets; a direction that crosses a kink
+carries no evidence. **zero** needs the witness: both sides indistinguishable from 0 by their
+measured noise (norms are computed scaled, so no magnitude decides it).
+
+**detectable** (:func:`detectable`) is a guarantee, not a formula: errors of the stated size
+(relative to the gradient's largest element, in the error's largest element) are injected into
+the analytic gradient in several patterns at random positions and judged by this ladder with
+the same evidence; the stated size rises until every one of them fails.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradcheck._kinks import KinkEvidence, Tie
+from gradcheck.tolerance import Tolerance, budget
+
+# The outcome of each compared element (an int8 code per element), by index.
+WITHIN, FAILED, KINK, TIE, REMEASURED, ROUNDING, UNANALYSED, UNVERIFIED, BAD_KINK, BAD_TIE = \
+    range(10)
+OUTCOMES = ("within", "fail", "kink", "tie", "remeasured", "rounding", "unanalysed",
+            "unverified tie", "invalid kink", "invalid tie")
+EXPLAINED = frozenset({KINK, TIE, REMEASURED})  # over budget, but explained by evidence
+UNSURE = frozenset({ROUNDING, UNANALYSED, UNVERIFIED})  # no verdict: inconclusive
+FAILING = frozenset({FAILED, BAD_KINK, BAD_TIE})
+
+STATUS_ORDER = ("fail", "inconclusive", "kink", "pass", "zero")  # the first one present wins
+MAX_DETECTABLE = 1.0  # beyond an error as large as the gradient itself, nothing is guaranteed
+
+
+def scaled_norm(v: np.ndarray) -> float:
+    """``‖v‖₂`` without underflow or overflow (gradients of 1e-200 or 1e200 are gradients)."""
+    flat = np.asarray(v, dtype=np.float64).reshape(-1)
+    top = float(np.max(np.abs(flat), initial=0.0))
+    if top == 0.0 or not math.isfinite(top):
+        return top
+    w = flat / top
+    return top * math.sqrt(float(np.einsum("i,i->", w, w)))
+
+
+# --- elements ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ElementEvidence:
+    """What was measured at the compared elements of one gradient (flat, per element)."""
+
+    idx: np.ndarray  # flat indices of the compared elements
+    a: np.ndarray  # analytic
+    n: np.ndarray  # numerical estimate
+    e: np.ndarray  # its bound (widened by any confirmation)
+    r: np.ndarray  # the analytic side's rounding
+    t: np.ndarray  # term magnitudes
+    certified: np.ndarray  # bool: estimate confirmed in extended precision, analytic witnessed
+    certifiable: bool  # an element found over budget would be confirmed and certified
+    exact: bool  # the estimate is the complex step (no finite stencil)
+    eps: float
+    tol: Tolerance
+    kinks: KinkEvidence | None
+    noise_like: bool  # the witness shows the analytic gradient is its own rounding noise
+
+
+@dataclass(frozen=True)
+class ElementVerdict:
+    status: str
+    outcome: np.ndarray  # int8 code per compared element (OUTCOMES)
+    err: np.ndarray
+    budget: np.ndarray
+    notes: tuple[str, ...]  # invalid kinks and ties, in words
+
+
+def judge_elements(ev: ElementEvidence, a: np.ndarray | None = None,
+                   simulated: bool = False) -> ElementVerdict:
+    """The outcome of every compared element and the elements' status; ``a`` replaces the
+    analytic values (an injected error), ``simulated`` counts every element as certified where
+    a run would certify it."""
+    a = ev.a if a is None else a
+    err = np.abs(a - ev.n)
+    bud = budget(a, ev.n, ev.e, ev.r, ev.tol)
+    over = err > bud
+    band = math.sqrt(ev.eps) * (np.abs(a) + np.abs(ev.n) + ev.t)
+    certified = ev.certified | (ev.certifiable if simulated else False)
+    outcome = np.where(over, np.where(certified | (err > band), FAILED, ROUNDING), WITHIN)
+    outcome = outcome.astype(np.int8)
+    notes: list[str] = []
+    if ev.kinks is not None:
+        _kinks(ev, ev.kinks, a, err, bud, over, outcome, notes)
+    status = _status_of(outcome, ev, err, bud)
+    return ElementVerdict(status, outcome, err, bud, tuple(notes))
+
+
+def _kinks(ev: ElementEvidence, k: KinkEvidence, a: np.ndarray, err: np.ndarray,
+           bud: np.ndarray, over: np.ndarray, outcome: np.ndarray, notes: list[str]) -> None:
+    """Explanations from the kink measurements (modifies ``outcome`` in place: it is this
+    function's own working array)."""
+    lo = np.fmin(k.left, k.right)
+    hi = np.fmax(k.left, k.right)
+    slack = 2 * k.bound + bud
+    kink = k.analysed & (hi - lo > slack)
+    tight = 2 * k.bound < err  # the one-sided bounds are tighter than the discrepancy
+    inside = (a >= lo - slack) & (a <= hi + slack)
+    outcome[kink & inside & (tight | ~over)] = KINK  # within budget too: a kink found
+    outcome[over & kink & inside & ~tight] = ROUNDING
+    outcome[kink & ~inside] = BAD_KINK
+    mid = (k.left + k.right) / 2
+    settles = k.analysed & ~kink & over & tight & (np.abs(a - mid) <= slack) & (not ev.exact)
+    outcome[settles] = REMEASURED
+    outcome[over & k.unanalysed & (outcome == FAILED)] = UNANALYSED
+    for tie in k.ties:
+        _tie(ev, tie, a, bud, kink, outcome, notes)
+    for j in np.flatnonzero(outcome == BAD_KINK)[:2]:
+        notes.append(f"kink at flat index {int(ev.idx[j])}: one-sided derivatives "
+                     f"{k.left[j]:.9g} (left) and {k.right[j]:.9g} (right), but analytic "
+                     f"{a[j]:.9g} lies outside them")
+
+
+def _tie(ev: ElementEvidence, tie: Tie, a: np.ndarray, bud: np.ndarray, kink: np.ndarray,
+         outcome: np.ndarray, notes: list[str]) -> None:
+    m = tie.members
+    if not tie.smooth:
+        return  # moving them together is not two-sided: independent kinks, judged one by one
+    k = m.size
+    slack = 2 * tie.bound * k + float(np.sum(bud[m]))
+    claimed = float(np.sum(a[m]))
+    where = f"{k} tied elements (flat indices {', '.join(str(int(i)) for i in ev.idx[m][:6])})"
+    if abs(claimed - tie.total) > slack:
+        outcome[m] = BAD_TIE
+        notes.append(f"{where}: moving them together changes the loss at rate {tie.total:.9g}, "
+                     f"but their analytic gradients add up to {claimed:.9g} (a tie rule that "
+                     "sends the full dout to every tied element?)")
+        return
+    if not tie.symmetric:
+        outcome[m[np.isin(outcome[m], (FAILED, ROUNDING, BAD_KINK))]] = UNVERIFIED
+        return
+    largest_a = np.cumsum(np.sort(a[m])[::-1])
+    largest_c = np.cumsum(np.sort(tie.slots)[::-1])
+    room = np.arange(1, k + 1) * 2 * tie.bound + np.cumsum(np.sort(bud[m])[::-1])
+    if np.any(largest_a[:-1] > largest_c[:-1] + room[:-1]):
+        outcome[m] = BAD_TIE
+        notes.append(f"{where}: their analytic gradients {np.round(a[m][:6], 9).tolist()} are "
+                     f"not a valid way to share the tie's slots "
+                     f"{np.round(tie.slots[:6], 9).tolist()} among them")
+        return
+    outcome[m[outcome[m] != WITHIN]] = TIE
+    outcome[m[kink[m] & (outcome[m] == WITHIN)]] = TIE
+
+
+def _status_of(outcome: np.ndarray, ev: ElementEvidence, err: np.ndarray,
+               bud: np.ndarray) -> str:
+    codes = set(np.unique(outcome).tolist())
+    if codes & FAILING:
+        return "fail"
+    if codes & UNSURE:
+        return "inconclusive"
+    if codes & {KINK, TIE}:
+        return "kink"
+    if ev.noise_like and scaled_norm(ev.n) <= scaled_norm(ev.e + ev.r):
+        return "zero"
+    return "pass"
+
+
+# --- directions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DirectionEvidence:
+    """What was measured along the directions of one gradient."""
+
+    claimed: np.ndarray  # <a, u> (joint, for shared directions)
+    measured: np.ndarray  # dL/du
+    allowed: np.ndarray  # each direction's budget (widened by any confirmation)
+    band: np.ndarray  # what rounding could explain
+    certified: np.ndarray  # bool
+    certifiable: bool
+    crossing: np.ndarray  # bool: the direction crosses a kink (no two-sided derivative)
+    spread: float  # the scale s of this input's part of the directions
+    miss_factor: float  # miss_norm = max budget * miss_factor / s (see gradcheck._directions)
+    rtol: float
+    noise_like: bool
+    project: Callable[[np.ndarray], np.ndarray] | None = None  # errors (rows) -> <e, u> rows
+    own: np.ndarray | None = None  # this input's own part of <a, u> (shared directions)
+    shared: tuple[str, ...] = ()
+    label: str = "x"
+
+
+@dataclass(frozen=True)
+class DirectionVerdict:
+    status: str
+    miss_norm: float
+    worst: tuple[float, float, float]  # analytic, numeric, budget of the largest ratio
+    message: str
+    kept: int  # directions that carry evidence
+
+    @property
+    def evidence(self) -> bool:
+        return self.kept > 0
+
+
+def judge_directions(d: DirectionEvidence, shift: np.ndarray | None = None,
+                     simulated: bool = False) -> DirectionVerdict:
+    """The directions' status; ``shift`` is an injected error's projection ``<e, u>``."""
+    claimed = d.claimed if shift is None else d.claimed + shift
+    allowed = d.allowed if shift is None else d.allowed + d.rtol * np.abs(shift)
+    diff = np.abs(claimed - d.measured)
+    keep = ~d.crossing
+    over = keep & (diff > allowed)
+    certified = d.certified | (d.certifiable if simulated else False)
+    failing = over & (certified | (diff > d.band))
+    unsure = over & ~failing
+    kept = int(np.count_nonzero(keep))
+    zero = (d.noise_like and kept > 0
+            and bool(np.all(np.abs(d.measured[keep]) <= allowed[keep])))
+    status = ("fail" if failing.any() else "inconclusive" if unsure.any() or not kept
+              else "kink" if d.crossing.any() else "zero" if zero else "pass")
+    nan = float("nan")
+    ratio = np.where(keep, diff / np.where(allowed > 0, allowed, np.inf), -1.0)
+    w = int(np.argmax(ratio)) if kept else -1
+    worst = (float(claimed[w]), float(d.measured[w]), float(allowed[w])) if kept else (nan,) * 3
+    miss = (float(np.max(allowed[keep])) * d.miss_factor / d.spread if kept else math.inf)
+    return DirectionVerdict(status, miss, worst, _direction_message(d, claimed, allowed,
+                                                                    failing), kept)
+
+
+def _direction_message(d: DirectionEvidence, claimed: np.ndarray, allowed: np.ndarray,
+                       failing: np.ndarray) -> str:
+    parts = [f"direction {k}: <d{d.label}, u> analytic {claimed[k]:.9g} vs numeric "
+             f"{d.measured[k]:.9g} (budget {allowed[k]:.2g})" for k in np.flatnonzero(failing)[:2]]
+    crossing = int(np.count_nonzero(d.crossing))
+    if crossing:
+        parts.append(f"{crossing} of {d.crossing.size} directions cross a kink and carry no "
+                     "evidence")
+    return "; ".join(parts)
+
+
+# --- one gradient -----------------------------------------------------------------------------
+
+
+def gradient_status(el: ElementVerdict | None, d: DirectionVerdict | None) -> str:
+    """The gradient's status from its elements and its directions."""
+    if el is None and d is not None and not d.evidence:
+        return "inconclusive"  # the directions were all the evidence, and they carry none
+    found = {s.status for s in (el, d) if s is not None}
+    if found == {"zero"}:
+        return "zero"
+    return next(s for s in STATUS_ORDER if s in found or s == "pass")
+
+
+# --- detectable ---------------------------------------------------------------------------------
+
+
+def _patterns(a: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Error patterns of largest element 1 (rows, flat): relative, offset, one element at three
+    random positions, one slice along each axis, and random noise; random signs."""
+    size = a.size
+    rows = []
+    top = float(np.max(np.abs(a), initial=0.0))
+    if top > 0:
+        rows.append(a / top)
+    rows.append(np.full(size, 1.0))
+    for k in rng.choice(size, size=min(3, size), replace=False):
+        row = np.zeros(size)
+        row[k] = rng.choice([-1.0, 1.0])
+        rows.append(row)
+    for axis, length in enumerate(shape):
+        mask = np.zeros(shape, dtype=bool)
+        mask[(slice(None),) * axis + (int(rng.integers(length)),)] = True
+        rows.append(mask.reshape(-1) * rng.choice([-1.0, 1.0]))
+    noise = rng.uniform(-1.0, 1.0, size)
+    rows.append(noise / max(float(np.max(np.abs(noise))), 1e-300))
+    return np.array(rows)
+
+
+def detectable(el: ElementEvidence | None, d: DirectionEvidence | None, a: np.ndarray,
+               shape: tuple[int, ...], rng: np.random.Generator,
+               start: float) -> float:
+    """The smallest size ``δ`` (from ``start``, doubling) such that every injected error whose
+    largest element is ``δ · max|a|`` fails; ``inf`` when none up to :data:`MAX_DETECTABLE`."""
+    top = float(np.max(np.abs(a), initial=0.0))
+    if top == 0.0 or (el is None and d is None) or not math.isfinite(start):
+        return math.inf
+    rows = _patterns(a, shape, rng)
+    shifts = d.project(rows) if d is not None and d.project is not None else None
+    delta = max(start, 1e-300 / top)
+    while delta <= MAX_DETECTABLE:
+        if all(_caught(el, d, a, row, None if shifts is None else shifts[i], delta * top)
+               for i, row in enumerate(rows)):
+            return delta
+        delta *= 2.0
+    return math.inf
+
+
+def _caught(el: ElementEvidence | None, d: DirectionEvidence | None, a: np.ndarray,
+            row: np.ndarray, shift: np.ndarray | None, size: float) -> bool:
+    if el is not None:
+        injected = el.a + size * row[el.idx]
+        if judge_elements(el, injected, simulated=True).status == "fail":
+            return True
+    if d is not None and shift is not None:
+        if judge_directions(d, size * shift, simulated=True).status == "fail":
+            return True
+    return False
+
+
+def closed_form(el: ElementVerdict | None, d: DirectionVerdict | None, a: np.ndarray) -> float:
+    """Where the search for :func:`detectable` starts. Directions move every element, so where
+    there are any, an error fails them once its 2-norm passes their miss bound (an error whose
+    largest element is that large has at least that 2-norm); elements alone (full mode) fail
+    once an error passes some element's budget plus the discrepancy already there."""
+    top = float(np.max(np.abs(a), initial=0.0))
+    if top == 0.0:
+        return math.inf
+    if d is not None:
+        return d.miss_norm / top
+    if el is not None:
+        return float(np.max(el.budget, initial=0.0)) / top
+    return math.inf
+
+
+def merged(parts: Sequence[str]) -> str:
+    """The text of several notes."""
+    return "; ".join(p for p in parts if p)
