@@ -37,7 +37,7 @@ from gradcheck._engine import ladder
 from gradcheck._engine.ladder import DirectionEvidence, DirectionVerdict
 from gradcheck._kinks import smooth_along
 from gradcheck._objective import Numeric
-from gradcheck._side import Side, dot
+from gradcheck._side import Side, scaled_norm
 from gradcheck.tolerance import FLOOR_ULPS, Tolerance
 
 DIRECTIONS = 8
@@ -310,7 +310,7 @@ def shared(f: Any, v: np.ndarray, parts: Mapping[str, tuple[slice, float]],
         a = sides[name].a
         loss_ok = widest <= SHARE_LOSS * float(np.max(own_budget[name]))
         miss = widest * _miss_factor(DIRECTIONS) / s
-        if loss_ok or miss <= math.sqrt(sides[name].eps) * math.sqrt(dot(a, a)):
+        if loss_ok or miss <= math.sqrt(sides[name].eps) * scaled_norm(a):
             names.append(name)  # else its own directions would see much smaller errors
     result = {}
     for name in names:

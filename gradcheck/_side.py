@@ -44,6 +44,17 @@ def dot(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.einsum("i,i->", a, b))
 
 
+def scaled_norm(v: np.ndarray) -> float:
+    """``‖v‖₂`` without underflow or overflow: a gradient of 1e-200 or 1e200 is a gradient, and
+    its status must not depend on the units the layer uses."""
+    flat = np.asarray(v, dtype=np.float64).reshape(-1)
+    top = float(np.max(np.abs(flat), initial=0.0))
+    if top == 0.0 or not np.isfinite(top):
+        return top
+    w = flat / top
+    return top * float(np.sqrt(np.einsum("i,i->", w, w)))
+
+
 def side(grad: np.ndarray, shadow: Shadow | None, name: str, eps: float, natural: Any) -> Side:
     """The full side from ``shadow``'s measurements, or the lean one when ``shadow`` is None."""
     a = grad.astype(np.float64).reshape(-1)
@@ -61,7 +72,7 @@ def side(grad: np.ndarray, shadow: Shadow | None, name: str, eps: float, natural
         resolution = FLOOR_ULPS * eps_w * np.asarray(natural, dtype=np.float64)
         small = np.abs(flat_w).astype(np.float64)
         noise_like = noise_like or bool(
-            dot(small, small) <= NOISE_RATIO**2 * dot(a, a) or np.all(small <= resolution))
+            scaled_norm(small) <= NOISE_RATIO * scaled_norm(a) or np.all(small <= resolution))
     exact = grad.reshape(-1) if flat_w is None else grad.reshape(-1).astype(flat_w.dtype)
     rounding = analytic_rounding(exact, flat_w, t, eps, natural).astype(np.float64)
     return Side(a, rounding, t, noise_like, flat_w is not None, eps, lean=shadow is None)

@@ -41,7 +41,7 @@ from gradcheck._engine.ladder import ElementEvidence, ElementVerdict
 from gradcheck._kinks import MAX_KINKS, KinkEvidence, measure, mirrored
 from gradcheck._objective import Numeric, Reference, joint_objective, nonsmooth, prepare
 from gradcheck._shadow import Lazy, Shadow
-from gradcheck._side import Side, at_resolution, dot, side
+from gradcheck._side import Side, at_resolution, scaled_norm, side
 from gradcheck.errors import LayerError
 from gradcheck.results import Evidence, GradientResult, KinkElement, WorstElement
 from gradcheck.tolerance import Tolerance, budget, resolve, unit_roundoff
@@ -265,7 +265,7 @@ def judge(spec: _Spec, run: _Run, ref: Reference, sides: Sides, name: str,
         small = x.size <= FULL_MODE_MAX_ELEMENTS  # cheap to estimate one by one
         if spec.mode == "auto" and (not directions.evidence
                                     or (small and _weak(directions, current))):
-            norm = ladder.scaled_norm(current.a)
+            norm = scaled_norm(current.a)
             note = (f"auto: the directions alone would miss errors of 2-norm "
                     f"{directions.miss_norm:.3g} (|d{name}| = {norm:.3g}), so elements were "
                     "estimated too")
@@ -328,7 +328,7 @@ def _weak(d: Directions, current: Side) -> bool:
     at a bad conditioning, say, where the budget of directions shared with a large input swamps
     a small parameter's gradient (its elements one by one are then worth their cost; a large
     input's elements would suffer the same rounding)."""
-    norm = math.sqrt(dot(current.a, current.a))
+    norm = scaled_norm(current.a)
     return d.miss_norm > math.sqrt(current.eps) * norm
 
 

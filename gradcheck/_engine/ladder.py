@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcheck._kinks import KinkEvidence, Tie
+from gradcheck._side import scaled_norm
 from gradcheck.tolerance import Tolerance, budget
 
 # The outcome of each compared element (an int8 code per element), by index.
@@ -55,16 +56,6 @@ FAILING = frozenset({FAILED, BAD_KINK, BAD_TIE})
 
 STATUS_ORDER = ("fail", "inconclusive", "kink", "pass", "zero")  # the first one present wins
 MAX_DETECTABLE = 1.0  # beyond an error as large as the gradient itself, nothing is guaranteed
-
-
-def scaled_norm(v: np.ndarray) -> float:
-    """``‖v‖₂`` without underflow or overflow (gradients of 1e-200 or 1e200 are gradients)."""
-    flat = np.asarray(v, dtype=np.float64).reshape(-1)
-    top = float(np.max(np.abs(flat), initial=0.0))
-    if top == 0.0 or not math.isfinite(top):
-        return top
-    w = flat / top
-    return top * math.sqrt(float(np.einsum("i,i->", w, w)))
 
 
 # --- elements ---------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from gradcheck.numeric._base import (
 
 
 def _complex_steps(xk: np.ndarray) -> np.ndarray:
-    """``2**-360 * max(1, |x|)`` rounded down to a power of two, so ``Im/h`` is exact."""
+    """``2**-200 * max(1, |x|)`` rounded down to a power of two, so ``Im/h`` is exact."""
     _, exponent = np.frexp(np.maximum(1.0, np.abs(xk)))
     return np.ldexp(1.0, exponent - 1 + _CS_EXPONENT)
 
