@@ -17,8 +17,9 @@ other inputs' (they are held fixed, but their rounding enters every evaluation).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -109,6 +110,7 @@ class Reference:
     total: float  # Σ|g·out|: the size of the terms one evaluation of L sums
     copy_inputs: bool  # the forward mutates its inputs: give each evaluation copies
     random: str = ""  # why the forward is not a function of its inputs, if it is not
+    observed: float = 0.0  # the noise of one evaluation of L, measured (see observed_noise)
     # per input, made once: the local scale, the conditioning (see the module docstring) and
     # the natural size of an element's share of L (see gradcheck.tolerance)
     _scales: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
@@ -153,7 +155,87 @@ def reference(spec: _Spec, run: _Run) -> Reference:
         )
     total = float(np.sum(np.abs(g64 * out64)))
     again = _output(spec, _forward(spec, ref_inputs_copy(inputs64), context)[0], context)
-    return Reference(inputs64, g64, out64, total, mutates, _randomness(out64, again))
+    ref = Reference(inputs64, g64, out64, total, mutates, _randomness(out64, again))
+    if ref.random:
+        return ref
+    return replace(ref, observed=observed_noise(spec, ref))
+
+
+# Noise is measured from differences of order 6 to 8 along one random direction, on steps of
+# 2^-12 of each input's spread: large enough to cross many units in the last place of a float32
+# or float16 intermediate (smaller steps see a quantised forward as constant), small enough that
+# the smooth part's eighth difference stays far below float64's rounding.
+_NOISE_STEP = 2.0**-12
+_NOISE_POINTS = 9
+_NOISE_ORDERS = (6, 7, 8)
+
+
+def observed_noise(spec: _Spec, ref: Reference) -> float:
+    """The noise of one evaluation of ``L`` near the inputs, measured (Hamming's difference
+    table, as in Moré & Wild's ECnoise): for independent noise of deviation ``σ``, the ``k``-th
+    differences have ``E[(Δᵏf)²] = σ² (2k)!/(k!)²``. The median over orders 6, 7 and 8.
+
+    This is what lets a float64 layer that computes in float32 or float16 inside be judged by
+    its real precision rather than the one its inputs declare (8 forward calls per check).
+    """
+    f, v = joint_objective(spec, ref)
+    rng = np.random.default_rng([spec.seed, 0x6E6F6973])
+    u = np.empty(v.size)
+    start = 0
+    for name in spec.wrt:
+        x = ref.inputs[name]
+        s = float(np.std(x)) or float(np.max(np.abs(x), initial=0.0)) or 1.0
+        u[start:start + x.size] = rng.uniform(-1.0, 1.0, x.size) * s
+        start += x.size
+    values = [float(np.sum(ref.g * ref.out))]
+    with np.errstate(all="ignore"):
+        for j in range(1, _NOISE_POINTS):
+            try:
+                values.append(float(np.real(f(v + (j * _NOISE_STEP) * u))))
+            except LayerError:
+                return 0.0  # the forward does not run off the inputs: nothing measured
+    table = np.array(values)
+    if not np.all(np.isfinite(table)):
+        return 0.0
+    sigmas = []
+    for k in _NOISE_ORDERS:
+        diff = np.diff(table, n=k)
+        gamma = math.factorial(k) ** 2 / math.factorial(2 * k)
+        sigmas.append(math.sqrt(gamma * float(np.mean(diff * diff))))
+    return float(np.median(sigmas))
+
+
+def internal_precision(ref: Reference, names: Sequence[str]) -> float:
+    """The unit roundoff the layer's forward shows, when it is far coarser than float64's
+    (a float32 or float16 intermediate): else 0."""
+    model = max(float(np.max(noise_model(ref, k))) for k in names)
+    if ref.observed <= NOISE_EXCESS * model or ref.total == 0.0:
+        return 0.0
+    return ref.observed / ref.total
+
+
+WITNESS_AGREEMENT = 64.0
+
+
+def witness_allowance(spec: _Spec, ref: Reference) -> float:
+    """How far a wider-dtype run's ``<g, out>`` may be from the layer's own and still compute
+    the same function: the layer dtype's rounding at the inputs' conditioning, and the measured
+    noise, times :data:`WITNESS_AGREEMENT`."""
+    layer_eps = float(np.finfo(np.result_type(*spec.inputs.values())).eps)
+    kappa = max(float(np.max(ref.conditioning(k))) for k in ref.inputs)
+    return WITNESS_AGREEMENT * (layer_eps * ref.total * kappa + ref.observed)
+
+
+def _precision_note(ref: Reference, unit: float) -> str:
+    like = ("float16 or bfloat16" if unit >= 2e-4 else "float32" if unit >= 1e-9
+            else "a precision narrower than float64")
+    return (f"the forward's measured noise ({ref.observed:.2g} in <dout, out>) is "
+            f"{ref.observed / (_EPS * ref.total):.3g} times what float64 arithmetic gives: this "
+            f"layer computes in about {like} internally (unit roundoff ~{unit:.1g}), and the "
+            "numerical side's bounds use the measured noise")
+
+
+NOISE_EXCESS = 16.0  # observed noise this many times the model's: the layer is less precise
 
 
 def ref_inputs_copy(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -174,11 +256,20 @@ def _randomness(first: np.ndarray, second: np.ndarray) -> str:
             "example dropout_param['seed'], or a seeded np.random.default_rng inside the layer)")
 
 
-def noise(ref: Reference, name: str) -> np.ndarray:
+def noise_model(ref: Reference, name: str) -> np.ndarray:
     """``noise_k`` of the module docstring, one per element of input ``name``."""
     others = [float(np.max(ref.conditioning(k))) for k in ref.inputs if k != name]
     kappa = np.maximum(ref.conditioning(name), max([1.0, *others]))
     return _EPS * ref.total * kappa
+
+
+def noise(ref: Reference, name: str) -> np.ndarray:
+    """``noise_k``: the model's, or the measured noise where that is far larger (a layer that
+    computes in a narrower dtype inside than its inputs declare)."""
+    model = noise_model(ref, name)
+    if ref.observed > NOISE_EXCESS * float(np.max(model)):
+        return np.maximum(model, ref.observed)
+    return model
 
 
 @dataclass(frozen=True)
@@ -298,6 +389,9 @@ def prepare(spec: _Spec, ref: Reference, name: str, found: numeric.Probe | None 
     if method == "auto":
         method = "complex" if found.safe else "richardson"
         reason = _reason(found)
+    inside = internal_precision(ref, [name])
+    if inside:
+        reason = "; ".join(filter(None, [reason, _precision_note(ref, inside)]))
     return Numeric(f, x64, noise_k, method, reason, _witness_objective(spec, ref, name),
                    found.piecewise, nonsmooth(found))
 

@@ -10,6 +10,7 @@ witness for those gradients, and the verdict says what it could not measure.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ class Shadow:
     terms: Mapping[str, np.ndarray] = field(default_factory=dict)  # float64, >= 0
     dtype: str = ""  # the witness dtype, "" when none ran
     note: str = ""  # why some gradient has no witness
+    differs: bool = False  # the wider dtype computes another function: no wide run is trusted
 
 
 def _quiet_call(fn: Any, *args: Any) -> Any:
@@ -40,9 +42,10 @@ def _quiet_call(fn: Any, *args: Any) -> Any:
         return fn(*args)
 
 
-def _run(spec: _Spec, dtype: np.dtype, g: np.ndarray,
-         extra: list[np.ndarray]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Forward once in ``dtype``, then backward with ``g`` and with each upstream in ``extra``."""
+def _run(spec: _Spec, dtype: np.dtype, g: np.ndarray, extra: list[np.ndarray]
+         ) -> tuple[dict[str, Any], list[dict[str, Any]], np.ndarray]:
+    """Forward once in ``dtype``, then backward with ``g`` and with each upstream in ``extra``;
+    also the forward's output."""
     inputs = {k: v.astype(dtype) for k, v in spec.inputs.items()}
     out, cache = _quiet_call(spec.layer.forward, inputs)
     if np.asarray(out).shape != g.shape:
@@ -52,7 +55,7 @@ def _run(spec: _Spec, dtype: np.dtype, g: np.ndarray,
               for e in extra]
     if not isinstance(main, Mapping):
         raise TypeError("backward did not return gradients by name")
-    return dict(main), [dict(o) if isinstance(o, Mapping) else {} for o in others]
+    return dict(main), [dict(o) if isinstance(o, Mapping) else {} for o in others], np.asarray(out)
 
 
 def _signed_upstreams(spec: _Spec, g: np.ndarray) -> list[np.ndarray]:
@@ -83,15 +86,33 @@ def _witnesses(spec: _Spec, grads: dict[str, Any], dtype: np.dtype) -> dict[str,
     return found
 
 
-def measure(spec: _Spec, run: _Run) -> Shadow:
-    """The witness gradients and the term magnitudes of one check (never raises)."""
+def _same_function(run: _Run, out: np.ndarray, allowance: float) -> float:
+    """How far the wider run's ``<g, out>`` is from the layer's own, when beyond what rounding
+    allows (then the wider run computes another function: a dtype-dependent constant or branch,
+    ``np.finfo(x.dtype).eps`` as a guard); 0 when it agrees."""
+    wide = np.longdouble
+    gap = abs(float(np.sum(run.g.astype(wide) * out.astype(wide)))
+              - float(np.sum(run.g.astype(wide) * run.out.astype(wide))))
+    return gap if gap > allowance else 0.0
+
+
+def measure(spec: _Spec, run: _Run, allowance: float = math.inf) -> Shadow:
+    """The witness gradients and the term magnitudes of one check (never raises); a witness
+    whose forward disagrees with the layer's by more than ``allowance`` in ``<g, out>`` is
+    discarded, and the note says why."""
     layer_dtype = np.result_type(*spec.inputs.values())
     wide = witness_dtype(layer_dtype)
     extra = _signed_upstreams(spec, run.g.astype(np.float64))
     note = ""
     if wide is not None:
         try:
-            grads, draws = _run(spec, wide, run.g, extra)
+            grads, draws, out = _run(spec, wide, run.g, extra)
+            gap = _same_function(run, out, allowance) if out.shape == run.out.shape else 0.0
+            if gap:
+                note = (f"the witness was discarded: in {wide} the forward computes another "
+                        f"function (<dout, out> moves by {gap:.3g}, beyond the {allowance:.3g} "
+                        "rounding allows: a dtype-dependent constant, branch or eps guard?)")
+                return Shadow({}, _terms(spec, draws), "", note, differs=True)
             witness = _witnesses(spec, grads, wide)
             missing = [n for n in spec.wrt if n not in witness]
             if missing:
@@ -103,7 +124,7 @@ def measure(spec: _Spec, run: _Run) -> Shadow:
     else:
         note = "no floating dtype wider than the layer's is available on this machine"
     try:
-        _, draws = _run(spec, np.dtype(layer_dtype), run.g, extra)
+        _, draws, _ = _run(spec, np.dtype(layer_dtype), run.g, extra)
         terms = _terms(spec, draws)
     except Exception:
         terms = {}
@@ -117,13 +138,13 @@ class Lazy:
     """The check's :func:`measure`, run on the first :meth:`get`: a verdict that holds under the
     budget without the measured rounding (which only widens it) never pays for the second runs."""
 
-    def __init__(self, spec: _Spec, run: _Run) -> None:
-        self._spec, self._run = spec, run
+    def __init__(self, spec: _Spec, run: _Run, allowance: float = math.inf) -> None:
+        self._spec, self._run, self._allowance = spec, run, allowance
         self._shadow: Shadow | None = None
 
     def get(self) -> Shadow:
         if self._shadow is None:
-            self._shadow = measure(self._spec, self._run)
+            self._shadow = measure(self._spec, self._run, self._allowance)
         return self._shadow
 
     @property

@@ -38,7 +38,13 @@ import numpy as np
 from gradcheck import _collect
 from gradcheck._calls import _analytic, _restore, _Run, _snapshot, _Spec, _validate, _with_context
 from gradcheck._guard import protected, time_limit, validate_timeout
-from gradcheck._objective import Reference, probe_check, reference, trace_check
+from gradcheck._objective import (
+    Reference,
+    probe_check,
+    reference,
+    trace_check,
+    witness_allowance,
+)
 from gradcheck._shadow import Lazy
 from gradcheck.compare import Sides, judge, shared
 from gradcheck.errors import GradcheckError, GradcheckWarning
@@ -153,7 +159,7 @@ def _check(spec: _Spec) -> tuple[list[GradientResult], _Run]:
     if ref.random:
         run.problems.append(ref.random)
         return [], run
-    shadow = Lazy(spec, run)  # the witness and term runs, made when a verdict needs them
+    shadow = Lazy(spec, run, witness_allowance(spec, ref))  # the witness and term runs
     found, calls = (probe_check(spec, ref) if spec.method == "auto"
                     else (trace_check(spec, ref), 0))
     results, more = _judged(spec, run, ref, shadow, found)
