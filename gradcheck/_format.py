@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from gradcheck import kinds
 from gradcheck.compare import MISS_PROBABILITY
 from gradcheck.errors import InvalidArgument
 from gradcheck.results import CheckReport, GradientResult
@@ -37,7 +38,9 @@ def verdict_word(result: GradientResult) -> str:
 
 
 def mode(result: GradientResult) -> str:
-    return f"sampled {result.elements}/{result.size}" if result.mode == "sampled" else result.mode
+    if result.mode == kinds.SAMPLED:
+        return f"{kinds.SAMPLED} {result.elements}/{result.size}"
+    return result.mode
 
 
 def needs_detail(result: GradientResult) -> bool:
@@ -93,22 +96,23 @@ def verdict_line(reports: Sequence[CheckReport]) -> str:
     """
     items = validated(reports)
     if not items:
-        return "EMPTY: no checks ran"
+        return f"{kinds.EMPTY.upper()}: no checks ran"
     passed = sum(r.passed for r in items)
     grads = [g for r in items for g in r.results]
     verdicts = {r.verdict for r in items}
-    word = "PASS" if passed == len(items) else ("FAIL" if "fail" in verdicts else "INCONCLUSIVE")
+    word = (kinds.PASS if passed == len(items)
+            else kinds.FAIL if kinds.FAIL in verdicts else kinds.INCONCLUSIVE).upper()
     return (f"{word}: {passed} of {len(items)} checks passed; "
             f"{sum(g.passed for g in grads)} of {len(grads)} gradients passed")
 
 
 def overall(reports: Sequence[CheckReport]) -> str:
-    """``pass``, ``fail``, ``inconclusive`` or ``empty`` for a whole document."""
+    """``pass``, ``fail``, ``inconclusive`` or ``empty`` for a whole document: the worst
+    verdict of its reports, :data:`~gradcheck.kinds.EMPTY` when it has none."""
     if not reports:
-        return "empty"
+        return kinds.EMPTY
     verdicts = {r.verdict for r in reports}
-    return "fail" if "fail" in verdicts else ("inconclusive" if "inconclusive" in verdicts
-                                              else "pass")
+    return next((v for v in (kinds.FAIL, kinds.INCONCLUSIVE) if v in verdicts), kinds.PASS)
 
 
 def all_passed(reports: Sequence[CheckReport]) -> bool:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck import _format as fmt
-from gradcheck import _svg
+from gradcheck import _svg, kinds
 from gradcheck._version import __version__
 from gradcheck.results import CheckReport, Evidence, GradientResult
 from gradcheck.tolerance import budget
@@ -73,7 +73,8 @@ e = html.escape
 
 
 def _cls(r: GradientResult) -> str:
-    return "pass" if r.passed else "fail"
+    """The CSS class of a gradient's verdict: the classes are named after the verdicts."""
+    return kinds.PASS if r.passed else kinds.FAIL
 
 
 def _row(i: int, rep: CheckReport, r: GradientResult) -> str:
@@ -184,7 +185,7 @@ def _detail(i: int, rep: CheckReport, r: GradientResult) -> str:
     if lines:
         parts.append('<div class="diagnosis">' + "".join(f"<p>{e(t)}</p>" for t in lines)
                      + "</div>")
-    if r.mode == "sampled":
+    if r.mode == kinds.SAMPLED:
         parts.append(f"<p>{e(fmt.coverage(r))}</p>")
     figures = pictures(r) if not r.passed else []
     if figures:
@@ -214,7 +215,7 @@ def fragment(reports: Sequence[CheckReport]) -> str:
     if details:
         blocks += ["<h2>Details</h2>", *details]
     sampled = [f"{fmt.label(rep)} d{r.name}: {fmt.coverage(r)}"
-               for rep in items for r in rep.results if r.mode == "sampled"]
+               for rep in items for r in rep.results if r.mode == kinds.SAMPLED]
     if sampled:
         blocks += ["<h2>Sampled gradients</h2>",
                    "<ul>" + "".join(f"<li>{e(n)}</li>" for n in sampled) + "</ul>"]

@@ -17,14 +17,15 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import IO, Any
 
-from gradcheck import _collect
+from gradcheck import _collect, kinds
 
 WIDTH = 100  # the text report fits this many columns unless --wide
 PROGRESS_DELAY = 1.0
 PROGRESS_INTERVAL = 0.1
 _STYLES = {"pass": "32", "fail": "1;31", "warn": "33", "bold": "1", "dim": "2"}
 # Evaluations per element each method needs, roughly: for the progress estimate only.
-_EVALS_PER_ELEMENT = {"complex": 1.0, "central": 4.0, "richardson": 24.0, "auto": 24.0}
+_EVALS_PER_ELEMENT = {kinds.COMPLEX: 1.0, kinds.CENTRAL: 4.0, kinds.RICHARDSON: 24.0,
+                      kinds.AUTO: 24.0}
 
 
 def is_terminal(stream: Any) -> bool:

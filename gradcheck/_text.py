@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gradcheck import _format as fmt
+from gradcheck import kinds
 from gradcheck._terminal import WIDTH, paint
 from gradcheck._version import __version__
 from gradcheck.results import CheckReport, GradientResult
@@ -24,6 +25,9 @@ COMPACT_HEADERS = ("check", "gradient", "verdict", "err/budget", "worst at", "an
                    "numeric")
 _COMPACT_ALIGN = ("left", "left", "left", "right", "left", "right", "right")
 _MIN_CHECK = 12
+# The terminal style (gradcheck._terminal.paint) of a status or an overall verdict: green for
+# what passes, yellow for what is uncertain, red for the rest (also a document with no check).
+_STYLE_OF = {**dict.fromkeys(kinds.PASSING, "pass"), kinds.INCONCLUSIVE: "warn"}
 
 
 def _tabulate(rows: Sequence[Sequence[str]], **options: Any) -> str:
@@ -35,7 +39,8 @@ def _tabulate(rows: Sequence[Sequence[str]], **options: Any) -> str:
 
 
 def _style(result_passed: bool, word: str) -> str:
-    return "pass" if result_passed else ("warn" if word == "INCONCLUSIVE" else "fail")
+    """The terminal style (:func:`gradcheck._terminal.paint`) of a gradient's verdict word."""
+    return _STYLE_OF.get(kinds.PASS if result_passed else word.lower(), "fail")
 
 
 def _cut(text: str, width: int) -> str:
@@ -123,7 +128,7 @@ def _gradient_detail(report: CheckReport, r: GradientResult, verbosity: int, col
     texts = [r.message, *fmt.diagnosis_lines(r)]
     if verbosity > 0 or not r.passed:
         texts.append(r.reason)
-    if r.mode == "sampled" and (verbosity > 0 or not r.passed):
+    if r.mode == kinds.SAMPLED and (verbosity > 0 or not r.passed):
         texts.append(fmt.coverage(r))
     for text in texts:
         if text:
@@ -153,7 +158,7 @@ def render_text(reports: Sequence[CheckReport], *, wide: bool = False, color: bo
     """The terminal document (see the module docstring); ANSI colours only when ``color``."""
     items = fmt.failures_first(reports)
     verdict = fmt.verdict_line(reports)
-    style = {"pass": "pass", "inconclusive": "warn"}.get(fmt.overall(reports), "fail")
+    style = _STYLE_OF.get(fmt.overall(reports), "fail")
     shown = items if verbosity >= 0 else [t for t in items if not t[2].passed]
     lines = [paint(verdict, style, color)]
     if shown:

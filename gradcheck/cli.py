@@ -28,17 +28,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from gradcheck import _cli_args, _guard
+from gradcheck import _cli_args, _guard, kinds
 from gradcheck._version import __version__
 from gradcheck.errors import GradcheckError, GradcheckWarning, InvalidArgument, LayerError
-
-# Exit codes, one meaning each (documented in README): 0 every gradient passes, 1 a gradient
-# fails, 2 usage or input error, 3 the layer crashed or misbehaved (raised, exited, returned
-# something unusable), 4 inconclusive (nothing failed, but a gradient could not be certified),
-# 130 interrupted (Ctrl-C).
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_LAYER, EXIT_INCONCLUSIVE = 0, 1, 2, 3, 4
-EXIT_INTERRUPTED = 130
-FORMATS = ("text", "markdown", "html", "json")  # the writers of gradcheck.report
+from gradcheck.kinds import ExitCode  # the exit codes, one meaning each (documented in README)
 
 
 class _UsageError(Exception):
@@ -51,7 +44,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", choices=FORMATS, default="text", help="what to print")
+    p.add_argument("--format", choices=kinds.FORMATS, default=kinds.TEXT, help="what to print")
     p.add_argument("--out", metavar="DIR", help="also write summary.{txt,md,html} and results.json")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     _add_terminal_options(p)
@@ -128,10 +121,9 @@ def _add_check_options(check: argparse.ArgumentParser) -> None:
                        help="--layer: where a parameter's gradient is (e.g. W=dW_sum, "
                             "gamma=cache[dgamma])")
     check.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    check.add_argument("--method", choices=("auto", "complex", "central", "richardson"),
-                       default="auto")
-    check.add_argument("--mode", choices=("auto", "full", "sampled", "directional"),
-                       default="auto", help="full: every element; sampled: a sample plus random "
+    check.add_argument("--method", choices=kinds.METHODS, default=kinds.AUTO)
+    check.add_argument("--mode", choices=kinds.MODES, default=kinds.AUTO,
+                       help="full: every element; sampled: a sample plus random "
                        "directions (auto above 2048 elements); directional: directions only "
                        "(auto for about a million elements)")
     check.add_argument("--seed", type=int, default=0)
@@ -172,10 +164,10 @@ def _with_forward(text: str, forward: Any, fmt: str) -> str:
     """The gradient report with the forward check's findings: inside JSON, after text."""
     from gradcheck.forward_check import render_forward_report
 
-    if fmt == "json":
+    if fmt == kinds.JSON:
         return json.dumps({**json.loads(text), "forward_check": forward.to_dict()}, indent=2,
                           allow_nan=False)
-    if fmt == "text":
+    if fmt == kinds.TEXT:
         return f"{text}\n\n{render_forward_report(forward)}"
     print(render_forward_report(forward), file=sys.stderr)  # markdown/html: a separate stream
     return text
@@ -183,7 +175,8 @@ def _with_forward(text: str, forward: Any, fmt: str) -> str:
 
 def _forward_exit(code: int, forward: Any) -> int:
     """A deviating forward fails the run (the user asked for the comparison) unless it failed."""
-    return EXIT_FAIL if code == EXIT_PASS and forward is not None and not forward.passed else code
+    failed = code == ExitCode.PASS and forward is not None and not forward.passed
+    return ExitCode.FAIL if failed else code
 
 
 def _parse_shape(text: str) -> tuple[str, tuple[str, ...]]:
@@ -205,7 +198,7 @@ def _emit(reports: Sequence[Any], args: argparse.Namespace, forward: Any = None)
 
     stdout = _stdout(args)
     text = rep.render(reports, args.format, **(_text_options(args, use_color(
-        stdout, getattr(args, "color", "never"))) if args.format == "text" else {}))
+        stdout, getattr(args, "color", "never"))) if args.format == kinds.TEXT else {}))
     _print_quietly(text if forward is None else _with_forward(text, forward, args.format), stdout)
     if args.out:
         try:
@@ -307,7 +300,7 @@ def _explain(args: argparse.Namespace) -> int:
     from gradcheck.explain import explain
 
     _print_quietly(explain(args.topic), _stdout(args))
-    return EXIT_PASS
+    return ExitCode.PASS
 
 
 # --- progress on a terminal (gradcheck._terminal) ---------------------------------------------
@@ -492,10 +485,10 @@ def _gradient_words(report: Any) -> str:
 def _overview(rows: list[list[str]], args: argparse.Namespace) -> None:
     from tabulate import tabulate
 
-    fmt = "github" if args.format == "markdown" else "simple"
+    fmt = "github" if args.format == kinds.MARKDOWN else "simple"
     table = tabulate(rows, headers=["op", "forward", "backward", "verdict", "gradients", "note"],
                      tablefmt=fmt, disable_numparse=True)
-    print(table, file=_stdout(args) if args.format in ("text", "markdown") else sys.stderr)
+    print(table, file=_stdout(args) if args.format in (kinds.TEXT, kinds.MARKDOWN) else sys.stderr)
 
 
 def _check_flag_names(pairs: Sequence[Any], module: ModuleType, given: Any) -> None:
@@ -574,11 +567,12 @@ def _class_rows(module: ModuleType, target: str) -> list[list[str]]:
 
 
 def _exit_code(reports: Sequence[Any], errors: int = 0) -> int:
-    if any(r.verdict == "fail" for r in reports):
-        return EXIT_FAIL
+    verdicts = {r.verdict for r in reports}
+    if kinds.FAIL in verdicts:
+        return ExitCode.FAIL
     if errors:
-        return EXIT_LAYER
-    return EXIT_INCONCLUSIVE if any(r.verdict == "inconclusive" for r in reports) else EXIT_PASS
+        return ExitCode.LAYER
+    return ExitCode.INCONCLUSIVE if kinds.INCONCLUSIVE in verdicts else ExitCode.PASS
 
 
 def _random_parameters(layer: Any, dtype: str, seed: int) -> dict[str, Any]:
@@ -703,7 +697,8 @@ def _run(args: argparse.Namespace) -> int:
     _emit(reports, args)
     passed = all(r.passed for r in reports)
     failed = sum(not r.passed for r in reports)
-    print(f"gradcheck run: {'PASS' if passed else 'FAIL'}: {len(reports) - failed} of "
+    word = (kinds.PASS if passed else kinds.FAIL).upper()
+    print(f"gradcheck run: {word}: {len(reports) - failed} of "
           f"{len(reports)} checks passed", file=sys.stderr)
     return _exit_code(reports)
 
@@ -718,25 +713,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except _UsageError as exc:
         print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except SystemExit as exc:  # --help and --version
-        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+        return int(exc.code or 0) if not isinstance(exc.code, str) else ExitCode.USAGE
     try:
         return _command(args)
     except KeyboardInterrupt:
         print("gradcheck: interrupted (Ctrl-C): the check was stopped without a verdict",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
     except SystemExit as exc:  # user code outside the phases that name themselves
-        return _fail(args, LayerError(_guard.exit_message(exc, "the check")), EXIT_LAYER)
+        return _fail(args, LayerError(_guard.exit_message(exc, "the check")), ExitCode.LAYER)
     except InvalidArgument as exc:
-        return _fail(args, exc, EXIT_USAGE)
+        return _fail(args, exc, ExitCode.USAGE)
     except GradcheckError as exc:  # LayerError, CheckTimeout
-        return _fail(args, exc, EXIT_LAYER)
+        return _fail(args, exc, ExitCode.LAYER)
     except MemoryError as exc:
-        return _fail(args, exc, EXIT_LAYER, "ran out of memory; try smaller --shape inputs")
+        return _fail(args, exc, ExitCode.LAYER, "ran out of memory; try smaller --shape inputs")
     except Exception as exc:  # from the layer's code where gradcheck could not label it
-        return _fail(args, exc, EXIT_LAYER, _unexpected(exc))
+        return _fail(args, exc, ExitCode.LAYER, _unexpected(exc))
 
 
 def _unexpected(exc: Exception) -> str:

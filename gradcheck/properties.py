@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck._calls import MODES
+from gradcheck import kinds
 from gradcheck.check import CheckReport, check_layer
 from gradcheck.errors import InvalidArgument
 
@@ -72,8 +72,8 @@ def check_layer_property(
     shapes: Mapping[str, Sequence[str | int]],
     *,
     dtype: Any = np.float64,
-    method: str = "auto",
-    mode: str = "auto",
+    method: str = kinds.AUTO,
+    mode: str = kinds.AUTO,
     seed: int = 0,
     examples: int = 100,
 ) -> PropertyResult:
@@ -109,8 +109,8 @@ def check_layer_property(
         ) from exc
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
         raise InvalidArgument(f"`examples` must be a positive integer, got {examples!r}")
-    if mode not in MODES:
-        raise InvalidArgument(f"`mode` must be one of {MODES}, got {mode!r}")
+    if mode not in kinds.MODES:
+        raise InvalidArgument(f"`mode` must be one of {kinds.MODES}, got {mode!r}")
     spec = {n: tuple(int(d) if str(d).isdigit() else str(d) for d in dims)
             for n, dims in shapes.items()}
     seen: list[tuple[dict[str, tuple[int, ...]], int, CheckReport]] = []

@@ -36,6 +36,8 @@ from typing import Any
 
 import pytest
 
+from gradcheck import kinds
+
 OPTION = "--gradcheck-report"
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 WORKER_OUTPUT_KEY = "gradcheck_entries"  # our key in pytest-xdist's ``workeroutput``
@@ -145,7 +147,7 @@ class _Collector:
         _remove_earlier_reports(self.out_dir, top_level=False)
         write_reports(reports, self.out_dir)
         self.notes.insert(0, f"{verdict_line(reports)}; reports in {self.out_dir}")
-        self.notes.extend(_append_step_summary(render(reports, "markdown")))
+        self.notes.extend(_append_step_summary(render(reports, kinds.MARKDOWN)))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         for note in self.notes:

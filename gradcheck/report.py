@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck import _format as _fmt
-from gradcheck import _text
+from gradcheck import _text, kinds
 from gradcheck._version import __version__
 from gradcheck.errors import InvalidArgument
 from gradcheck.results import CheckReport, GradientResult, WorstElement
@@ -87,8 +87,8 @@ DIAGNOSIS_KEYS = ("cause", "findings", "sweep", "note")
 FINDING_KEYS = ("cause", "text", "explained")
 SWEEP_KEYS = ("index", "steps", "discrepancies", "verdict", "text")
 
-OUTPUT_FILES = {"summary.txt": "text", "summary.md": "markdown", "summary.html": "html",
-                "results.json": "json"}
+OUTPUT_FILES = {"summary.txt": kinds.TEXT, "summary.md": kinds.MARKDOWN,
+                "summary.html": kinds.HTML, "results.json": kinds.JSON}
 
 # --- numbers and labels (shared with the text and HTML renderings, in gradcheck._format) -----
 
@@ -189,9 +189,10 @@ def _headline(r: GradientResult) -> str:
     count and the worst element from the worst-elements rows.
     """
     if r.message:
-        status = "" if r.status == "fail" or r.message.startswith(r.status) else f"{r.status}: "
+        status = ("" if r.status == kinds.FAIL or r.message.startswith(r.status)
+                  else f"{r.status}: ")
         return f"d{r.name}: {status}{r.message}"
-    if r.status != "fail" or not r.worst:
+    if r.status != kinds.FAIL or not r.worst:
         return f"d{r.name}: {r.status}"
     w = r.worst[0]
     return (f"d{r.name}: {_failing_count(r)} of {r.elements} elements over budget; worst at "
@@ -256,7 +257,7 @@ def _gradient_detail(style: _Style, r: GradientResult) -> list[str]:
     for text in (r.message, *_fmt.diagnosis_lines(r), r.reason):
         if text:
             blocks.append(style.paragraph(style.escape(text)))
-    if r.mode == "sampled":
+    if r.mode == kinds.SAMPLED:
         blocks.append(style.paragraph(style.escape(_coverage(r))))
     if r.worst:
         blocks.append(_worst_table(style, r.worst))
@@ -280,7 +281,7 @@ def _report_detail(style: _Style, report: CheckReport) -> list[str]:
 
 def _coverage_notes(style: _Style, reports: Sequence[CheckReport]) -> list[str]:
     notes = [f"{_label(rep)} d{r.name}: {_coverage(r)}"
-             for rep in reports for r in rep.results if r.mode == "sampled"]
+             for rep in reports for r in rep.results if r.mode == kinds.SAMPLED]
     if not notes:
         return []
     return [style.heading(2, "Sampled gradients"), style.bullets([style.escape(n) for n in notes])]
@@ -419,12 +420,12 @@ def _html_page(reports: Sequence[CheckReport]) -> str:
 
 
 _RENDERERS: dict[str, Callable[[Sequence[CheckReport]], str]] = {
-    "text": _text.render_text,
-    "markdown": partial(_document, _MARKDOWN),
-    "html": _html_page,
-    "json": _json_text,
+    kinds.TEXT: _text.render_text,
+    kinds.MARKDOWN: partial(_document, _MARKDOWN),
+    kinds.HTML: _html_page,
+    kinds.JSON: _json_text,
 }
-FORMATS = tuple(_RENDERERS)
+FORMATS = kinds.FORMATS
 
 
 def render(reports: Sequence[CheckReport], fmt: str, *, wide: bool = False,
@@ -466,7 +467,7 @@ def render(reports: Sequence[CheckReport], fmt: str, *, wide: bool = False,
     if fmt not in _RENDERERS:
         raise InvalidArgument(f"`fmt` must be one of {FORMATS}, got {fmt!r}")
     items = _validated(reports)
-    if fmt == "text" and (wide or color or verbosity):
+    if fmt == kinds.TEXT and (wide or color or verbosity):
         return _text.render_text(items, wide=wide, color=color, verbosity=verbosity)
     return _RENDERERS[fmt](items)
 

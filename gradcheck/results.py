@@ -1,10 +1,17 @@
-"""What a check returns: one frozen record per gradient, one per check, and the statuses."""
+"""What a check returns: one frozen record per gradient, one per check.
+
+The statuses and verdicts are :mod:`gradcheck.kinds`' (``STATUSES`` and ``PASSING`` are
+re-exported here).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from gradcheck import kinds
+from gradcheck.kinds import PASSING, STATUSES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -14,18 +21,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PASSING", "STATUSES", "CheckReport", "Diagnosis", "Evidence", "Finding",
            "GradientResult", "KinkElement", "Sweep", "WorstElement"]
-
-# Every status a gradient can end in. ``passed`` is true for the first three.
-#   pass          every compared element within its budget
-#   zero          both sides are zero up to the rounding of the terms they sum: the gradient
-#                 carries no evidence (the reason is in ``message``); passes with a warning
-#   kink          non-differentiable points found, and the analytic value is a valid choice there
-#   fail          an element (or direction) outside its budget: a bug
-#   inconclusive  the engines could not certify an estimate: neither pass nor fail
-#   shape         the gradient's shape differs from its input's
-#   nonfinite     the gradient holds NaN or inf
-STATUSES = ("pass", "zero", "kink", "fail", "inconclusive", "shape", "nonfinite")
-PASSING = frozenset({"pass", "zero", "kink"})
 
 
 @dataclass(frozen=True)
@@ -121,9 +116,10 @@ class Diagnosis:
 class GradientResult:
     """The measured comparison for one gradient, and its verdict.
 
-    ``status`` is one of :data:`STATUSES`. ``detectable`` is the smallest relative error of the
-    analytic gradient this check could have seen (the budget over the gradient's size where the
-    check carries evidence); ``kinks`` lists the non-differentiable elements found.
+    ``status`` is one of :data:`~gradcheck.kinds.STATUSES`. ``detectable`` is the smallest
+    relative error of the analytic gradient this check could have seen (the budget over the
+    gradient's size where the check carries evidence); ``kinks`` lists the non-differentiable
+    elements found.
     BatchNorm with N = 2 and eps = 0 is honestly ``zero`` for ``dx``: its output does not depend
     on ``x``.
     """
@@ -183,12 +179,14 @@ class CheckReport:
     @property
     def verdict(self) -> str:
         """``"pass"``, ``"fail"`` (a gradient failed or a problem was found) or ``"inconclusive"``
-        (nothing failed, but some gradient could not be certified)."""
+        (nothing failed, but some gradient could not be certified): one of
+        :data:`~gradcheck.kinds.VERDICTS`."""
         if self.passed:
-            return "pass"
-        if self.problems or any(r.status not in PASSING | {"inconclusive"} for r in self.results):
-            return "fail"
-        return "inconclusive"
+            return kinds.PASS
+        if self.problems or any(r.status not in PASSING | {kinds.INCONCLUSIVE}
+                                for r in self.results):
+            return kinds.FAIL
+        return kinds.INCONCLUSIVE
 
     @property
     def nfev(self) -> int:
@@ -198,11 +196,10 @@ class CheckReport:
         """The terminal rendering (100 columns), as ``print(report)`` shows it."""
         from gradcheck.report import render
 
-        return render([self], "text")
+        return render([self], kinds.TEXT)
 
     def _repr_html_(self) -> str:
         """The HTML rendering without the page around it, for Jupyter."""
         from gradcheck.report import render_html_fragment
 
         return render_html_fragment([self])
-

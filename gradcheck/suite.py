@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from gradcheck import kinds
 from gradcheck.check import CheckReport, check_layer
 from gradcheck.errors import GradcheckWarning
 from gradcheck.layers.batchnorm import BatchNorm
@@ -29,7 +30,7 @@ SHAPES = {"N,D": (7, 5), "N,C,H,W": (3, 4, 3, 2)}
 FORMS = ("staged", "compact")
 MODES = ("train", "eval")
 DTYPES = ("float64", "float32")
-METHODS = ("complex", "richardson", "central")
+METHODS = (kinds.COMPLEX, kinds.RICHARDSON, kinds.CENTRAL)  # the quick suite runs the first
 #: LayerNorm/GroupNorm/instance norm cases: name -> (x shape, a layer for a backward form).
 NORMS: dict[str, tuple[tuple[int, ...], Any]] = {
     "LayerNorm N,D": ((7, 5), lambda form: LayerNorm(5, backward_form=form)),
@@ -109,7 +110,7 @@ def run_reference_suite(*, quick: bool = False, progress: IO[str] | None = None,
             report = check_layer(layer, inputs, method=method, seed=seed)
         reports.append(replace(report, case=label))
         if show and progress is not None:
-            verdict = "pass" if report.passed else "FAIL"
+            verdict = report.verdict if report.passed else report.verdict.upper()
             progress.write(f"\r[{i}/{len(all_cases)}] {label}: {verdict}   ")
             progress.flush()
     if show and progress is not None:
