@@ -8,6 +8,11 @@ Importing ``gradcheck`` is cheap: the exceptions, the warning category and ``__v
 here at once, and every other public name is imported from its module on first use (PEP 562
 ``__getattr__``). pytest imports this package for its plugin in every session, also sessions that
 never check a gradient; they should not pay for NumPy and SciPy.
+
+This module also supplies the renderings a report shows itself with (``print(report)``, a
+notebook's HTML): :mod:`gradcheck.results` sits below :mod:`gradcheck.report` and may not import
+it, so the package, which runs before any of its modules, hands them over (see
+:mod:`gradcheck._renderings`); :mod:`gradcheck.report` is imported on the first rendering.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
+from gradcheck import _renderings, kinds
 from gradcheck._version import __version__
 from gradcheck.errors import GradcheckError, GradcheckWarning, InvalidArgument, LayerError
 
@@ -80,6 +86,24 @@ __all__ = [
     "from_class",
     "from_functions",
 ]
+
+
+def _text_report(report: _Any) -> str:
+    """``str(report)``: the terminal rendering of one report."""
+    from gradcheck.report import render
+
+    return render([report], kinds.TEXT)
+
+
+def _html_fragment(report: _Any) -> str:
+    """``report._repr_html_()``: the HTML rendering of one report, without the page."""
+    from gradcheck.report import render_html_fragment
+
+    return render_html_fragment([report])
+
+
+_renderings.supply(kinds.TEXT, _text_report)
+_renderings.supply(kinds.HTML, _html_fragment)
 
 
 def __getattr__(name: str) -> _Any:

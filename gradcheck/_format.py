@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from gradcheck import kinds
-from gradcheck.compare import MISS_PROBABILITY
 from gradcheck.errors import InvalidArgument
-from gradcheck.results import CheckReport, GradientResult
+from gradcheck.results import MISS_PROBABILITY, CheckReport, GradientResult
 
 # Over all reports, for the documents (every column: markdown, --wide).
 TABLE_HEADERS = ("layer", "case", "gradient", "method", "mode", "max abs error", "max rel error",

@@ -1,7 +1,9 @@
-"""What a check returns: one frozen record per gradient, one per check.
+"""What a check returns: one frozen record per gradient, one per check; no rendering.
 
 The statuses and verdicts are :mod:`gradcheck.kinds`' (``STATUSES`` and ``PASSING`` are
-re-exported here).
+re-exported here). This module sits below every rendering: :mod:`gradcheck.report` imports it,
+never the reverse. ``print(report)`` and a notebook's HTML still work because the renderings are
+supplied from above through :mod:`gradcheck._renderings` (its docstring says why).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gradcheck import kinds
+from gradcheck import _renderings, kinds
 from gradcheck.kinds import PASSING, STATUSES
 
 if TYPE_CHECKING:
@@ -19,8 +21,13 @@ if TYPE_CHECKING:
     from gradcheck.numeric import Estimate
     from gradcheck.tolerance import Tolerance
 
-__all__ = ["PASSING", "STATUSES", "CheckReport", "Diagnosis", "Evidence", "Finding",
-           "GradientResult", "KinkElement", "Sweep", "WorstElement"]
+__all__ = ["MISS_PROBABILITY", "PASSING", "STATUSES", "CheckReport", "Diagnosis", "Evidence",
+           "Finding", "GradientResult", "KinkElement", "Sweep", "WorstElement"]
+
+# What a result's ``miss_norm`` means: an error of the analytic gradient whose 2-norm is at least
+# ``miss_norm`` escapes every random direction of the check with probability at most this (the
+# bound is derived in gradcheck._directions; tests/test_results.py checks the engine's value).
+MISS_PROBABILITY = 1e-6
 
 
 @dataclass(frozen=True)
@@ -119,7 +126,8 @@ class GradientResult:
     ``status`` is one of :data:`~gradcheck.kinds.STATUSES`. ``detectable`` is the smallest
     relative error of the analytic gradient this check could have seen (the budget over the
     gradient's size where the check carries evidence); ``kinks`` lists the non-differentiable
-    elements found.
+    elements found. ``miss_norm`` (sampled and directional modes): an error of at least this
+    2-norm escapes every random direction with probability at most :data:`MISS_PROBABILITY`.
     BatchNorm with N = 2 and eps = 0 is honestly ``zero`` for ``dx``: its output does not depend
     on ``x``.
     """
@@ -193,13 +201,19 @@ class CheckReport:
         return sum(r.nfev for r in self.results)
 
     def __str__(self) -> str:
-        """The terminal rendering (100 columns), as ``print(report)`` shows it."""
-        from gradcheck.report import render
+        """The terminal rendering (100 columns), as ``print(report)`` shows it.
 
-        return render([self], kinds.TEXT)
+        The rendering is :mod:`gradcheck.report`'s, supplied through
+        :mod:`gradcheck._renderings`; without one, a line saying so.
+        """
+        render = _renderings.rendering(kinds.TEXT)
+        if render is None:
+            return (f"{self.layer}: {self.verdict} (no text rendering supplied: "
+                    "gradcheck._renderings.supply(kinds.TEXT, ...))")
+        return render(self)
 
-    def _repr_html_(self) -> str:
-        """The HTML rendering without the page around it, for Jupyter."""
-        from gradcheck.report import render_html_fragment
-
-        return render_html_fragment([self])
+    def _repr_html_(self) -> str | None:
+        """The HTML rendering without the page around it, for Jupyter; ``None`` (Jupyter then
+        shows the text) when no HTML rendering is supplied."""
+        render = _renderings.rendering(kinds.HTML)
+        return None if render is None else render(self)

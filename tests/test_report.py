@@ -438,3 +438,19 @@ def test_json_states_what_each_check_could_detect():
     data = to_json([check_layer(BatchNorm(4), {"x": x})])
     detectable = [r["detectable"] for r in data["reports"][0]["results"]]
     assert len(detectable) == 3 and all(0 < d < 1e-6 for d in detectable)
+
+
+def test_importing_the_report_loads_no_numerical_engine():
+    """The renderings know the records, not the engine that makes them (nor SciPy)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, json, gradcheck.report; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('gradcheck', 'scipy'))))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    engine = ("gradcheck.numeric", "gradcheck.compare", "gradcheck.check", "gradcheck._calls",
+              "gradcheck._engine", "gradcheck.tolerance", "scipy")
+    assert [m for m in json.loads(done.stdout) if m.startswith(engine)] == []
