@@ -38,10 +38,10 @@ from gradcheck._engine.ladder import DirectionEvidence, DirectionVerdict
 from gradcheck._kinks import smooth_along
 from gradcheck._objective import Numeric
 from gradcheck._side import Side, scaled_norm
+from gradcheck.results import MISS_PROBABILITY
 from gradcheck.tolerance import FLOOR_ULPS, Tolerance
 
 DIRECTIONS = 8
-MISS_PROBABILITY = 1e-6
 DENSITY = 1 / math.sqrt(6)  # the peak density of <e, w> / |e| (Ball, 1986)
 CONFIRM_FACTOR = 4.0  # the change in extended precision widens the bound by this much
 SHARE_LOSS = 4.0  # a shared miss bound may be this much above the input's own
@@ -312,7 +312,7 @@ def shared(f: Any, v: np.ndarray, parts: Mapping[str, tuple[slice, float]],
         miss = widest * _miss_factor(DIRECTIONS) / s
         if loss_ok or miss <= math.sqrt(sides[name].eps) * scaled_norm(a):
             names.append(name)  # else its own directions would see much smaller errors
-    result = {}
+    result: dict[str, Directions] = {}
     for name in names:
         evidence = DirectionEvidence(
             claimed=claimed, measured=measured, allowed=allowed, band=band,

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck._objective import Numeric
-from gradcheck.numeric import complex_step, local_scale
+from gradcheck.numeric import complex_step, complex_step_size, local_scale
 
 MAX_KINKS = 512  # elements analysed per gradient, worst first
 MAX_TIE = 64  # tied elements whose slots are measured (one evaluation per slot)
@@ -39,7 +39,6 @@ _ONE_SIDED = 2.0**-18  # one-sided step, as a fraction of the element's local sc
 _SHRINK = 2.0**-6  # when the one-sided estimates at h and h/4 disagree
 _TRIES = 3
 _EPS = float(np.finfo(np.float64).eps)
-_MIRROR_STEP = 2.0**-360
 _MIRROR_ULPS = 2.0**7
 
 
@@ -124,6 +123,8 @@ class _Along:
         self.complex = num.method == "complex"
         self.sided = OneSided(num.f, num.x, float(np.max(num.noise, initial=0.0)))
         self.extra = 0
+        # the mirrored step, raised where the derivatives are tiny (see complex_step_size)
+        self.h = float(complex_step_size(0.0, float(np.max(num.noise, initial=0.0)) / _EPS))
 
     @property
     def nfev(self) -> int:
@@ -135,15 +136,15 @@ class _Along:
 
     def right(self, u: np.ndarray, scale: float) -> tuple[float, float]:
         if self.complex:
-            value = self._imag(u, _MIRROR_STEP)
+            value = self._imag(u, self.h)
             return value, _MIRROR_ULPS * _EPS * abs(value) + 1e-300
         _, hi, b = self.sided.both(u, scale)
         return hi, b
 
     def both(self, u: np.ndarray, scale: float) -> tuple[float, float, float]:
         if self.complex:
-            right = self._imag(u, _MIRROR_STEP)
-            left = self._imag(u, -_MIRROR_STEP)  # Im f(x - ih u) / (-h): the other side
+            right = self._imag(u, self.h)
+            left = self._imag(u, -self.h)  # Im f(x - ih u) / (-h): the other side
             return left, right, _MIRROR_ULPS * _EPS * (abs(left) + abs(right)) + 1e-300
         return self.sided.both(u, scale)
 

@@ -195,19 +195,24 @@ def observed_noise(spec: _Spec, ref: Reference) -> float:
             except LayerError:
                 return 0.0  # the forward does not run off the inputs: nothing measured
     table = np.array(values)
-    if not np.all(np.isfinite(table)):
+    top = float(np.max(np.abs(table)))
+    if not np.all(np.isfinite(table)) or top == 0.0:
         return 0.0
+    table = table / top  # scaled: squares of outputs near 1e200 must not overflow
     sigmas = []
     for k in _NOISE_ORDERS:
         diff = np.diff(table, n=k)
         gamma = math.factorial(k) ** 2 / math.factorial(2 * k)
         sigmas.append(math.sqrt(gamma * float(np.mean(diff * diff))))
-    return float(np.median(sigmas))
+    return top * float(np.median(sigmas))
 
 
-def internal_precision(ref: Reference, names: Sequence[str]) -> float:
+def internal_precision(ref: Reference, names: Sequence[str], smooth: bool) -> float:
     """The unit roundoff the layer's forward shows, when it is far coarser than float64's
-    (a float32 or float16 intermediate): else 0."""
+    (a float32 or float16 intermediate): else 0. Only a smooth forward's difference table is
+    noise; a kink inside it looks like noise too, so a forward with kinks keeps the model."""
+    if not smooth:
+        return 0.0
     model = max(float(np.max(noise_model(ref, k))) for k in names)
     if ref.observed <= NOISE_EXCESS * model or ref.total == 0.0:
         return 0.0
@@ -263,11 +268,12 @@ def noise_model(ref: Reference, name: str) -> np.ndarray:
     return _EPS * ref.total * kappa
 
 
-def noise(ref: Reference, name: str) -> np.ndarray:
-    """``noise_k``: the model's, or the measured noise where that is far larger (a layer that
-    computes in a narrower dtype inside than its inputs declare)."""
+def noise(ref: Reference, name: str, smooth: bool = False) -> np.ndarray:
+    """``noise_k``: the model's, or, for a smooth forward (see :func:`internal_precision`), the
+    measured noise where that is far larger (a layer that computes in a narrower dtype inside
+    than its inputs declare)."""
     model = noise_model(ref, name)
-    if ref.observed > NOISE_EXCESS * float(np.max(model)):
+    if smooth and ref.observed > NOISE_EXCESS * float(np.max(model)):
         return np.maximum(model, ref.observed)
     return model
 
@@ -377,7 +383,7 @@ def prepare(spec: _Spec, ref: Reference, name: str, found: numeric.Probe | None 
     a screen of ``name`` by itself: it can take other code paths than perturbing all inputs)."""
     x64 = ref.inputs[name]
     f = objective(spec, ref.inputs, name, ref.g, copy_inputs=ref.copy_inputs)
-    noise_k = noise(ref, name)
+    noise_k = noise(ref, name)  # the model: the probe runs before smoothness is known
     method, reason = spec.method, ""
     if found is None:
         if method == "auto":
@@ -389,11 +395,12 @@ def prepare(spec: _Spec, ref: Reference, name: str, found: numeric.Probe | None 
     if method == "auto":
         method = "complex" if found.safe else "richardson"
         reason = _reason(found)
-    inside = internal_precision(ref, [name])
+    smooth = not nonsmooth(found)
+    inside = internal_precision(ref, [name], smooth)
     if inside:
         reason = "; ".join(filter(None, [reason, _precision_note(ref, inside)]))
-    return Numeric(f, x64, noise_k, method, reason, _witness_objective(spec, ref, name),
-                   found.piecewise, nonsmooth(found))
+    return Numeric(f, x64, noise(ref, name, smooth), method, reason,
+                   _witness_objective(spec, ref, name), found.piecewise, not smooth)
 
 
 # Non-analytic operations that also have kinks (np.var, casts and norms of nonzero vectors do not)

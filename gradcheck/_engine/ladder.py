@@ -197,7 +197,7 @@ class DirectionEvidence:
     miss_factor: float  # miss_norm = max budget * miss_factor / s (see gradcheck._directions)
     rtol: float
     noise_like: bool
-    project: Callable[[np.ndarray], np.ndarray] | None = None  # errors (rows) -> <e, u> rows
+    project: Callable[[Sequence[np.ndarray]], np.ndarray] | None = None  # errors -> <e, u> rows
     own: np.ndarray | None = None  # this input's own part of <a, u> (shared directions)
     shared: tuple[str, ...] = ()
     label: str = "x"
@@ -299,7 +299,7 @@ def detectable(el: ElementEvidence | None, d: DirectionEvidence | None, a: np.nd
     if top == 0.0 or (el is None and d is None) or not math.isfinite(start):
         return math.inf
     rows = _patterns(a, shape, rng)
-    shifts = d.project(rows) if d is not None and d.project is not None else None
+    shifts = d.project(list(rows)) if d is not None and d.project is not None else None
     delta = max(start, 1e-300 / top)
     while delta <= MAX_DETECTABLE:
         if all(_caught(el, d, a, row, None if shifts is None else shifts[i], delta * top)

@@ -105,6 +105,7 @@ from gradcheck.numeric._base import (
     _validate_method,
     _validate_noise,
     _validate_seed,
+    complex_step_size,
     local_scale,
 )
 from gradcheck.numeric.central import central
@@ -125,6 +126,7 @@ __all__ = [
     "Probe",
     "central",
     "complex_step",
+    "complex_step_size",
     "directional",
     "local_scale",
     "numerical_gradient",

@@ -15,8 +15,25 @@ METHODS = ("auto", "complex", "central", "richardson")
 
 _EPS = float(np.finfo(np.float64).eps)
 _TINY = float(np.finfo(np.float64).smallest_normal)  # added to every bound (subnormal results)
-_CS_EXPONENT = -200  # complex step h = 2**-200 * max(1, |x|): h**2 terms 1e-120 relative, and
-# derivatives down to 1e-230 keep their imaginary parts normal (scale invariance)
+_CS_EXPONENT = -360  # complex step h = 2**-360 * max(1, |x|): O(h**3) terms underflow to 0 ...
+_CS_IMAG_FLOOR = -900  # ... raised where h * (the derivative's scale) would fall below 2**-900
+
+
+def complex_step_size(xk: Any, scale: Any = None) -> np.ndarray:
+    """``h = 2⁻³⁶⁰·max(1, |x_k|)`` rounded down to a power of two, raised (by powers of two, to
+    at most ``2⁻⁶⁰·max(1, |x_k|)``) until ``h·scale ≥ 2⁻⁹⁰⁰``: a layer whose outputs are scaled by
+    ``2^k`` then keeps its imaginary parts normal numbers (subnormals would lose the digits the
+    estimate is made of), and a gradient's status does not depend on its units. ``scale`` is
+    the size of the derivatives to expect (the terms a gradient sums), per element or one."""
+    _, exponent = np.frexp(np.maximum(1.0, np.abs(np.asarray(xk, dtype=np.float64))))
+    base = exponent - 1
+    steps = base + _CS_EXPONENT
+    if scale is not None:
+        size = np.asarray(scale, dtype=np.float64)
+        _, e2 = np.frexp(np.where(size > 0, size, 1.0))
+        raised = np.where(size > 0, _CS_IMAG_FLOOR - (e2 - 1), steps)
+        steps = np.clip(raised, steps, base - 60)
+    return np.ldexp(1.0, steps)
 _CS_ROUNDING = 2.0**7  # complex-step rounding bound, in units of eps (see module docstring)
 _F_ULPS = 2.0**3  # every evaluation of f is off by at least this many eps of |f|
 

@@ -10,7 +10,6 @@ import numpy as np
 
 from gradcheck.errors import InvalidArgument
 from gradcheck.numeric._base import (
-    _CS_EXPONENT,
     _CS_ROUNDING,
     _EPS,
     _TINY,
@@ -18,13 +17,13 @@ from gradcheck.numeric._base import (
     _Evaluator,
     _finish,
     _validate,
+    complex_step_size,
 )
 
 
-def _complex_steps(xk: np.ndarray) -> np.ndarray:
-    """``2**-200 * max(1, |x|)`` rounded down to a power of two, so ``Im/h`` is exact."""
-    _, exponent = np.frexp(np.maximum(1.0, np.abs(xk)))
-    return np.ldexp(1.0, exponent - 1 + _CS_EXPONENT)
+def _complex_steps(xk: np.ndarray, scale: Any = None) -> np.ndarray:
+    """Powers of two (so ``Im/h`` is exact): :func:`complex_step_size`."""
+    return complex_step_size(xk, scale)
 
 
 def _complex_bound(value: np.ndarray, h: np.ndarray, terms: Any, eps: float) -> np.ndarray:
@@ -98,7 +97,7 @@ def complex_step(f: Callable[[np.ndarray], Any], x: Any, *, indices: Any = None,
     dt = _validate_complex_dtype(dtype)
     scale = _validate_terms(terms, problem.x.shape, problem.idx)
     ev = _Evaluator(problem)
-    h = _complex_steps(problem.x.flat[problem.idx])
+    h = _complex_steps(problem.x.flat[problem.idx], scale)
     value = np.array([ev.imag_at(int(k), hk, dt).imag
                       for k, hk in zip(problem.idx, h, strict=True)])
     value = value / h

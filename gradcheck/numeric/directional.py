@@ -9,7 +9,6 @@ import numpy as np
 
 from gradcheck.errors import InvalidArgument
 from gradcheck.numeric._base import (
-    _CS_EXPONENT,
     _CS_ROUNDING,
     _EPS,
     _TINY,
@@ -18,6 +17,7 @@ from gradcheck.numeric._base import (
     _validate_f,
     _validate_method,
     _validate_noise,
+    complex_step_size,
 )
 from gradcheck.numeric.central import _central_core
 from gradcheck.numeric.richardson import _RICH_FIRST, _richardson_core
@@ -55,7 +55,7 @@ _GOLDEN = (1 + 5**0.5) / 2
 
 def _directional_complex(ev: _PhiEvaluator, noise: float | None,
                          terms: float | None) -> tuple[float, float, float]:
-    h1 = 2.0**_CS_EXPONENT
+    h1 = float(complex_step_size(0.0, terms))
     v1 = ev.imag(h1) / h1
     if terms is not None:  # the rounding is bounded by the terms: one evaluation is enough
         return v1, _CS_ROUNDING * _EPS * (abs(v1) + terms) + _TINY / h1, h1

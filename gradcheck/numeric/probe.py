@@ -250,6 +250,12 @@ def _scatter(problem: _Problem, sample: np.ndarray, noise: float | None,
     return np.abs(again - reference.value)
 
 
+def _terms_like(problem: _Problem, noise: float | None) -> np.ndarray | None:
+    """The size of the derivatives to expect, from the noise level ``ε·Σ|g·out|·κ``: what
+    lets the complex step keep its imaginary parts normal numbers at any output scale."""
+    return None if not noise else np.full(problem.x.shape, noise / _EPS)
+
+
 def _probe_agreement(problem: _Problem, sample: np.ndarray, noise: float | None) -> str:
     """(b) a silently zero imaginary part and (c) disagreement with Richardson's central
     differences, whose step follows the natural scale (the classic central step can exceed it,
@@ -258,7 +264,7 @@ def _probe_agreement(problem: _Problem, sample: np.ndarray, noise: float | None)
     agreement never needs the second run, so the common case costs one run."""
     reference = richardson(problem.f, problem.x, indices=sample, noise=noise)
     try:
-        cs = complex_step(problem.f, problem.x, indices=sample)
+        cs = complex_step(problem.f, problem.x, indices=sample, terms=_terms_like(problem, noise))
     except Exception as exc:  # see _probe_first_call
         return _raised(problem, exc)
     if not _disagreement(problem, sample, cs, reference):
@@ -280,7 +286,8 @@ def _dense_disagreement(problem: _Problem, rng: np.random.Generator,
         return lambda t: problem.f(problem.x + (t * scale) * u)
 
     try:
-        cs = directional(along(1.0), method="complex")
+        cs = directional(along(1.0), method="complex",
+                         terms=None if not noise else noise / _EPS)
     except Exception as exc:  # see _probe_first_call
         return _raised(problem, exc)
     real = directional(along(1.0), method="richardson", noise=noise)
@@ -328,7 +335,7 @@ def _quick(problem: _Problem, rng: np.random.Generator, noise: float | None) -> 
     decide."""
     spread = float(np.std(problem.x)) or float(np.max(np.abs(problem.x), initial=0.0)) or 1.0
     u = rng.standard_normal(problem.x.shape) * spread
-    h = float(_complex_steps(np.zeros(1))[0])
+    h = float(_complex_steps(np.zeros(1), None if not noise else noise / _EPS)[0])
     point = problem.x.astype(np.complex128)
     point.imag = h * u
     reason, value = _complex_call(problem, point)
