@@ -14,8 +14,10 @@ turns the entries into the reports a session's document lists:
 :func:`encode` and :func:`decode` carry entries across pytest-xdist's worker boundary
 (``config.workeroutput``) as plain JSON data: dataclasses become ``{"__dataclass__": name,
 ...fields}``, tuples ``{"__tuple__": [...]}`` and non-finite floats ``{"__float__": "nan"}``, so
-a report comes back equal, field for field and type for type, to the one that was sent. Only
-the dataclasses of :mod:`gradcheck.results` are rebuilt; anything else is refused.
+a report comes back equal, field for field and type for type, to the one that was sent: nested
+records too (a result's ``coverage``, its ``worst``, ``kinks`` and ``explained`` rows), each
+rebuilt by keyword, as the keyword-only ``GradientResult`` and ``Coverage`` require. Only the
+dataclasses of :mod:`gradcheck.results` are rebuilt; anything else is refused.
 
 Nothing here imports NumPy: the plugin loads this module in sessions that may check nothing.
 """

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gradcheck import _directions, numeric
+from gradcheck import _directions, kinds, numeric
 from gradcheck._calls import _STREAM, _Run, _Spec
 from gradcheck._directions import CONFIRM_FACTOR, DIRECTIONS, MISS_PROBABILITY, Directions
 from gradcheck._engine import ladder
@@ -43,7 +43,15 @@ from gradcheck._objective import Numeric, Reference, joint_objective, nonsmooth,
 from gradcheck._shadow import Lazy, Shadow
 from gradcheck._side import Side, at_resolution, scaled_norm, side
 from gradcheck.errors import LayerError
-from gradcheck.results import Evidence, GradientResult, KinkElement, WorstElement
+from gradcheck.results import (
+    MAX_EXPLAINED,
+    Coverage,
+    Evidence,
+    ExplainedElement,
+    GradientResult,
+    KinkElement,
+    WorstElement,
+)
 from gradcheck.tolerance import Tolerance, budget, resolve, unit_roundoff
 
 __all__ = ["AUTO_WORK", "DIRECTIONS", "FULL_MODE_MAX_ELEMENTS", "MISS_PROBABILITY", "Sides",
@@ -407,18 +415,14 @@ def _shape_failure(name: str, grad: np.ndarray, x: np.ndarray, tol: Tolerance) -
         "its input's shape (a (1, D) dbeta for a (D,) beta, or a parameter gradient not summed "
         "over the batch, is a bug even if it broadcasts)"
     )
-    nan = float("nan")
-    return GradientResult(name, "shape", nan, nan, nan, None, nan, nan, 0, "-", "-", 0, x.size,
-                          tol.rtol or 0.0, tol.atol, nan, msg)
+    return _uncompared(name, kinds.SHAPE, x, tol, msg)
 
 
 def _nonfinite_failure(name: str, grad: np.ndarray, x: np.ndarray,
                        tol: Tolerance) -> GradientResult:
-    nan = float("nan")
     bad = int(grad.size - np.count_nonzero(np.isfinite(grad)))
-    return GradientResult(name, "nonfinite", nan, nan, nan, None, nan, nan, 0, "-", "-", 0,
-                          x.size, tol.rtol or 0.0, tol.atol, nan,
-                          f"d{name} contains {bad} NaN or inf of {grad.size} elements")
+    return _uncompared(name, kinds.NONFINITE, x, tol,
+                       f"d{name} contains {bad} NaN or inf of {grad.size} elements")
 
 
 _FAILING = ("fail", "inconclusive")
@@ -450,12 +454,10 @@ def _result(name: str, mode: str, el: _Elements | None, d: Directions | None, nu
     return GradientResult(
         name=name, status=status, max_abs_error=max_abs, max_rel_error=max_rel, budget=bud,
         worst_index=index, analytic_at_worst=analytic, numeric_at_worst=numeric_value,
-        nfev=(el.nfev if el else 0) + (d.nfev if d else 0), method=num.method, mode=mode,
-        elements=el.count if el else 0, size=x.size, rtol=tol.rtol or 0.0, atol=tol.atol,
-        step=el.step if el else nan, message=_message(name, status, el, d, user_dout),
-        reason=_reason(num, d), directions=DIRECTIONS if d else 0,
-        miss_norm=d.miss_norm if d else nan, worst=worst, seconds=seconds,
-        detectable=detect if math.isfinite(detect) else nan, kinks=el.kinks if el else (),
+        nfev=(el.nfev if el else 0) + (d.nfev if d else 0), method=num.method,
+        coverage=_coverage(mode, el, d, x, detect), rtol=tol.rtol or 0.0, atol=tol.atol,
+        message=_message(name, status, el, d, user_dout), reason=_reason(num, d), worst=worst,
+        seconds=seconds, kinks=el.kinks if el else (), explained=_explained(el) if el else (),
     )
 
 
@@ -526,3 +528,54 @@ def _message(name: str, status: str, el: _Elements | None, d: Directions | None,
         parts.append("inconclusive: the error is within what rounding could explain, and the "
                      "layer could not be re-run in a wider dtype to tell rounding from a bug")
     return "; ".join(parts)
+
+# --- the record's parts -----------------------------------------------------------------------
+
+
+def _uncompared(name: str, status: str, x: np.ndarray, tol: Tolerance,
+                message: str) -> GradientResult:
+    """A gradient that was never compared (wrong shape, NaN or inf): nothing covered."""
+    nan = float("nan")
+    return GradientResult(
+        name=name, status=status, max_abs_error=nan, max_rel_error=nan, budget=nan,
+        worst_index=None, analytic_at_worst=nan, numeric_at_worst=nan, nfev=0, method="-",
+        coverage=Coverage(mode="-", elements=0, size=x.size), rtol=tol.rtol or 0.0,
+        atol=tol.atol, message=message,
+    )
+
+
+def _coverage(mode: str, el: _Elements | None, d: Directions | None, x: np.ndarray,
+              detect: float) -> Coverage:
+    """What the check of one gradient covered; ``detect`` is its proven ``detectable``."""
+    nan = float("nan")
+    detectable = detect if math.isfinite(detect) else nan
+    return Coverage(mode=mode, elements=el.count if el else 0, size=x.size,
+                    directions=DIRECTIONS if d else 0, miss_norm=d.miss_norm if d else nan,
+                    detectable=detectable, guarantee=_guarantee_kind(el, d, x, detectable),
+                    step=el.step if el else nan)
+
+
+def _guarantee_kind(el: _Elements | None, d: Directions | None, x: np.ndarray,
+                    detectable: float) -> str:
+    """How ``detectable`` holds: directions carry it wherever there are any (with probability
+    at least 1 - MISS_PROBABILITY); elements alone only when every one was compared (full
+    mode, or a sample that reached every element)."""
+    if not math.isfinite(detectable):
+        return kinds.NO_GUARANTEE
+    if d is not None:
+        return kinds.PROBABLE
+    return kinds.CERTAIN if el is not None and el.count == x.size else kinds.NO_GUARANTEE
+
+
+def _explained(el: _Elements) -> tuple[ExplainedElement, ...]:
+    """Every compared element the ladder gave a named outcome other than within budget or a
+    plain failure, worst first by error over budget, at most :data:`MAX_EXPLAINED`."""
+    ev, v = el.evidence, el.verdict
+    named = np.flatnonzero(~np.isin(v.outcome, [ladder.WITHIN, ladder.FAILED]))
+    order = named[np.argsort(-_ratio(v.err[named], v.budget[named]), kind="stable")]
+    return tuple(
+        ExplainedElement(tuple(int(i) for i in np.unravel_index(ev.idx[j], el.shape)),
+                         ladder.OUTCOMES[int(v.outcome[j])], float(ev.a[j]), float(ev.n[j]),
+                         float(v.budget[j]))
+        for j in order[:MAX_EXPLAINED]
+    )

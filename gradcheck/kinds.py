@@ -1,4 +1,4 @@
-"""Every allowed string of gradcheck, defined once: statuses, verdicts, methods, modes, formats.
+"""Every allowed string, defined once: statuses, verdicts, methods, modes, guarantees, formats.
 
 The values are plain ``str`` (and the exit codes plain ``int``), so a result's ``status`` still
 compares equal to ``"pass"``, reads as ``"pass"`` in JSON and in a traceback, and needs no
@@ -23,10 +23,10 @@ from __future__ import annotations
 from enum import IntEnum
 
 __all__ = [
-    "AUTO", "CENTRAL", "COMPLEX", "DIRECTIONAL", "EMPTY", "FAIL", "FORMATS", "FULL", "HTML",
-    "INCONCLUSIVE", "JSON", "KINK", "MARKDOWN", "METHODS", "MODES", "NONFINITE", "PASS",
-    "PASSING", "RICHARDSON", "SAMPLED", "SHAPE", "STATUSES", "TEXT", "VERDICTS", "ZERO",
-    "ExitCode",
+    "AUTO", "CENTRAL", "CERTAIN", "COMPLEX", "DIRECTIONAL", "EMPTY", "FAIL", "FORMATS", "FULL",
+    "GUARANTEES", "HTML", "INCONCLUSIVE", "JSON", "KINK", "MARKDOWN", "METHODS", "MODES",
+    "NONFINITE", "NO_GUARANTEE", "PASS", "PASSING", "PROBABLE", "RICHARDSON", "SAMPLED", "SHAPE",
+    "STATUSES", "TEXT", "VERDICTS", "ZERO", "ExitCode",
 ]
 
 # --- the status of one gradient (GradientResult.status) -------------------------------------
@@ -65,6 +65,17 @@ SAMPLED = "sampled"  # a seeded sample of elements plus random directions
 DIRECTIONAL = "directional"  # random directions only (for about a million elements)
 
 MODES = (AUTO, FULL, SAMPLED, DIRECTIONAL)  # auto: chosen per input by its size
+
+# --- how a result's ``detectable`` holds (GradientResult.coverage.guarantee) ------------------
+
+CERTAIN = "certain"  # the elements alone carry it: every element was compared one by one
+#                      (full mode, or a sample that reached every element), no directions
+PROBABLE = "probable"  # random directions carry it: an error that large is caught with
+#                        probability at least 1 - MISS_PROBABILITY (sampled, directional modes)
+NO_GUARANTEE = ""  # nothing carries it: ``detectable`` is NaN (a shape or non-finite gradient,
+#                    directions without evidence), or came from part of the elements alone
+
+GUARANTEES = (CERTAIN, PROBABLE, NO_GUARANTEE)
 
 # --- report formats (gradcheck.report.render, ``--format``) ----------------------------------
 

@@ -62,7 +62,10 @@ __all__ = [
     "write_reports",
 ]
 
-SCHEMA_VERSION = 1
+# 2: each result gained ``coverage`` (what its check covered, and how ``detectable`` holds) and
+# ``explained`` (the elements over budget that did not plainly fail, and why); the flat keys
+# mode, elements, size, directions, miss_norm, detectable, step stay for readers of version 1.
+SCHEMA_VERSION = 2
 # Per report, for the AssertionError of assert_gradients (see failure_message).
 SUMMARY_HEADERS = ("gradient", "verdict", "max abs err", "max rel err", "budget", "worst index",
                    "analytic", "numeric", "method", "mode", "nfev")
@@ -80,9 +83,11 @@ REPORT_KEYS = ("passed", "layer", "case", "method", "seed", "dtype", "shapes", "
 RESULT_KEYS = ("name", "passed", "status", "max_abs_error", "max_rel_error", "budget",
                "worst_index", "analytic_at_worst", "numeric_at_worst", "nfev", "method", "mode",
                "elements", "size", "directions", "miss_norm", "detectable", "rtol", "atol", "step",
-               "reason",
-               "message", "seconds", "worst", "diagnosis")
+               "reason", "message", "seconds", "worst", "diagnosis", "coverage", "explained")
+COVERAGE_KEYS = ("mode", "elements", "size", "directions", "miss_norm", "detectable",
+                 "guarantee", "step")
 WORST_KEYS = ("index", "analytic", "numeric", "abs_error", "budget")
+EXPLAINED_KEYS = ("index", "explanation", "analytic", "numeric", "budget")
 DIAGNOSIS_KEYS = ("cause", "findings", "sweep", "note")
 FINDING_KEYS = ("cause", "text", "explained")
 SWEEP_KEYS = ("index", "steps", "discrepancies", "verdict", "text")
@@ -354,7 +359,8 @@ def _diagnosis_json(r: GradientResult) -> dict[str, Any] | None:
 
 def _result_json(r: GradientResult) -> dict[str, Any]:
     return _record(r, RESULT_KEYS, worst=[_record(w, WORST_KEYS) for w in r.worst],
-                   diagnosis=_diagnosis_json(r))
+                   diagnosis=_diagnosis_json(r), coverage=_record(r.coverage, COVERAGE_KEYS),
+                   explained=[_record(e, EXPLAINED_KEYS) for e in r.explained])
 
 
 def _report_json(report: CheckReport) -> dict[str, Any]:
@@ -390,7 +396,7 @@ def to_json(reports: Sequence[CheckReport]) -> dict[str, Any]:
     >>> report = check_grads(lambda x: np.sum(x**3), lambda x: 3 * x**2, np.array([1.0, 2.0]))
     >>> data = to_json([report])
     >>> data["schema_version"], data["passed"], data["results"][0]["name"], len(data["reports"])
-    (1, True, 'x', 1)
+    (2, True, 'x', 1)
     """
     checked = _validated(reports)
     items = [_report_json(r) for r in checked]

@@ -8,6 +8,7 @@ supplied from above through :mod:`gradcheck._renderings` (its docstring says why
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,13 +22,16 @@ if TYPE_CHECKING:
     from gradcheck.numeric import Estimate
     from gradcheck.tolerance import Tolerance
 
-__all__ = ["MISS_PROBABILITY", "PASSING", "STATUSES", "CheckReport", "Diagnosis", "Evidence",
-           "Finding", "GradientResult", "KinkElement", "Sweep", "WorstElement"]
+__all__ = ["MAX_EXPLAINED", "MISS_PROBABILITY", "PASSING", "STATUSES", "CheckReport", "Coverage",
+           "Diagnosis", "Evidence", "ExplainedElement", "Finding", "GradientResult", "KinkElement",
+           "Sweep", "WorstElement"]
 
 # What a result's ``miss_norm`` means: an error of the analytic gradient whose 2-norm is at least
 # ``miss_norm`` escapes every random direction of the check with probability at most this (the
 # bound is derived in gradcheck._directions; tests/test_results.py checks the engine's value).
 MISS_PROBABILITY = 1e-6
+# The most elements a result's ``explained`` lists (worst first by error over budget).
+MAX_EXPLAINED = 256
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,68 @@ class KinkElement:
     right: float
     analytic: float
     valid: bool  # the analytic value is an admissible choice (in the closed interval)
+
+
+@dataclass(frozen=True)
+class ExplainedElement:
+    """A compared element over its budget (or on a kink or tie) that did not end as a plain
+    failure, and the explanation it ended with.
+
+    ``explanation`` is the ladder's name for its outcome (``gradcheck._engine.ladder.OUTCOMES``):
+    ``kink``, ``tie`` or ``remeasured`` (explained by measured evidence: the element passes);
+    ``rounding``, ``unanalysed`` or ``unverified tie`` (no verdict: inconclusive);
+    ``invalid kink`` or ``invalid tie`` (the analytic value is not an admissible choice there:
+    it fails).
+    """
+
+    index: tuple[int, ...]
+    explanation: str
+    analytic: float
+    numeric: float
+    budget: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Coverage:
+    """What one gradient's check covered, and what it could have missed.
+
+    ``elements`` of the input's ``size`` were compared one by one (every one in ``full`` mode,
+    a sample in ``sampled``, none in ``directional``), and ``directions`` random directions
+    (sampled and directional modes; else 0). ``miss_norm`` (where there are directions): an
+    error of at least this 2-norm escapes every direction with probability at most
+    :data:`MISS_PROBABILITY`. ``detectable``: an error of the analytic gradient whose largest
+    element is at least ``detectable`` times the gradient's largest fails. ``guarantee`` says
+    how that holds (:data:`~gradcheck.kinds.GUARANTEES`): ``"certain"`` when the elements
+    alone carry it (every element compared: full mode, or a sample that reached every one),
+    ``"probable"`` when directions carry it (with probability at least
+    ``1 - MISS_PROBABILITY``), ``""`` when nothing does (``detectable`` is then NaN, or came
+    from part of the elements alone). ``step`` is the median step of the numerical method
+    over the compared elements (NaN when none was estimated). ``mode`` is ``"-"`` when nothing
+    was compared (a gradient of the wrong shape, or with NaN or inf).
+
+    Raises
+    ------
+    ValueError
+        ``guarantee`` is not one of :data:`~gradcheck.kinds.GUARANTEES`, or claims a guarantee
+        for a ``detectable`` that is not finite.
+    """
+
+    mode: str
+    elements: int
+    size: int
+    directions: int = 0
+    miss_norm: float = float("nan")
+    detectable: float = float("nan")
+    guarantee: str = kinds.NO_GUARANTEE
+    step: float = float("nan")
+
+    def __post_init__(self) -> None:
+        if self.guarantee not in kinds.GUARANTEES:
+            raise ValueError(f"`guarantee` must be one of {kinds.GUARANTEES}, "
+                             f"got {self.guarantee!r}")
+        if self.guarantee and not math.isfinite(self.detectable):
+            raise ValueError(f"a {self.guarantee!r} guarantee needs a finite `detectable`, "
+                             f"got {self.detectable!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,17 +185,18 @@ class Diagnosis:
         return self.findings[0].cause if self.findings else ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GradientResult:
     """The measured comparison for one gradient, and its verdict.
 
-    ``status`` is one of :data:`~gradcheck.kinds.STATUSES`. ``detectable`` is the smallest
-    relative error of the analytic gradient this check could have seen (the budget over the
-    gradient's size where the check carries evidence); ``kinks`` lists the non-differentiable
-    elements found. ``miss_norm`` (sampled and directional modes): an error of at least this
-    2-norm escapes every random direction with probability at most :data:`MISS_PROBABILITY`.
-    BatchNorm with N = 2 and eps = 0 is honestly ``zero`` for ``dx``: its output does not depend
-    on ``x``.
+    ``status`` is one of :data:`~gradcheck.kinds.STATUSES`. ``coverage`` says what the check
+    covered and could have missed (its mode, the elements and directions compared, ``detectable``
+    and how it is guaranteed); its fields are also readable here (``result.mode``,
+    ``result.detectable``, ...). ``kinks`` lists the non-differentiable elements found;
+    ``explained`` every compared element over its budget (or on a kink or tie) that did not end
+    as a plain failure, with its explanation: at most :data:`MAX_EXPLAINED`, worst first by
+    error over budget. BatchNorm with N = 2 and eps = 0 is honestly ``zero`` for ``dx``: its
+    output does not depend on ``x``. Fields are keyword-only.
     """
 
     name: str
@@ -142,20 +209,15 @@ class GradientResult:
     numeric_at_worst: float
     nfev: int
     method: str
-    mode: str
-    elements: int
-    size: int
+    coverage: Coverage
     rtol: float
     atol: float
-    step: float
     message: str = ""
     reason: str = ""
-    directions: int = 0
-    miss_norm: float = float("nan")
     worst: tuple[WorstElement, ...] = ()
     seconds: float = 0.0
-    detectable: float = float("nan")
     kinks: tuple[KinkElement, ...] = ()
+    explained: tuple[ExplainedElement, ...] = ()
     diagnosis: Diagnosis | None = None
     evidence: Evidence | None = field(default=None, repr=False, compare=False)
 
@@ -163,6 +225,42 @@ class GradientResult:
     def passed(self) -> bool:
         """``pass``, ``zero`` (with a warning) and a valid ``kink`` pass."""
         return self.status in PASSING
+
+    @property
+    def mode(self) -> str:
+        """``coverage.mode``: ``full``, ``sampled``, ``directional``, or ``-``."""
+        return self.coverage.mode
+
+    @property
+    def elements(self) -> int:
+        """``coverage.elements``: the elements compared one by one."""
+        return self.coverage.elements
+
+    @property
+    def size(self) -> int:
+        """``coverage.size``: the elements of the input."""
+        return self.coverage.size
+
+    @property
+    def directions(self) -> int:
+        """``coverage.directions``: the random directions compared."""
+        return self.coverage.directions
+
+    @property
+    def miss_norm(self) -> float:
+        """``coverage.miss_norm``: the 2-norm of an error the directions catch but for a
+        chance of at most :data:`MISS_PROBABILITY`."""
+        return self.coverage.miss_norm
+
+    @property
+    def detectable(self) -> float:
+        """``coverage.detectable``: the smallest relative error the check would have flagged."""
+        return self.coverage.detectable
+
+    @property
+    def step(self) -> float:
+        """``coverage.step``: the median step of the numerical method."""
+        return self.coverage.step
 
 
 @dataclass(frozen=True)

@@ -11,16 +11,25 @@ import pytest
 
 from gradcheck import _gather
 from gradcheck._gather import Entry
-from gradcheck.results import CheckReport, GradientResult, KinkElement, WorstElement
+from gradcheck.results import (
+    CheckReport,
+    Coverage,
+    ExplainedElement,
+    GradientResult,
+    KinkElement,
+    WorstElement,
+)
 
 NAN, INF = float("nan"), float("inf")
 
 
 def _result(name: str = "x", error: float = 1e-12, budget: float = 1e-8, **changes):
     passed = error <= budget
-    base = GradientResult(name, "pass" if passed else "fail", error, error, budget, (0, 1), 0.5,
-                          0.5, 12, "complex", "full", 12, 12, 1e-8, 0.0, NAN,
-                          worst=(WorstElement((0, 1), 0.5, 0.5 + error, error, budget),))
+    base = GradientResult(
+        name=name, status="pass" if passed else "fail", max_abs_error=error, max_rel_error=error,
+        budget=budget, worst_index=(0, 1), analytic_at_worst=0.5, numeric_at_worst=0.5, nfev=12,
+        method="complex", coverage=Coverage(mode="full", elements=12, size=12), rtol=1e-8,
+        atol=0.0, worst=(WorstElement((0, 1), 0.5, 0.5 + error, error, budget),))
     return replace(base, **changes)
 
 
@@ -33,16 +42,28 @@ def _report(layer: str = "bn", *results: GradientResult, case: str = "") -> Chec
 
 
 ODD = _report(
-    "odd", _result(step=NAN, miss_norm=INF, detectable=-INF, worst_index=None,
+    "odd", _result(coverage=Coverage(mode="full", elements=12, size=12, step=NAN, miss_norm=INF,
+                                     detectable=-INF), worst_index=None,
                    kinks=(KinkElement((2,), -1.0, 1.0, 0.0, True),)),
-    _result("gamma", error=1e-3, mode="sampled", elements=5, size=4096, directions=8),
+    _result("gamma", error=1e-3, coverage=Coverage(mode="sampled", elements=5, size=4096,
+                                                    directions=8)),
     case="N,C,H,W staged",
+)
+# A kink explained, an element left to rounding and one invalid kink, under a stated guarantee.
+EXPLAINED = _report(
+    "relu", _result(status="kink", coverage=Coverage(
+        mode="sampled", elements=40, size=4096, directions=8, miss_norm=3e-7, detectable=2e-6,
+        guarantee="probable", step=1e-200), explained=(
+            ExplainedElement((3, 1), "invalid kink", 2.0, 0.5, 1e-8),
+            ExplainedElement((0, 2), "rounding", 1e-9, 3e-9, 1e-9),
+            ExplainedElement((1, 1), "kink", 0.0, 0.5, 1e-8))),
 )
 
 
 @pytest.mark.parametrize("report", [
     pytest.param(_report(), id="plain"),
     pytest.param(ODD, id="nan-inf-none-kinks-sampled"),
+    pytest.param(EXPLAINED, id="coverage-and-explained"),
     pytest.param(replace(_report(), problems=("backward modified `dout`",),
                          warnings=("`x` is float32",), seconds=0.25), id="problems-warnings"),
 ])
@@ -53,6 +74,8 @@ def test_reports_survive_json_unchanged(report):
     # repr compares NaN fields too (NaN != NaN would defeat ==) and shows tuples as tuples
     assert repr(back) == repr(entry)
     assert type(back.report.results[0].worst) is tuple and type(back.report.shapes["x"]) is tuple
+    assert all(type(r.coverage) is Coverage and type(r.explained) is tuple
+               for r in back.report.results)
 
 
 def test_numpy_scalars_are_sent_as_python_numbers():

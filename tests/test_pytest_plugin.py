@@ -12,6 +12,7 @@ from gradcheck import _collect
 from gradcheck import pytest_plugin as plugin
 from gradcheck.check import CheckReport, GradientResult
 from gradcheck.report import OUTPUT_FILES
+from gradcheck.results import Coverage
 
 pytest_plugins = ["pytester"]
 
@@ -116,9 +117,10 @@ def test_help_lists_the_option_in_its_group(pytester):
 
 
 def _report(case: str = "") -> CheckReport:
-    nan = float("nan")
-    result = GradientResult("x", "pass", 0.0, 0.0, 1e-8, (0,), 1.0, 1.0, 1, "complex", "full",
-                            1, 1, 1e-8, 0.0, nan)
+    result = GradientResult(
+        name="x", status="pass", max_abs_error=0.0, max_rel_error=0.0, budget=1e-8,
+        worst_index=(0,), analytic_at_worst=1.0, numeric_at_worst=1.0, nfev=1, method="complex",
+        coverage=Coverage(mode="full", elements=1, size=1), rtol=1e-8, atol=0.0)
     return CheckReport("layer", (result,), {"x": (1,)}, "float64", 0, "complex", case=case)
 
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from gradcheck import report as rep
 from gradcheck.check import CheckReport, GradientResult, WorstElement
 from gradcheck.errors import InvalidArgument
+from gradcheck.results import Coverage, ExplainedElement
 
 README = Path(__file__).resolve().parents[1] / "reports" / "README.md"
 NAN = float("nan")
@@ -26,8 +27,10 @@ def _result(**changes) -> GradientResult:
     base = GradientResult(
         name="x", status="pass", max_abs_error=1.2345678e-12, max_rel_error=3.0e-13,
         budget=1.5e-8, worst_index=(1, 2), analytic_at_worst=0.5, numeric_at_worst=0.5,
-        nfev=12, method="complex", mode="full", elements=12, size=12, rtol=1.5e-8, atol=0.0,
-        step=1e-20, message="", reason="auto: the complex-step probe passed",
+        nfev=12, method="complex", rtol=1.5e-8, atol=0.0,
+        coverage=Coverage(mode="full", elements=12, size=12, detectable=3e-8, guarantee="certain",
+                          step=1e-20),
+        message="", reason="auto: the complex-step probe passed",
         worst=(WorstElement((1, 2), 0.5, 0.5, 1.2345678e-12, 1.5e-8),), seconds=0.01,
     )
     return replace(base, **changes)
@@ -53,8 +56,15 @@ def _report(*results: GradientResult, **changes) -> CheckReport:
 PASSING = _report(_result(), _result(name="beta"), case="N,D staged train")
 FAILING = _report(_result(), _failing_result(), problems=("backward modified `dout` in place",),
                   warnings=("input `x` is float32, not float64",), layer="my_bn")
-SAMPLED = _report(_result(mode="sampled", elements=150, size=4096, directions=8,
-                          miss_norm=2.5e-7), layer="big")
+SAMPLED = _report(_result(coverage=Coverage(mode="sampled", elements=150, size=4096,
+                                            directions=8, miss_norm=2.5e-7)), layer="big")
+# A passing kink, an element left to rounding, and what the check covered.
+KINKED = _report(_result(
+    name="h", status="kink",
+    coverage=Coverage(mode="sampled", elements=40, size=600, directions=8, miss_norm=3e-9,
+                      detectable=2.5e-7, guarantee="probable", step=1e-200),
+    explained=(ExplainedElement((3, 1), "kink", 0.0, 0.85, 1e-8),
+               ExplainedElement((0, 2), "rounding", 1e-9, 3e-9, 1e-9))), layer="relu")
 
 
 # --- every format -----------------------------------------------------------------------------
@@ -86,7 +96,7 @@ def test_every_format_states_the_verdict_and_every_gradient(fmt, reports, verdic
     pytest.param("text", "-------", id="text"),
     pytest.param("markdown", "| layer", id="markdown"),
     pytest.param("html", '<table class="summary">', id="html"),
-    pytest.param("json", '"schema_version": 1', id="json"),
+    pytest.param("json", '"schema_version": 2', id="json"),
 ])
 def test_each_format_has_its_own_shape(fmt, marker):
     assert marker in rep.render([PASSING], fmt)
@@ -141,7 +151,8 @@ def test_numbers(value, text):
 def test_nan_shows_as_a_dash_in_tables():
     shape = _result(name="beta", status="shape", max_abs_error=NAN, max_rel_error=NAN,
                     budget=NAN, worst_index=None, analytic_at_worst=NAN, numeric_at_worst=NAN,
-                    method="-", mode="-", worst=(), message="dbeta has shape (1, 4)")
+                    method="-", coverage=Coverage(mode="-", elements=0, size=4), worst=(),
+                    message="dbeta has shape (1, 4)")
     text = rep.render([_report(shape)], "text")
     row = next(line for line in text.splitlines() if "dbeta" in line and "SHAPE" in line)
     assert "nan" not in row.lower()
@@ -196,6 +207,43 @@ def test_documented_keys_are_the_emitted_keys():
     assert list(report) == _documented_keys("Report")
     assert list(result) == _documented_keys("Result (one gradient)")
     assert list(result["worst"][0]) == _documented_keys("Worst-element row")
+    kinked = rep.to_json([KINKED])["results"][0]
+    assert list(kinked["coverage"]) == _documented_keys("Coverage")
+    assert list(kinked["explained"][0]) == _documented_keys("Explained element")
+
+
+def test_the_schema_version_is_2_and_documented():
+    assert rep.SCHEMA_VERSION == 2
+    assert rep.to_json([PASSING])["schema_version"] == 2
+    text = README.read_text(encoding="utf-8")
+    assert "`schema_version` is 2 " in text and "| `schema_version` | int | 2 |" in text
+
+
+def test_json_states_coverage_and_explained_elements():
+    data = json.loads(rep.render([KINKED], "json"))
+    assert data == rep.to_json([KINKED])
+    result = data["results"][0]
+    assert result["coverage"] == {"mode": "sampled", "elements": 40, "size": 600,
+                                  "directions": 8, "miss_norm": 3e-9, "detectable": 2.5e-7,
+                                  "guarantee": "probable", "step": 1e-200}
+    assert result["explained"] == [
+        {"index": [3, 1], "explanation": "kink", "analytic": 0.0, "numeric": 0.85,
+         "budget": 1e-8},
+        {"index": [0, 2], "explanation": "rounding", "analytic": 1e-9, "numeric": 3e-9,
+         "budget": 1e-9},
+    ]
+
+
+@pytest.mark.parametrize("report", [
+    pytest.param(KINKED, id="sampled"),
+    pytest.param(FAILING, id="full"),
+    pytest.param(_report(_result(status="shape", coverage=Coverage(mode="-", elements=0, size=4))),
+                 id="nothing-compared"),
+])
+def test_the_v1_keys_repeat_the_coverage(report):
+    for result in rep.to_json([report])["results"]:
+        for key in ("mode", "elements", "size", "directions", "miss_norm", "detectable", "step"):
+            assert result[key] == result["coverage"][key]
 
 
 def test_a_single_report_is_also_the_top_level():
@@ -246,7 +294,8 @@ def test_json_values_are_plain_python():
 @given(st.lists(st.floats(allow_nan=True, allow_infinity=True), min_size=5, max_size=5))
 def test_any_float_gives_strict_json(values):
     a, b, c, d, e = values
-    report = _report(_result(max_abs_error=a, max_rel_error=b, budget=c, miss_norm=d,
+    report = _report(_result(max_abs_error=a, max_rel_error=b, budget=c,
+                             coverage=Coverage(mode="sampled", elements=1, size=2, miss_norm=d),
                              worst=(WorstElement((0,), a, b, c, e),)))
     data = json.loads(rep.render([report], "json"))
     assert data["results"][0]["worst"][0]["budget"] == (e if math.isfinite(e) else None)
@@ -311,6 +360,10 @@ def test_failure_message_is_short_and_precise():
     assert len(lines) <= 4 + len(FAILING.results) + len(FAILING.problems)
 
 
+def _full(elements: int) -> Coverage:
+    return Coverage(mode="full", elements=elements, size=elements)
+
+
 def _rows(failing: int, passing: int) -> tuple[WorstElement, ...]:
     return tuple(WorstElement((k,), 1.0, 1.1, 0.1 if k < failing else 1e-9, 1e-8)
                  for k in range(failing + passing))
@@ -320,12 +373,12 @@ def _rows(failing: int, passing: int) -> tuple[WorstElement, ...]:
     pytest.param({"message": "3 of 24 elements over budget; worst at (0, 3): ..."},
                  "dgamma: 3 of 24 elements over budget; worst at (0, 3): ...",
                  id="the-verdict-message"),
-    pytest.param({"message": "", "worst": _rows(2, 0), "elements": 2},
+    pytest.param({"message": "", "worst": _rows(2, 0), "coverage": _full(2)},
                  "dgamma: 2 of 2 elements over budget; worst at (0,): analytic 1, numeric 1.1, "
                  "error 0.1 > budget 1e-08", id="every-element-has-a-row"),
-    pytest.param({"message": "", "worst": _rows(3, 2), "elements": 24},
+    pytest.param({"message": "", "worst": _rows(3, 2), "coverage": _full(24)},
                  "dgamma: 3 of 24 elements over budget; worst at (0,): *", id="a-row-passes"),
-    pytest.param({"message": "", "worst": _rows(5, 0), "elements": 24},
+    pytest.param({"message": "", "worst": _rows(5, 0), "coverage": _full(24)},
                  "dgamma: at least 5 of 24 elements over budget; worst at (0,): *",
                  id="every-row-fails"),
     pytest.param({"status": "shape", "message": "dgamma has shape (1, 4) but `gamma` has (4,)"},
