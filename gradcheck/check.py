@@ -12,10 +12,11 @@ of every axis appears (so every channel and every batch row), plus the corners, 
 elements; and compares ``<analytic, u>`` with the numerical ``dL/du`` along :data:`DIRECTIONS`
 random directions ``u``, shared by the inputs where their budgets allow. An error vector ``e``
 escapes them all with probability at most ``MISS_PROBABILITY`` once its 2-norm reaches the
-``miss_norm`` each result states (derived in :mod:`gradcheck._directions`). ``directional``
-makes the directions only. ``auto`` (:func:`gradcheck.compare.modes`) gives each input, smallest
-first, every element up to :data:`FULL_MODE_MAX_ELEMENTS`, else a sample, else directions only,
-within a budget of evaluations times elements (:data:`gradcheck.compare.AUTO_WORK`): a 64x32
+``miss_norm`` each result states (derived in :mod:`gradcheck._engine.directions`).
+``directional`` makes the directions only. ``auto`` (:func:`gradcheck._engine.judge.modes`) gives
+each input, smallest first, every element up to :data:`FULL_MODE_MAX_ELEMENTS`, else a sample,
+else directions only, within a budget of evaluations times elements
+(:data:`gradcheck._engine.judge.AUTO_WORK`): a 64x32
 BatchNorm is checked in full, a 256x64 one by sample, a (32, 32, 32, 32) one by directions. The
 report states the mode, the evaluations and ``miss_norm``.
 
@@ -35,18 +36,27 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck import _collect
-from gradcheck._calls import _analytic, _restore, _Run, _snapshot, _Spec, _validate, _with_context
-from gradcheck._guard import protected, time_limit, validate_timeout
-from gradcheck._objective import (
+from gradcheck import _collect, numeric
+from gradcheck._engine.across import across
+from gradcheck._engine.call import (
+    Run,
+    Spec,
+    analytic_pass,
+    restore_state,
+    snapshot_state,
+    validate_check,
+    with_context,
+)
+from gradcheck._engine.judge import Sides, judge, shared
+from gradcheck._engine.objective import (
     Reference,
     probe_check,
     reference,
     trace_check,
     witness_allowance,
 )
-from gradcheck._shadow import Lazy
-from gradcheck.compare import Sides, judge, shared
+from gradcheck._engine.shadow import Lazy
+from gradcheck._guard import protected, time_limit, validate_timeout
 from gradcheck.errors import GradcheckError, GradcheckWarning
 from gradcheck.layer import ClassLayer, annotate, from_callables
 from gradcheck.numeric import Probe
@@ -128,17 +138,17 @@ def check_layer(
     (True, ['x', 'gamma', 'beta'], 'complex')
     """
     t0 = time.perf_counter()
-    spec = _validate(layer, inputs, method, mode, seed, tolerance, dout, wrt)
+    spec = validate_check(layer, inputs, method, mode, seed, tolerance, dout, wrt)
     limit = validate_timeout(timeout)
-    state = _snapshot(layer)
+    state = snapshot_state(layer)
     try:
         with time_limit(limit, hint="pass a larger `timeout`"):
             results, run = _check(spec)
     except GradcheckError as exc:
-        raise _with_context(exc, spec) from exc.__cause__
+        raise with_context(exc, spec) from exc.__cause__
     finally:
         with protected():
-            notes = _restore(layer, state)
+            notes = restore_state(layer, state)
     run.warnings.extend(notes)
     for note in run.warnings:
         warnings.warn(f"{spec.name}: {note}", GradcheckWarning, stacklevel=2)
@@ -153,8 +163,8 @@ def check_layer(
     return report
 
 
-def _check(spec: _Spec) -> tuple[list[GradientResult], _Run]:
-    run = _analytic(spec)
+def _check(spec: Spec) -> tuple[list[GradientResult], Run]:
+    run = analytic_pass(spec)
     ref = reference(spec, run)
     if ref.random:
         run.problems.append(ref.random)
@@ -182,13 +192,17 @@ def _check(spec: _Spec) -> tuple[list[GradientResult], _Run]:
     return diagnosis.attach(results, run.grads, spec.inputs), run
 
 
-def _judged(spec: _Spec, run: _Run, ref: Reference, shadow: Lazy, found: Probe
+def _judged(spec: Spec, run: Run, ref: Reference, shadow: Lazy, found: Probe
             ) -> tuple[list[GradientResult], int]:
     """Every gradient's result, and the evaluations of shared directions that vouched for none."""
     sides = Sides(spec, ref, shadow)
     vouched, shared_calls = shared(spec, run, ref, sides, found)
     results = [judge(spec, run, ref, sides, name, found, vouched.get(name))
                for name in spec.wrt]
+    method = next((r.method for r in results if r.method in numeric.METHODS), spec.method)
+    results, tie_calls = across(spec, ref, method, results)
+    if results and tie_calls:
+        results[0] = replace(results[0], nfev=results[0].nfev + tie_calls)
     return results, 0 if vouched else shared_calls
 
 

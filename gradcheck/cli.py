@@ -735,7 +735,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _unexpected(exc: Exception) -> str:
-    from gradcheck._calls import copy_failure
+    from gradcheck._engine.call import copy_failure
 
     what = f"{type(exc).__name__}: {exc}"
     if copy_failure(exc):

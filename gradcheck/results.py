@@ -28,7 +28,8 @@ __all__ = ["MAX_EXPLAINED", "MISS_PROBABILITY", "PASSING", "STATUSES", "CheckRep
 
 # What a result's ``miss_norm`` means: an error of the analytic gradient whose 2-norm is at least
 # ``miss_norm`` escapes every random direction of the check with probability at most this (the
-# bound is derived in gradcheck._directions; tests/test_results.py checks the engine's value).
+# bound is derived in gradcheck._engine.directions; tests/test_results.py checks the engine's
+# value).
 MISS_PROBABILITY = 1e-6
 # The most elements a result's ``explained`` lists (worst first by error over budget).
 MAX_EXPLAINED = 256

@@ -9,8 +9,8 @@ import pytest
 
 from gradcheck import check as check_module
 from gradcheck import numeric
+from gradcheck._engine.judge import DIRECTIONS
 from gradcheck.check import check_grads, check_layer
-from gradcheck.compare import DIRECTIONS
 from gradcheck.errors import InvalidArgument
 from gradcheck.layer import from_functions
 

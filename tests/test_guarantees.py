@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from correct_layers import correct_cases
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from correct_layers import correct_cases
 from gradcheck import check_layer
 
 MODES = ("full", "sampled", "directional")
@@ -134,11 +134,11 @@ def _layouts(inputs: Mapping[str, np.ndarray], kind: str) -> dict[str, np.ndarra
         if kind == "fortran":
             out[name] = np.asfortranarray(v)
         elif kind == "strided":
-            big = np.zeros((2,) + v.shape, dtype=v.dtype)
+            big = np.zeros((2, *v.shape), dtype=v.dtype)
             big[0] = v
             out[name] = big[0]  # a view into a larger array
             if v.ndim:
-                wide = np.zeros(v.shape[:-1] + (2 * v.shape[-1],), dtype=v.dtype)
+                wide = np.zeros((*v.shape[:-1], 2 * v.shape[-1]), dtype=v.dtype)
                 wide[..., ::2] = v
                 out[name] = wide[..., ::2]  # non-contiguous along the last axis
         else:

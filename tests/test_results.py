@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import gradcheck
-from gradcheck import _renderings, compare, kinds, results
+from gradcheck import _renderings, kinds, results
+from gradcheck._engine import judge
 from gradcheck.results import CheckReport, Coverage, GradientResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +56,7 @@ def test_verdict(statuses, problems, verdict):
 
 
 def test_miss_probability_is_the_one_the_engine_uses():
-    assert results.MISS_PROBABILITY == compare.MISS_PROBABILITY
+    assert results.MISS_PROBABILITY == judge.MISS_PROBABILITY
 
 
 def _gradcheck_imports(module: str) -> set[str]:

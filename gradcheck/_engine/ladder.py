@@ -21,7 +21,11 @@ extended precision and its analytic rounding measured by a witness (``certified`
 error exceeds what rounding could explain, ``sqrt(ε)(|a_k| + |n_k| + T_k)``; otherwise it is
 ``rounding``: *inconclusive*. An element that may sit on a kink but was beyond the analysed ones
 is ``unanalysed`` (inconclusive); a tie whose slots do not follow the symmetric model is
-``unverified`` (inconclusive). A looser estimate never overrules a tighter one.
+``unverified`` (inconclusive); an element the numerical side could not measure at all (no step
+far below an element of 1e-300) is ``unmeasured`` (inconclusive); where the float64 reference
+computes another function than the layer's own dtype (a ``finfo(x.dtype).eps`` guard in a
+float32 layer), no discrepancy is blamed on the backward: ``incomparable`` (inconclusive). A
+looser estimate never overrules a tighter one.
 
 **Directions** follow the same steps with projected budgets; a direction that crosses a kink
 carries no evidence. **zero** needs the witness: both sides indistinguishable from 0 by their
@@ -41,17 +45,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gradcheck._kinks import KinkEvidence, Tie
-from gradcheck._side import scaled_norm
+from gradcheck._engine.kinks import KinkEvidence, Tie
+from gradcheck._engine.side import scaled_norm
 from gradcheck.tolerance import Tolerance, budget
 
 # The outcome of each compared element (an int8 code per element), by index.
-WITHIN, FAILED, KINK, TIE, REMEASURED, ROUNDING, UNANALYSED, UNVERIFIED, BAD_KINK, BAD_TIE = \
-    range(10)
+(WITHIN, FAILED, KINK, TIE, REMEASURED, ROUNDING, UNANALYSED, UNVERIFIED, BAD_KINK, BAD_TIE,
+ UNMEASURED, INCOMPARABLE) = range(12)
 OUTCOMES = ("within", "fail", "kink", "tie", "remeasured", "rounding", "unanalysed",
-            "unverified tie", "invalid kink", "invalid tie")
+            "unverified tie", "invalid kink", "invalid tie", "unmeasured", "incomparable")
 EXPLAINED = frozenset({KINK, TIE, REMEASURED})  # over budget, but explained by evidence
-UNSURE = frozenset({ROUNDING, UNANALYSED, UNVERIFIED})  # no verdict: inconclusive
+# no verdict: inconclusive
+UNSURE = frozenset({ROUNDING, UNANALYSED, UNVERIFIED, UNMEASURED, INCOMPARABLE})
 FAILING = frozenset({FAILED, BAD_KINK, BAD_TIE})
 
 STATUS_ORDER = ("fail", "inconclusive", "kink", "pass", "zero")  # the first one present wins
@@ -78,6 +83,7 @@ class ElementEvidence:
     tol: Tolerance
     kinks: KinkEvidence | None
     noise_like: bool  # the witness shows the analytic gradient is its own rounding noise
+    comparable: bool = True  # the numerical side differentiates the layer's own function
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,9 @@ def judge_elements(ev: ElementEvidence, a: np.ndarray | None = None,
     certified = ev.certified | (ev.certifiable if simulated else False)
     outcome = np.where(over, np.where(certified | (err > band), FAILED, ROUNDING), WITHIN)
     outcome = outcome.astype(np.int8)
+    outcome[~np.isfinite(ev.e)] = UNMEASURED  # the numerical side could not measure it
+    if not ev.comparable:
+        outcome[outcome == FAILED] = INCOMPARABLE
     notes: list[str] = []
     if ev.kinks is not None:
         _kinks(ev, ev.kinks, a, err, bud, over, outcome, notes)
@@ -125,6 +134,9 @@ def _kinks(ev: ElementEvidence, k: KinkEvidence, a: np.ndarray, err: np.ndarray,
     mid = (k.left + k.right) / 2
     settles = k.analysed & ~kink & over & tight & (np.abs(a - mid) <= slack) & (not ev.exact)
     outcome[settles] = REMEASURED
+    # a finite stencil near a kink whose remeasurement is no tighter than the discrepancy: no
+    # estimate can tell the analytic value wrong (the stencil may have crossed the kink)
+    outcome[k.analysed & ~kink & over & ~tight & (outcome == FAILED) & (not ev.exact)] = ROUNDING
     outcome[over & k.unanalysed & (outcome == FAILED)] = UNANALYSED
     for tie in k.ties:
         _tie(ev, tie, a, bud, kink, outcome, notes)
@@ -134,35 +146,47 @@ def _kinks(ev: ElementEvidence, k: KinkEvidence, a: np.ndarray, err: np.ndarray,
                      f"{a[j]:.9g} lies outside them")
 
 
+def tie_verdict(tie: Tie, a: np.ndarray, bud: np.ndarray, where: str) -> tuple[int, str]:
+    """Whether the analytic values ``a`` of a tie's members (budgets ``bud``) are a valid way
+    to share it: ``TIE``, ``BAD_TIE`` (with the note), ``UNVERIFIED`` (the slots do not follow
+    the symmetric model) or ``WITHIN`` (moving them together is not two-sided: independent
+    kinks, judged one by one)."""
+    if not tie.smooth:
+        return WITHIN, ""
+    k = a.size
+    slack = 2 * tie.bound * k + float(np.sum(bud))
+    claimed = float(np.sum(a))
+    if abs(claimed - tie.total) > slack:
+        return BAD_TIE, (f"{where}: moving them together changes the loss at rate "
+                         f"{tie.total:.9g}, but their analytic gradients add up to "
+                         f"{claimed:.9g} (a tie rule that sends the full dout to every tied "
+                         "element?)")
+    if not tie.symmetric:
+        return UNVERIFIED, ""
+    largest_a = np.cumsum(np.sort(a)[::-1])
+    largest_c = np.cumsum(np.sort(tie.slots)[::-1])
+    room = np.arange(1, k + 1) * 2 * tie.bound + np.cumsum(np.sort(bud)[::-1])
+    if np.any(largest_a[:-1] > largest_c[:-1] + room[:-1]):
+        return BAD_TIE, (f"{where}: their analytic gradients {np.round(a[:6], 9).tolist()} are "
+                         "not a valid way to share the tie's slots "
+                         f"{np.round(tie.slots[:6], 9).tolist()} among them")
+    return TIE, ""
+
+
 def _tie(ev: ElementEvidence, tie: Tie, a: np.ndarray, bud: np.ndarray, kink: np.ndarray,
          outcome: np.ndarray, notes: list[str]) -> None:
     m = tie.members
-    if not tie.smooth:
-        return  # moving them together is not two-sided: independent kinks, judged one by one
-    k = m.size
-    slack = 2 * tie.bound * k + float(np.sum(bud[m]))
-    claimed = float(np.sum(a[m]))
-    where = f"{k} tied elements (flat indices {', '.join(str(int(i)) for i in ev.idx[m][:6])})"
-    if abs(claimed - tie.total) > slack:
+    where = f"{m.size} tied elements (flat indices {', '.join(str(int(i)) for i in ev.idx[m][:6])})"
+    code, note = tie_verdict(tie, a[m], bud[m], where)
+    if note:
+        notes.append(note)
+    if code == BAD_TIE:
         outcome[m] = BAD_TIE
-        notes.append(f"{where}: moving them together changes the loss at rate {tie.total:.9g}, "
-                     f"but their analytic gradients add up to {claimed:.9g} (a tie rule that "
-                     "sends the full dout to every tied element?)")
-        return
-    if not tie.symmetric:
+    elif code == UNVERIFIED:
         outcome[m[np.isin(outcome[m], (FAILED, ROUNDING, BAD_KINK))]] = UNVERIFIED
-        return
-    largest_a = np.cumsum(np.sort(a[m])[::-1])
-    largest_c = np.cumsum(np.sort(tie.slots)[::-1])
-    room = np.arange(1, k + 1) * 2 * tie.bound + np.cumsum(np.sort(bud[m])[::-1])
-    if np.any(largest_a[:-1] > largest_c[:-1] + room[:-1]):
-        outcome[m] = BAD_TIE
-        notes.append(f"{where}: their analytic gradients {np.round(a[m][:6], 9).tolist()} are "
-                     f"not a valid way to share the tie's slots "
-                     f"{np.round(tie.slots[:6], 9).tolist()} among them")
-        return
-    outcome[m[outcome[m] != WITHIN]] = TIE
-    outcome[m[kink[m] & (outcome[m] == WITHIN)]] = TIE
+    elif code == TIE:
+        outcome[m[outcome[m] != WITHIN]] = TIE
+        outcome[m[kink[m] & (outcome[m] == WITHIN)]] = TIE
 
 
 def _status_of(outcome: np.ndarray, ev: ElementEvidence, err: np.ndarray,
@@ -194,11 +218,12 @@ class DirectionEvidence:
     certifiable: bool
     crossing: np.ndarray  # bool: the direction crosses a kink (no two-sided derivative)
     spread: float  # the scale s of this input's part of the directions
-    miss_factor: float  # miss_norm = max budget * miss_factor / s (see gradcheck._directions)
+    miss_factor: float  # miss_norm = max budget * miss_factor / s (see .directions)
     rtol: float
     noise_like: bool
     project: Callable[[Sequence[np.ndarray]], np.ndarray] | None = None  # errors -> <e, u> rows
     own: np.ndarray | None = None  # this input's own part of <a, u> (shared directions)
+    comparable: bool = True
     shared: tuple[str, ...] = ()
     label: str = "x"
 
@@ -225,7 +250,7 @@ def judge_directions(d: DirectionEvidence, shift: np.ndarray | None = None,
     keep = ~d.crossing
     over = keep & (diff > allowed)
     certified = d.certified | (d.certifiable if simulated else False)
-    failing = over & (certified | (diff > d.band))
+    failing = over & (certified | (diff > d.band)) & d.comparable
     unsure = over & ~failing
     kept = int(np.count_nonzero(keep))
     zero = (d.noise_like and kept > 0
@@ -263,6 +288,13 @@ def gradient_status(el: ElementVerdict | None, d: DirectionVerdict | None) -> st
     if found == {"zero"}:
         return "zero"
     return next(s for s in STATUS_ORDER if s in found or s == "pass")
+
+
+def across_inputs(statuses: dict[str, str], failed: dict[str, list[str]]) -> dict[str, str]:
+    """Statuses after the ties that span several inputs (``np.maximum(a, b)`` where ``a`` and
+    ``b`` tie): an input whose share of an invalid cross-input tie was found fails, whatever
+    its own elements said (each input alone saw only one side of the tie)."""
+    return {name: "fail" if failed.get(name) else status for name, status in statuses.items()}
 
 
 # --- detectable ---------------------------------------------------------------------------------

@@ -15,18 +15,20 @@ sum that cancels (``|f| ≪ Σ|terms|``).
 **Complex step** (Squire & Trapp 1998; Martins, Sturdza & Alonso 2003). For real-analytic ``f``,
 ``f(x + ih e_k) = f(x) + ih ∂_k f - h²/2 ∂²_k f - ih³/6 ∂³_k f + …``: the imaginary part carries
 the derivative with no subtraction, hence no cancellation, so ``h`` can be tiny. We take
-``h = 2⁻²⁰⁰·max(1, |x_k|)`` rounded down to a power of two (≈ 6e-61): the truncation is
-``h²·∂³f/6``, 1e-120 of the derivative's scale (with the common ``h = 1e-20`` a zero gradient
-comes out as ``-h²·∂³f/6`` ≈ 1e-40), the division by ``h`` is exact, and a layer whose outputs
-are scaled by ``2^k`` keeps its imaginary parts normal numbers for derivatives down to about
-1e-230 (with ``h`` ≈ 1e-109 they became subnormal below 1e-180, and the estimates lost their
-digits: a gradient's status must not depend on its units). The bound ::
+``h = 2⁻³⁶⁰·max(1, |x_k|)`` rounded down to a power of two (≈ 4e-109): the ``h³`` terms then
+underflow to exactly zero (no truncation error at all; with the common ``h = 1e-20`` a zero
+gradient comes out as ``-h²·∂³f/6``) and the division by ``h`` is exact. Where the caller says
+the derivatives are tiny (``terms``, a layer whose outputs are 1e-200), ``h`` is raised by powers
+of two until ``h·terms ≥ 2⁻⁹⁰⁰`` (:func:`complex_step_size`): imaginary parts must stay normal
+numbers, or the estimate loses the digits it is made of and a gradient's status would depend on
+its units. The bound ::
 
     error_k = 2⁷·ε·(|v_k| + T_k) + 2⁻¹⁰²²/h_k
 
 models the rounding of the derivative computation relative to the terms ``T_k`` it sums (the
 caller passes them, ``terms=``; by default the gradient's largest element); the second term
-(≈ 1e-247) is the resolution left when imaginary parts fall below the smallest normal number.
+(≈ 1e-199 at ``h = 2⁻³⁶⁰``) is the resolution left when imaginary parts fall below the smallest
+normal number.
 The forward's conditioning is outside it (the derivative of the computed program differs from
 the exact one by about ``ε·κ`` relative, ``κ = |mean|/std`` for BatchNorm's centering): the
 checker re-measures, in complex long double (``dtype=np.clongdouble``), any element it would
@@ -80,7 +82,8 @@ The initial step is ``h₀ = scale/8`` rounded to a power of two, with
 ``scale = min(max(1, |x_k|), s_k)`` (the local scale): the natural scale of an input is its
 spread, not its magnitude. BatchNorm with mean 1e4 and std 1e-3 varies on the scale 1e-3, and a step
 proportional to ``|x|`` would be a million times too large. Powers of two keep ``x_k + t`` exact;
-steps stay above ``2⁻³⁶·max(1, |x_k|)`` (offsets of at least 4 ulp).
+steps stay above ``2⁻³⁶·|x_k|`` (offsets of at least 4 ulp of ``x_k`` itself: an input of
+1e-100 is differentiated on its own scale).
 
 **Directional** derivatives ``dφ/dt`` at 0 cost O(1) evaluations whatever the size of ``x``: the
 caller passes ``φ(t) = L(x + t·u)`` with ``u`` scaled so that ``t ≈ 1`` is the natural scale. The
@@ -98,8 +101,8 @@ from typing import Any
 
 import numpy as np
 
+from gradcheck.kinds import METHODS
 from gradcheck.numeric._base import (
-    METHODS,
     Estimate,
     _validate,
     _validate_method,

@@ -11,28 +11,32 @@ import numpy as np
 
 from gradcheck.errors import InvalidArgument
 
-METHODS = ("auto", "complex", "central", "richardson")
-
 _EPS = float(np.finfo(np.float64).eps)
 _TINY = float(np.finfo(np.float64).smallest_normal)  # added to every bound (subnormal results)
 _CS_EXPONENT = -360  # complex step h = 2**-360 * max(1, |x|): O(h**3) terms underflow to 0 ...
 _CS_IMAG_FLOOR = -900  # ... raised where h * (the derivative's scale) would fall below 2**-900
+_CS_LOWEST = -960  # and never below this: the step itself must stay a normal number
 
 
 def complex_step_size(xk: Any, scale: Any = None) -> np.ndarray:
-    """``h = 2⁻³⁶⁰·max(1, |x_k|)`` rounded down to a power of two, raised (by powers of two, to
-    at most ``2⁻⁶⁰·max(1, |x_k|)``) until ``h·scale ≥ 2⁻⁹⁰⁰``: a layer whose outputs are scaled by
-    ``2^k`` then keeps its imaginary parts normal numbers (subnormals would lose the digits the
+    """``h = 2⁻³⁶⁰·max(1, |x_k|)`` rounded down to a power of two, at most ``2⁻⁶⁰·|x_k|`` for a
+    tiny nonzero element, raised (by powers of two, to at most that) until ``h·scale ≥ 2⁻⁹⁰⁰``:
+    a layer whose outputs are scaled by ``2^k`` then keeps its imaginary parts normal numbers
+    (subnormals would lose the digits the
     estimate is made of), and a gradient's status does not depend on its units. ``scale`` is
     the size of the derivatives to expect (the terms a gradient sums), per element or one."""
-    _, exponent = np.frexp(np.maximum(1.0, np.abs(np.asarray(xk, dtype=np.float64))))
-    base = exponent - 1
-    steps = base + _CS_EXPONENT
+    magnitude = np.abs(np.asarray(xk, dtype=np.float64))
+    _, exponent = np.frexp(np.maximum(1.0, magnitude))
+    _, own = np.frexp(np.where(magnitude > 0, magnitude, 1.0))
+    # at most 2^-60 of the element itself: an input of 1e-172 beside inputs of 1 varies on its
+    # own scale (a log, a reciprocal), and a step of 1e-109 would jump across it
+    upper = np.maximum(np.minimum(exponent, own) - 1 - 60, _CS_LOWEST)
+    steps = np.minimum(exponent - 1 + _CS_EXPONENT, upper)
     if scale is not None:
         size = np.asarray(scale, dtype=np.float64)
         _, e2 = np.frexp(np.where(size > 0, size, 1.0))
         raised = np.where(size > 0, _CS_IMAG_FLOOR - (e2 - 1), steps)
-        steps = np.clip(raised, steps, base - 60)
+        steps = np.clip(raised, steps, upper)
     return np.ldexp(1.0, steps)
 _CS_ROUNDING = 2.0**7  # complex-step rounding bound, in units of eps (see module docstring)
 _F_ULPS = 2.0**3  # every evaluation of f is off by at least this many eps of |f|
@@ -205,7 +209,7 @@ class _Evaluator:
 
     def at(self, k: int | None = None, value: float = 0.0) -> float:
         """``f(x)`` with element ``k`` (a flat index) replaced by ``value``."""
-        arr = self.x.copy()
+        arr = self.x.copy(order="K")  # the caller's layout: a layer may depend on it
         if k is not None:
             arr.flat[k] = value
         self.nfev += 1

@@ -20,6 +20,8 @@ from gradcheck.numeric._base import (
     complex_step_size,
 )
 
+_UNMEASURABLE = 2.0**-30  # a step above this fraction of a nonzero element does not measure it
+
 
 def _complex_steps(xk: np.ndarray, scale: Any = None) -> np.ndarray:
     """Powers of two (so ``Im/h`` is exact): :func:`complex_step_size`."""
@@ -102,6 +104,9 @@ def complex_step(f: Callable[[np.ndarray], Any], x: Any, *, indices: Any = None,
                       for k, hk in zip(problem.idx, h, strict=True)])
     value = value / h
     error = _complex_bound(value, h, scale, float(np.finfo(dt).eps))
+    # an element too close to underflow for any step far below itself (1e-300) is not measured
+    xk = np.abs(problem.x.flat[problem.idx])
+    error = np.where((xk > 0) & (h > _UNMEASURABLE * xk), np.inf, error)
     return _finish(problem, value, error, ev.nfev, "complex", h)
 
 

@@ -199,8 +199,13 @@ def _trace(problem: _Problem, k: int) -> list[str]:
         warnings.simplefilter("ignore")
         try:
             problem.f(probe)
-        except Exception:  # the subclass itself may upset f; checks (a)-(c) still apply
-            return [entry for entry in probe.log if entry.startswith("piecewise:")]
+        except Exception:  # complex input stopped f (np.floor, an int cast): trace the rest
+            # on the real input, so an operation after the failing one (a kink) is still known
+            real = problem.x.copy(order="K").view(_Traced)
+            real.log = []
+            with contextlib.suppress(Exception):
+                problem.f(real)
+            return list(dict.fromkeys(probe.log + real.log))
     return list(dict.fromkeys(probe.log))
 
 

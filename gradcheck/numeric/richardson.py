@@ -25,7 +25,8 @@ _RICH_MAXITER = 12
 _RICH_RUNS = 4  # restarts, each 2**-11 lower, for elements whose iterates never settle
 _RICH_RTOL = 2.0**-42  # iterate until consecutive estimates agree to ~2e-13, or the error grows
 _RICH_FIRST = 1 / 8  # initial step, as a fraction of the natural scale
-_RICH_FLOOR = 2.0**-36  # steps stay above this fraction of max(1, |x|): offsets >= 4 ulp
+_RICH_FLOOR = 2.0**-36  # steps stay above this fraction of |x|: offsets of at least 4 ulp
+# (of |x| itself, not of max(1, |x|): an input of 1e-100 is differentiated on its own scale)
 _RICH_SETTLED = 2.0**-6  # an iterate has settled when its neighbours agree to this (relative)
 _RICH_RATE = 2.0**-3  # ... and each difference is at most this fraction of the one before
 _NOISE_SAFETY = 4.0  # the measured noise (a standard deviation) counts four times
@@ -91,7 +92,7 @@ def _richardson_steps(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     xk = x.reshape(-1)[idx]
     magnitude = np.maximum(1.0, np.abs(xk))
     scale = np.minimum(magnitude, local_scale(x).reshape(-1)[idx])
-    first = np.maximum(_RICH_FIRST * scale, _RICH_FLOOR * magnitude)
+    first = np.maximum(_RICH_FIRST * scale, _RICH_FLOOR * np.abs(xk))
     return np.exp2(np.round(np.log2(first)))
 
 
@@ -185,7 +186,7 @@ def _richardson_core(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Runs SciPy from ``h0``, then again 2**-11 lower for elements that have not settled."""
     stencil = _Stencil(evaluate, base, f0)
-    floor = _RICH_FLOOR * np.maximum(1.0, np.abs(base))
+    floor = _RICH_FLOOR * np.abs(base)
     todo, h = np.arange(base.size), h0
     histories, steps = [], []
     for _ in range(_RICH_RUNS):

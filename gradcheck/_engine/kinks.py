@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck._objective import Numeric
+from gradcheck._engine.objective import Numeric
 from gradcheck.numeric import complex_step, complex_step_size, local_scale
 
 MAX_KINKS = 512  # elements analysed per gradient, worst first
@@ -149,14 +149,21 @@ class _Along:
         return self.sided.both(u, scale)
 
 
-def smooth_along(num: Numeric, u: np.ndarray, budget: float) -> tuple[bool, float, float, int]:
-    """Whether ``L`` is differentiable along ``u`` at ``x``: its one-sided derivatives agree.
-
-    Returns ``(smooth, left, right, nfev)``.
-    """
+def linear_along(num: Numeric, u: np.ndarray, w: np.ndarray, budget: float
+                 ) -> tuple[bool, int]:
+    """Whether ``L`` is differentiable at ``x`` as far as ``u`` and ``w`` can tell: two-sided
+    along ``u`` and additive, ``D(u + w) = D(u) + D(w)``. At a tie whose active slot is inside
+    the tied block (a median of equal values) every line through ``x`` is two-sided, yet the
+    derivative along ``u`` picks the tied element with the middle component of ``u``: only
+    additivity shows it. Returns the answer and the evaluations used."""
     along = _Along(num)
     lo, hi, b = along.both(u, 1.0)
-    return abs(hi - lo) <= 2 * b + budget, lo, hi, along.nfev
+    if abs(hi - lo) > 2 * b + budget:
+        return False, along.nfev
+    du, bu = along.right(w, 1.0)
+    duw, buw = along.right(u + w, 1.0)
+    gap = abs(duw - (lo + hi) / 2 - du)
+    return gap <= 2 * (b + bu + buw) + 2 * budget, along.nfev
 
 
 def measure(num: Numeric, idx: np.ndarray, order: np.ndarray, candidates: np.ndarray,
@@ -182,8 +189,11 @@ def measure(num: Numeric, idx: np.ndarray, order: np.ndarray, candidates: np.nda
         analysed[j] = True
     unanalysed = candidates & ~analysed
     along = _Along(num)
+    groups = _groups(analysed, left, right, bound, slack)
+    groups += _equal_values(num.x.reshape(-1)[idx], analysed & ~_member(groups, size), slack,
+                            left, right, bound)
     ties = tuple(_tie(along, idx, members, left, right, bound, scale, slack)
-                 for members in _groups(analysed, left, right, bound, slack))
+                 for members in groups)
     return KinkEvidence(analysed, left, right, bound, unanalysed, ties, sided.nfev + along.nfev)
 
 
@@ -204,9 +214,43 @@ def _groups(analysed: np.ndarray, left: np.ndarray, right: np.ndarray, bound: np
     return [np.array(g) for g in groups if len(g) >= 2]
 
 
+def along_tie(num: Numeric, positions: np.ndarray, left: np.ndarray, right: np.ndarray,
+              scale: np.ndarray, slack: np.ndarray) -> tuple[Tie, int]:
+    """The tie measurements (two-sided total, slot chain) of elements at flat ``positions`` of
+    ``num.x`` with known one-sided derivatives: a tie that spans several inputs, measured on
+    their joint objective. Returns the tie and the evaluations used."""
+    along = _Along(num)
+    members = np.arange(positions.size)
+    tie = _tie(along, positions, members, left.astype(np.float64).copy(),
+               right.astype(np.float64).copy(), np.zeros(positions.size), scale, slack)
+    return tie, along.nfev
+
+
+def _member(groups: list[np.ndarray], size: int) -> np.ndarray:
+    inside = np.zeros(size, dtype=bool)
+    for g in groups:
+        inside[g] = True
+    return inside
+
+
+def _equal_values(values: np.ndarray, loose: np.ndarray, slack: np.ndarray, left: np.ndarray,
+                  right: np.ndarray, bound: np.ndarray) -> list[np.ndarray]:
+    """Analysed elements in no group yet whose input value others share exactly: a tie whose
+    active slot is inside the tied block (a median of tied values) moves no single element's
+    one-sided derivatives, so only moving several of them shows it. Every compared element of
+    that value joins the group."""
+    groups = []
+    for value in np.unique(values[loose]):
+        members = np.flatnonzero(values == value)
+        if members.size >= 2:
+            groups.append(members)
+    return groups
+
+
 def _tie(along: _Along, idx: np.ndarray, members: np.ndarray, left: np.ndarray,
          right: np.ndarray, bound: np.ndarray, scale: np.ndarray, slack: np.ndarray) -> Tie:
-    """The two-sided derivative along ``1_S`` and the slot chain of one candidate tie."""
+    """The two-sided derivative along ``1_S`` and the slot chain of one candidate tie (also the
+    one-sided derivatives of members not measured yet, into ``left``/``right``/``bound``)."""
     shape = along.num.x.shape
     s = float(np.min(scale[idx[members]]))
 
@@ -215,6 +259,8 @@ def _tie(along: _Along, idx: np.ndarray, members: np.ndarray, left: np.ndarray,
         u.flat[idx[part]] = 1.0
         return u
 
+    for j in members[np.isnan(left[members])]:  # a member of equal value not yet measured
+        left[j], right[j], bound[j] = along.both(indicator(np.array([j])), s)
     lo, hi, b = along.both(indicator(members), s)
     b = max(b, float(np.max(bound[members])))
     room = 2 * b + float(np.sum(slack[members]))

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck._calls import _STREAM, _Run, _Spec
+from gradcheck._engine.call import STREAM, Run, Spec
 from gradcheck._state import safe_deepcopy
 from gradcheck.tolerance import witness_dtype
 
@@ -42,7 +42,7 @@ def _quiet_call(fn: Any, *args: Any) -> Any:
         return fn(*args)
 
 
-def _run(spec: _Spec, dtype: np.dtype, g: np.ndarray, extra: list[np.ndarray]
+def _run(spec: Spec, dtype: np.dtype, g: np.ndarray, extra: list[np.ndarray]
          ) -> tuple[dict[str, Any], list[dict[str, Any]], np.ndarray]:
     """Forward once in ``dtype``, then backward with ``g`` and with each upstream in ``extra``;
     also the forward's output."""
@@ -58,12 +58,12 @@ def _run(spec: _Spec, dtype: np.dtype, g: np.ndarray, extra: list[np.ndarray]
     return dict(main), [dict(o) if isinstance(o, Mapping) else {} for o in others], np.asarray(out)
 
 
-def _signed_upstreams(spec: _Spec, g: np.ndarray) -> list[np.ndarray]:
-    rng = np.random.default_rng([spec.seed, _STREAM, 0x7465726D])
+def _signed_upstreams(spec: Spec, g: np.ndarray) -> list[np.ndarray]:
+    rng = np.random.default_rng([spec.seed, STREAM, 0x7465726D])
     return [g * rng.choice([-1.0, 1.0], size=g.shape) for _ in range(TERM_DRAWS)]
 
 
-def _terms(spec: _Spec, draws: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+def _terms(spec: Spec, draws: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     terms = {}
     for name in spec.wrt:
         shape = spec.inputs[name].shape
@@ -76,7 +76,7 @@ def _terms(spec: _Spec, draws: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     return terms
 
 
-def _witnesses(spec: _Spec, grads: dict[str, Any], dtype: np.dtype) -> dict[str, np.ndarray]:
+def _witnesses(spec: Spec, grads: dict[str, Any], dtype: np.dtype) -> dict[str, np.ndarray]:
     found = {}
     for name in spec.wrt:
         arr = np.asarray(grads.get(name)) if grads.get(name) is not None else None
@@ -86,7 +86,7 @@ def _witnesses(spec: _Spec, grads: dict[str, Any], dtype: np.dtype) -> dict[str,
     return found
 
 
-def _same_function(run: _Run, out: np.ndarray, allowance: float) -> float:
+def _same_function(run: Run, out: np.ndarray, allowance: float) -> float:
     """How far the wider run's ``<g, out>`` is from the layer's own, when beyond what rounding
     allows (then the wider run computes another function: a dtype-dependent constant or branch,
     ``np.finfo(x.dtype).eps`` as a guard); 0 when it agrees."""
@@ -96,7 +96,7 @@ def _same_function(run: _Run, out: np.ndarray, allowance: float) -> float:
     return gap if gap > allowance else 0.0
 
 
-def measure(spec: _Spec, run: _Run, allowance: float = math.inf) -> Shadow:
+def measure(spec: Spec, run: Run, allowance: float = math.inf) -> Shadow:
     """The witness gradients and the term magnitudes of one check (never raises); a witness
     whose forward disagrees with the layer's by more than ``allowance`` in ``<g, out>`` is
     discarded, and the note says why."""
@@ -138,7 +138,7 @@ class Lazy:
     """The check's :func:`measure`, run on the first :meth:`get`: a verdict that holds under the
     budget without the measured rounding (which only widens it) never pays for the second runs."""
 
-    def __init__(self, spec: _Spec, run: _Run, allowance: float = math.inf) -> None:
+    def __init__(self, spec: Spec, run: Run, allowance: float = math.inf) -> None:
         self._spec, self._run, self._allowance = spec, run, allowance
         self._shadow: Shadow | None = None
 

@@ -1,6 +1,6 @@
 """Directional comparisons: ``<a, u>`` against the numerical ``dL/du``, per input or shared.
 
-Each direction follows the steps of :mod:`gradcheck.compare` with the budget projected on
+Each direction follows the steps of :mod:`gradcheck._engine.judge` with the budget projected on
 ``|u|``. The directions are ``u = s w``, ``s`` the spread of ``x`` and ``w`` uniform on
 ``[-√3, √3]`` per element (unit variance; a quarter of the cost of drawing Gaussians). An error
 vector ``e`` escapes one direction only when ``|<e, u>|`` falls under that direction's budget
@@ -34,18 +34,17 @@ import numpy as np
 
 from gradcheck import numeric
 from gradcheck._engine import ladder
+from gradcheck._engine.kinks import linear_along
 from gradcheck._engine.ladder import DirectionEvidence, DirectionVerdict
-from gradcheck._kinks import smooth_along
-from gradcheck._objective import Numeric
-from gradcheck._side import Side, scaled_norm
+from gradcheck._engine.objective import Numeric
+from gradcheck._engine.side import Side, scaled_norm
 from gradcheck.results import MISS_PROBABILITY
-from gradcheck.tolerance import FLOOR_ULPS, Tolerance
+from gradcheck.tolerance import Tolerance
 
 DIRECTIONS = 8
 DENSITY = 1 / math.sqrt(6)  # the peak density of <e, w> / |e| (Ball, 1986)
 CONFIRM_FACTOR = 4.0  # the change in extended precision widens the bound by this much
 SHARE_LOSS = 4.0  # a shared miss bound may be this much above the input's own
-ZERO_MARGIN = 4.0  # a gradient whose every projection is within this many budgets may be zero
 
 
 
@@ -92,11 +91,13 @@ def _along(f: Any, x: np.ndarray, u: np.ndarray) -> Any:
     """``phi(t) = L(x + t u)``, the objective along one direction."""
     def phi(t: Any) -> Any:
         if isinstance(t, complex) and t.real == 0 and x.dtype == np.float64:
-            point = np.empty(x.shape, np.complex128)  # x + i·h·u without temporaries
-            point.real = x
+            point = np.empty_like(x, np.complex128)  # x + i·h·u without temporaries, laid out
+            point.real = x  # as x is (a layer may depend on its input's memory layout)
             np.multiply(u, t.imag, out=point.imag)
             return f(point)
-        return f(x + t * u)
+        moved = np.empty_like(x, np.result_type(x, t))
+        moved[...] = x + t * u
+        return f(moved)
 
     return phi
 
@@ -130,8 +131,6 @@ def _project(side: Side, u: np.ndarray, tol: Tolerance, au: np.ndarray | None = 
     au = np.abs(u) if au is None else au
     claimed, size = np.einsum("kn,n->k", u, side.a), np.einsum("kn,n->k", au, side.size)
     atol = tol.atol * au.sum(axis=1) if tol.atol else 0.0
-    if side.lean:  # r = 16 ε |a| and no terms: both projections follow from Σ|u|·|a|
-        return _Projected(claimed, size, FLOOR_ULPS * side.eps * size + atol, size)
     return _Projected(claimed, size, np.einsum("kn,n->k", au, side.rounding) + atol,
                       np.einsum("kn,n->k", au, side.magnitude))
 
@@ -157,12 +156,6 @@ def _evaluate(f: Any, x: np.ndarray, u: np.ndarray, method: str, noise: float,
             for k, row in enumerate(u)]
 
 
-def _rebound(rows: list[numeric.Estimate], terms: np.ndarray) -> list[numeric.Estimate]:
-    """The complex step's bounds again with the full side's term magnitudes."""
-    return [numeric.rebound(est, np.array(t)) if est.method == "complex" else est
-            for est, t in zip(rows, terms, strict=True)]
-
-
 # --- one input's own directions ----------------------------------------------------------------
 
 
@@ -170,16 +163,6 @@ def _directions(rng: np.random.Generator, n: int, s: float) -> np.ndarray:
     u = _uniform(rng, (DIRECTIONS, n))
     u *= s
     return u
-
-
-def _clear(side: Side, p: _Projected, rows: list[numeric.Estimate], tol: Tolerance) -> bool:
-    """Every direction within its (lean) budget, and the gradient clearly not rounding noise."""
-    measured, error = _values(rows)
-    allowed, _ = _allowed(error, [p], measured, tol, side.eps)
-    if np.any(np.abs(p.claimed - measured) > allowed):
-        return False
-    largest = max(float(np.max(np.abs(p.claimed))), float(np.max(np.abs(measured))))
-    return largest > ZERO_MARGIN * float(np.max(allowed))
 
 
 def _confirm(num: Numeric, u: np.ndarray, measured: float) -> float | None:
@@ -218,14 +201,15 @@ def _measure(name: str, num: Numeric, side: Side, tol: Tolerance, u: np.ndarray,
                 allowed[k] += CONFIRM_FACTOR * change
                 certified[k] = side.witnessed
         if diff > allowed[k] and (num.piecewise or num.method != "complex"):
-            smooth, _, _, used = smooth_along(num, direction, float(allowed[k]))
+            other = u[(k + 1) % len(rows)].reshape(num.x.shape)
+            linear, used = linear_along(num, direction, other, float(allowed[k]))
             nfev += used
-            crossing[k] = not smooth
+            crossing[k] = not linear
     evidence = DirectionEvidence(
         claimed=p.claimed, measured=measured, allowed=allowed, band=band, certified=certified,
         certifiable=can_confirm and side.witnessed, crossing=crossing, spread=s,
         miss_factor=_miss_factor(len(rows)), rtol=tol.rtol or 0.0, noise_like=side.noise_like,
-        project=project, label=name)
+        project=project, label=name, comparable=num.comparable)
     return Directions(evidence, ladder.judge_directions(evidence), nfev)
 
 
@@ -252,10 +236,9 @@ def _projector(rng: np.random.Generator, n: int, scales: Sequence[tuple[slice, f
     return project
 
 
-def own(name: str, num: Numeric, side: Side, full: Callable[[], Side], tol: Tolerance,
+def own(name: str, num: Numeric, side: Side, tol: Tolerance,
         rng: np.random.Generator) -> Directions:
-    """Input ``name``'s own directions, judged with ``side`` when it is lean and clear, else with
-    ``full()``."""
+    """Input ``name``'s own directions, measured against its analytic ``side``."""
     s = spread(num.x)
     whole = slice(0, num.x.size)
     project = _projector(rng, num.x.size, [(whole, s)], whole)
@@ -264,10 +247,6 @@ def own(name: str, num: Numeric, side: Side, full: Callable[[], Side], tol: Tole
     p = _project(side, u, tol, au)
     terms = p.magnitude if num.method == "complex" else None
     rows = _evaluate(num.f, num.x, u, num.method, float(np.max(num.noise, initial=0.0)), terms)
-    if side.lean and not _clear(side, p, rows, tol):
-        side = full()
-        p = _project(side, u, tol, au)
-        rows = _rebound(rows, p.magnitude)
     return _measure(name, num, side, tol, u, p, rows, s, project)
 
 
@@ -275,8 +254,8 @@ def own(name: str, num: Numeric, side: Side, full: Callable[[], Side], tol: Tole
 
 
 def shared(f: Any, v: np.ndarray, parts: Mapping[str, tuple[slice, float]],
-           sides: Mapping[str, Side], full: Callable[[str], Side], tol: Tolerance,
-           rng: np.random.Generator) -> tuple[dict[str, Directions], int]:
+           sides: Mapping[str, Side], tol: Tolerance, rng: np.random.Generator
+           ) -> tuple[dict[str, Directions], int]:
     """Complex-step directions of the joint objective ``f`` at ``v`` (the inputs concatenated;
     ``parts`` gives each input's slice and spread). Returns the inputs the shared directions
     vouch for, and the evaluations made."""
@@ -290,15 +269,8 @@ def shared(f: Any, v: np.ndarray, parts: Mapping[str, tuple[slice, float]],
     rows = _evaluate(f, v, u, "complex", 0.0, _total(p.magnitude for p in projected.values()))
     nfev = sum(est.nfev for est in rows)
     over, table = _joint_table(rows, projected, sides, tol)
-    if over:
-        sides = {name: full(name) for name in parts}
-        if any(s.noise_like for s in sides.values()):
-            return {}, nfev
-        projected = _joint_projections(u, au, parts, sides, tol)
-        rows = _rebound(rows, _total(p.magnitude for p in projected.values()))
-        over, table = _joint_table(rows, projected, sides, tol)
-        if over:
-            return {}, nfev
+    if over:  # a shared direction over budget sends every input back to its own directions
+        return {}, nfev
     allowed, own_budget = table
     measured, _ = _values(rows)
     claimed = _total(p.claimed for p in projected.values())

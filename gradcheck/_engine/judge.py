@@ -1,28 +1,13 @@
-"""The verdict per gradient: element-wise and directional comparisons under per-element budgets.
+"""One gradient, measured: its elements and directions as evidence for the ladder.
 
-Measuring happens elsewhere (:mod:`gradcheck.numeric`, :mod:`gradcheck._objective`,
-:mod:`gradcheck._shadow`); this module turns the measurements into a status
-(:data:`gradcheck.results.STATUSES`) with the budget of :mod:`gradcheck.tolerance`:
-
-1. Every compared element is held to its own budget ``e_k + r_k + atol + rtol·max(|a_k|, |n_k|)``.
-2. An element over budget is re-measured with the complex step in extended precision (complex
-   long double), when the complex step is the engine: ``e_k`` grows by four times the change,
-   so a float64 estimate spoiled by the forward's own rounding (an ill-conditioned variance, a
-   cancelling sum) cannot fail a correct layer.
-3. An element still over budget *fails* when both sides were measured (the analytic rounding by
-   a witness, the numerical estimate confirmed), or when its error exceeds what rounding could
-   possibly explain, ``sqrt(ε)·(|a_k| + |n_k| + T_k)``; otherwise it is *inconclusive*.
-4. A gradient whose every element is zero on both sides, up to their measured noise, is *zero*.
-
-Directions (sampled and directional modes) follow the same steps, projected
-(:mod:`gradcheck._directions`, which also shares one set of directions among the inputs).
-
-Every verdict is first reached with the *lean* analytic side (:mod:`gradcheck._side`): a gradient
-that passes it passes, and only one that does not, or might be rounding noise, pays for the
-witness and term runs (:mod:`gradcheck._shadow`) and is judged again with their measurements.
-
-``detectable`` is the smallest relative error of the whole gradient (``a = n (1 + δ)``) that the
-check would have flagged: the smallest ``budget_k / |a_k|`` over the elements and directions.
+The stages for input ``name`` (:func:`judge`): the numerical side is prepared
+(:mod:`gradcheck._engine.objective`), the analytic side with its measured rounding
+(:mod:`gradcheck._engine.side`); the compared elements are estimated (full or sampled mode), the
+worst ones over budget confirmed in extended precision and, where the forward is piecewise,
+measured one-sidedly (:mod:`gradcheck._engine.kinks`); directions are measured
+(:mod:`gradcheck._engine.directions`, own or shared). Nothing here decides a status: the
+evidence goes to :mod:`gradcheck._engine.ladder`, which also proves ``detectable`` by injecting
+errors into the analytic gradient. What remains here is assembling the ``GradientResult``.
 """
 
 from __future__ import annotations
@@ -33,15 +18,16 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from gradcheck import _directions, kinds, numeric
-from gradcheck._calls import _STREAM, _Run, _Spec
-from gradcheck._directions import CONFIRM_FACTOR, DIRECTIONS, MISS_PROBABILITY, Directions
+from gradcheck import kinds, numeric
+from gradcheck._engine import directions as _directions
 from gradcheck._engine import ladder
+from gradcheck._engine.call import STREAM, Run, Spec
+from gradcheck._engine.directions import CONFIRM_FACTOR, DIRECTIONS, MISS_PROBABILITY, Directions
+from gradcheck._engine.kinks import MAX_KINKS, KinkEvidence, measure, mirrored
 from gradcheck._engine.ladder import ElementEvidence, ElementVerdict
-from gradcheck._kinks import MAX_KINKS, KinkEvidence, measure, mirrored
-from gradcheck._objective import Numeric, Reference, joint_objective, nonsmooth, prepare
-from gradcheck._shadow import Lazy, Shadow
-from gradcheck._side import Side, at_resolution, scaled_norm, side
+from gradcheck._engine.objective import Numeric, Reference, joint_objective, nonsmooth, prepare
+from gradcheck._engine.shadow import Lazy
+from gradcheck._engine.side import Side, at_resolution, scaled_norm, side
 from gradcheck.errors import LayerError
 from gradcheck.results import (
     MAX_EXPLAINED,
@@ -166,7 +152,8 @@ def _measure_elements(side: Side, est: numeric.Estimate, idx: np.ndarray, num: N
     evidence = ElementEvidence(
         idx=idx, a=a, n=n, e=e, r=r, t=t, certified=confirmed & side.witnessed,
         certifiable=can_confirm and side.witnessed, exact=num.method == "complex",
-        eps=side.eps, tol=tol, kinks=kinks, noise_like=side.noise_like)
+        eps=side.eps, tol=tol, kinks=kinks, noise_like=side.noise_like,
+        comparable=num.comparable)
     return _Elements(evidence, ladder.judge_elements(evidence), shape, est.nfev + extra + extra_k,
                      _median(est.step))
 
@@ -207,7 +194,7 @@ def _kinks_of(num: Numeric, idx: np.ndarray, a: np.ndarray, n: np.ndarray, e: np
 # --- one gradient -----------------------------------------------------------------------------
 
 
-def modes(spec: _Spec, run: _Run) -> dict[str, str]:
+def modes(spec: Spec, run: Run) -> dict[str, str]:
     """Each input's mode. ``auto`` gives the smallest inputs (the parameters) every element
     while the evaluations fit :data:`AUTO_WORK`, up to :data:`FULL_MODE_MAX_ELEMENTS` each,
     then a sample where it fits, then directions only (their miss bound is stated)."""
@@ -242,7 +229,7 @@ def _sample_indices(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndar
     return np.unique(np.concatenate([spread, corners, extra]))
 
 
-def judge(spec: _Spec, run: _Run, ref: Reference, sides: Sides, name: str,
+def judge(spec: Spec, run: Run, ref: Reference, sides: Sides, name: str,
           found: numeric.Probe | None = None,
           vouched: Directions | None = None) -> GradientResult:
     """Measure and judge the gradient of input ``name`` (``found``: the check's probe;
@@ -260,18 +247,14 @@ def judge(spec: _Spec, run: _Run, ref: Reference, sides: Sides, name: str,
     alone = vouched is None or mode != "directional"  # evaluations perturbing `name` alone
     num = prepare(spec, ref, name, found, alone=alone)
 
-    def full() -> Side:
-        return sides.full(name, raw)
-
-    # The full side always: its measured rounding is what the verdict and the guarantee of
-    # `detectable` both rest on (a lean budget would state a sensitivity the check lacks).
-    current = full()
+    # The measured rounding is what the verdict and the guarantee of `detectable` rest on.
+    current = sides.get(name, raw)
     if sides.wide_differs():  # nor may extended precision confirm an estimate, then
         num = replace(num, witness=None)
-    rng = np.random.default_rng([spec.seed, _STREAM, *map(ord, name)])
+    rng = np.random.default_rng([spec.seed, STREAM, *map(ord, name)])
     directions = note = None
     if mode == "directional":
-        directions = vouched or _directions.own(name, num, current, full, tol, rng)
+        directions = vouched or _directions.own(name, num, current, tol, rng)
         small = x.size <= FULL_MODE_MAX_ELEMENTS  # cheap to estimate one by one
         if spec.mode == "auto" and (not directions.evidence
                                     or (small and _weak(directions, current))):
@@ -289,8 +272,9 @@ def judge(spec: _Spec, run: _Run, ref: Reference, sides: Sides, name: str,
         idx = _sample_indices(x.shape, rng) if mode == "sampled" else np.arange(x.size)
         est = _estimate(num, current, idx, full=mode == "full")
         elements = _measure_elements(current, est, idx, num, tol, x.shape)
-    if mode == "sampled" and directions is None and note is None:
-        directions = vouched or _directions.own(name, num, current, full, tol, rng)
+    covered = idx is not None and idx.size == x.size  # a sample of every element: no need
+    if mode == "sampled" and directions is None and note is None and not covered:
+        directions = vouched or _directions.own(name, num, current, tol, rng)
     if note:
         num = replace(num, reason="; ".join(filter(None, [num.reason, note])))
     guarantee = _guarantee(spec, name, current, elements, directions, x.shape)
@@ -300,41 +284,33 @@ def judge(spec: _Spec, run: _Run, ref: Reference, sides: Sides, name: str,
     return replace(result, evidence=evidence)  # for gradcheck.diagnosis and the pictures
 
 
-def _guarantee(spec: _Spec, name: str, side: Side, el: _Elements | None,
+def _guarantee(spec: Spec, name: str, side: Side, el: _Elements | None,
                d: Directions | None, shape: tuple[int, ...]) -> float:
     """``detectable``, proven by injection (:func:`gradcheck._engine.ladder.detectable`)."""
     start = ladder.closed_form(el.verdict if el else None, d.verdict if d else None, side.a)
-    rng = np.random.default_rng([spec.seed, _STREAM, *b"detectable", *map(ord, name)])
+    rng = np.random.default_rng([spec.seed, STREAM, *b"detectable", *map(ord, name)])
     return ladder.detectable(el.evidence if el else None, d.evidence_ if d else None, side.a,
                              shape, rng, start)
 
 
 class Sides:
-    """Each gradient's analytic side, lean and full (:mod:`gradcheck._side`), made once per
-    check; the full ones pay for the shadow runs, on first need."""
+    """Each gradient's analytic side (:mod:`gradcheck._engine.side`), made once per check from
+    the shadow runs, which run on first need."""
 
-    def __init__(self, spec: _Spec, ref: Reference, shadow: Lazy) -> None:
+    def __init__(self, spec: Spec, ref: Reference, shadow: Lazy) -> None:
         self._spec, self._ref, self._shadow = spec, ref, shadow
-        self._lean: dict[str, Side] = {}
-        self._full: dict[str, Side] = {}
-
-    def _make(self, name: str, raw: np.ndarray, shadow: Shadow | None) -> Side:
-        dtype = raw.dtype if raw.dtype.kind == "f" else self._spec.inputs[name].dtype
-        return side(raw, shadow, name, unit_roundoff(dtype), self._ref.natural(name))
-
-    def lean(self, name: str, raw: np.ndarray) -> Side:
-        if name not in self._lean:
-            self._lean[name] = self._make(name, raw, None)
-        return self._lean[name]
+        self._made: dict[str, Side] = {}
 
     def wide_differs(self) -> bool:
         """Whether the wider dtype computes another function (measured by the shadow runs)."""
         return self._shadow.get().differs
 
-    def full(self, name: str, raw: np.ndarray) -> Side:
-        if name not in self._full:
-            self._full[name] = self._make(name, raw, self._shadow.get())
-        return self._full[name]
+    def get(self, name: str, raw: np.ndarray) -> Side:
+        if name not in self._made:
+            dtype = raw.dtype if raw.dtype.kind == "f" else self._spec.inputs[name].dtype
+            self._made[name] = side(raw, self._shadow.get(), name, unit_roundoff(dtype),
+                                    self._ref.natural(name))
+        return self._made[name]
 
 
 def _weak(d: Directions, current: Side) -> bool:
@@ -346,16 +322,17 @@ def _weak(d: Directions, current: Side) -> bool:
     return d.miss_norm > math.sqrt(current.eps) * norm
 
 
-def shared(spec: _Spec, run: _Run, ref: Reference, sides: Sides,
+def shared(spec: Spec, run: Run, ref: Reference, sides: Sides,
            found: numeric.Probe | None) -> tuple[dict[str, Directions], int]:
-    """The inputs that one set of shared directions vouches for (:mod:`gradcheck._directions`),
-    and the evaluations it made: complex-step checks with two or more inputs in a directional
+    """The inputs that one set of shared directions vouches for
+    (:mod:`gradcheck._engine.directions`), and the evaluations it made: complex-step checks with
+    two or more inputs in a directional
     mode, a smooth forward, and gradients that are neither failing already nor possibly zero."""
     method_ok = spec.method == "complex" or (spec.method == "auto" and found is not None
                                              and found.safe)
     if not method_ok or found is None or nonsmooth(found):
         return {}, 0
-    raws, lean = {}, {}
+    raws, made = {}, {}
     mode = modes(spec, run)
     for name in spec.wrt:
         x = spec.inputs[name]
@@ -364,20 +341,20 @@ def shared(spec: _Spec, run: _Run, ref: Reference, sides: Sides,
         raw = np.asarray(run.grads[name])
         if raw.shape != x.shape or raw.dtype.kind != "f" or not np.all(np.isfinite(raw)):
             continue
-        made = sides.lean(name, raw)
-        if made.noise_like or at_resolution(made.a, made.eps, ref.natural(name)):
+        one = sides.get(name, raw)
+        if one.noise_like or at_resolution(one.a, one.eps, ref.natural(name)):
             continue  # zero or not: only its own comparison can say
-        raws[name], lean[name] = raw, made
-    if len(lean) < 2:
+        raws[name], made[name] = raw, one
+    if len(made) < 2:
         return {}, 0
-    names = list(lean)
+    names = list(made)
     f, v = joint_objective(spec, ref, names)
     bounds = np.cumsum([0] + [spec.inputs[k].size for k in names])
     parts = {k: (slice(int(lo), int(hi)), _directions.spread(ref.inputs[k]))
              for k, lo, hi in zip(names, bounds[:-1], bounds[1:], strict=True)}
     tol = resolve(spec.tolerance, np.result_type(*raws.values()))
-    rng = np.random.default_rng([spec.seed, _STREAM, *b"shared"])
-    return _directions.shared(f, v, parts, lean, lambda k: sides.full(k, raws[k]), tol, rng)
+    rng = np.random.default_rng([spec.seed, STREAM, *b"shared"])
+    return _directions.shared(f, v, parts, made, tol, rng)
 
 
 def _estimate(num: Numeric, side: Side, idx: np.ndarray, full: bool) -> numeric.Estimate:
@@ -389,7 +366,7 @@ def _estimate(num: Numeric, side: Side, idx: np.ndarray, full: bool) -> numeric.
                                       noise=num.noise)
 
 
-def _gradient_array(spec: _Spec, run: _Run, name: str) -> np.ndarray:
+def _gradient_array(spec: Spec, run: Run, name: str) -> np.ndarray:
     if name not in run.grads or run.grads[name] is None:
         have = ", ".join(sorted(map(str, run.grads))) or "nothing"
         raise LayerError(
@@ -518,6 +495,13 @@ def _message(name: str, status: str, el: _Elements | None, d: Directions | None,
     if unanalysed:
         parts.append(f"{unanalysed} elements over budget may sit on kinks but were beyond the "
                      f"{MAX_KINKS} analysed (worst first), so they carry no verdict")
+    unmeasured = el.counted(frozenset({ladder.UNMEASURED})) if el is not None else 0
+    if unmeasured:
+        parts.append(f"{unmeasured} elements could not be measured: no step far below their own "
+                     "size keeps the complex step's numbers normal (values near 1e-300)")
+    if el is not None and el.counted(frozenset({ladder.INCOMPARABLE})):
+        parts.append("the float64 run the numerical side differentiates computes another "
+                     "function than the layer's own dtype, so the discrepancies carry no verdict")
     unverified = el.counted(frozenset({ladder.UNVERIFIED})) if el is not None else 0
     if unverified:
         parts.append(f"{unverified} tied elements whose slots do not follow a symmetric "
@@ -528,6 +512,7 @@ def _message(name: str, status: str, el: _Elements | None, d: Directions | None,
         parts.append("inconclusive: the error is within what rounding could explain, and the "
                      "layer could not be re-run in a wider dtype to tell rounding from a bug")
     return "; ".join(parts)
+
 
 # --- the record's parts -----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import numpy as np
 from gradcheck import _guard, numeric
 from gradcheck._state import Snapshot, restore, safe_deepcopy, same, snapshot
 from gradcheck.errors import GradcheckError, InvalidArgument, LayerError
+from gradcheck.kinds import MODES
 from gradcheck.layer import (
     CallableLayer,
     ClassLayer,
@@ -25,14 +26,13 @@ from gradcheck.layer import (
 )
 from gradcheck.tolerance import Tolerance
 
-MODES = ("auto", "full", "sampled", "directional")
-# Our random streams are keyed by (seed, _STREAM), so they never coincide with a caller's
+# Our random streams are keyed by (seed, STREAM), so they never coincide with a caller's
 # default_rng(seed) data: a dout equal to (x - mean)/std would make BatchNorm's dx vanish.
-_STREAM = 0x67726164
+STREAM = 0x67726164
 
 
 @dataclass(frozen=True)
-class _Spec:
+class Spec:
     """Validated arguments of one check."""
 
     layer: Any
@@ -49,7 +49,7 @@ class _Spec:
 
 
 @dataclass
-class _Run:
+class Run:
     """The analytic side of one check."""
 
     out: np.ndarray
@@ -120,8 +120,8 @@ def _require_inputs(layer: Any, arrays: Mapping[str, np.ndarray]) -> None:
             )
 
 
-def _validate(layer: Any, inputs: Any, method: str, mode: str, seed: Any,
-              tolerance: Any, dout: Any, wrt: Any) -> _Spec:
+def validate_check(layer: Any, inputs: Any, method: str, mode: str, seed: Any,
+              tolerance: Any, dout: Any, wrt: Any) -> Spec:
     for attr in ("forward", "backward"):
         if not callable(getattr(layer, attr, None)):
             raise InvalidArgument(
@@ -144,7 +144,7 @@ def _validate(layer: Any, inputs: Any, method: str, mode: str, seed: Any,
               for k, v in merge_parameters(layer, inputs).items()}
     _require_inputs(layer, arrays)
     names = input_order(arrays, wrt)
-    return _Spec(layer, layer_name(layer), arrays, names, method, mode, int(seed), tol,
+    return Spec(layer, layer_name(layer), arrays, names, method, mode, int(seed), tol,
                  None if dout is None else _as_input("`dout`", dout))
 
 
@@ -158,7 +158,7 @@ def _tolerance(tolerance: Any) -> Tolerance:
     raise InvalidArgument(f"`tolerance` must be a Tolerance or a float rtol, got {tolerance!r}")
 
 
-def _warn_dtypes(spec: _Spec) -> list[str]:
+def _warn_dtypes(spec: Spec) -> list[str]:
     low = [f"`{k}` ({v.dtype})" for k, v in spec.inputs.items() if v.dtype != np.float64]
     if not low:
         return []
@@ -169,7 +169,7 @@ def _warn_dtypes(spec: _Spec) -> list[str]:
 # --- calling the layer ----------------------------------------------------------------------
 
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gradcheck/
 
 
 def copy_failure(exc: BaseException) -> bool:
@@ -186,7 +186,7 @@ def _raised_here(exc: BaseException) -> bool:
     return bool(frames) and os.path.abspath(frames[-1].filename).startswith(_PACKAGE)
 
 
-def _forward_error(spec: _Spec, exc: Exception, context: str) -> LayerError:
+def _forward_error(spec: Spec, exc: Exception, context: str) -> LayerError:
     if copy_failure(exc):
         return LayerError(
             f"{spec.name}: gradcheck could not copy the layer to call it safely "
@@ -204,7 +204,7 @@ def _forward_error(spec: _Spec, exc: Exception, context: str) -> LayerError:
     return LayerError(f"{spec.name}: forward raised {type(exc).__name__}: {exc} ({context})")
 
 
-def _call(spec: _Spec, phase: str, fn: Any, *args: Any) -> Any:
+def _call(spec: Spec, phase: str, fn: Any, *args: Any) -> Any:
     """Call into the layer: sys.exit and the time limit are reported with the phase."""
     _guard.raise_if_expired()
     try:
@@ -216,7 +216,7 @@ def _call(spec: _Spec, phase: str, fn: Any, *args: Any) -> Any:
         raise
 
 
-def _forward(spec: _Spec, inputs: Mapping[str, np.ndarray], context: str) -> tuple[Any, Any]:
+def call_forward(spec: Spec, inputs: Mapping[str, np.ndarray], context: str) -> tuple[Any, Any]:
     # _call inlined, with the phase formatted only on the way out: this runs once per
     # numerical evaluation, and a small layer's forward takes a few microseconds
     _guard.raise_if_expired()
@@ -239,7 +239,7 @@ def _forward(spec: _Spec, inputs: Mapping[str, np.ndarray], context: str) -> tup
     return result
 
 
-def _same_shape(spec: _Spec, out: Any, context: str) -> None:
+def _same_shape(spec: Spec, out: Any, context: str) -> None:
     """Every forward on inputs of the same shapes must give an output of the same shape."""
     try:
         shape = out.shape if isinstance(out, np.ndarray) else np.shape(out)
@@ -264,7 +264,7 @@ def _is_none(out: Any) -> bool:
                            and out.shape == () and out.item() is None)
 
 
-def _output(spec: _Spec, out: Any, context: str) -> np.ndarray:
+def as_output(spec: Spec, out: Any, context: str) -> np.ndarray:
     if _is_none(out):
         raise LayerError(f"{spec.name}: forward returned None as its output, expected a float "
                          f"array (a missing `return`?) ({context})")
@@ -285,7 +285,7 @@ def _output(spec: _Spec, out: Any, context: str) -> np.ndarray:
     return arr
 
 
-def _backward(spec: _Spec, dout: np.ndarray, cache: Any, run: _Run) -> dict[str, Any]:
+def _backward(spec: Spec, dout: np.ndarray, cache: Any, run: Run) -> dict[str, Any]:
     d = dout.copy()
     work = safe_deepcopy(cache)  # the backward gets a copy; the original shows what it changed
     try:
@@ -308,14 +308,14 @@ def _backward(spec: _Spec, dout: np.ndarray, cache: Any, run: _Run) -> dict[str,
             for name, value in grads.items()}
 
 
-def _backward_error(spec: _Spec, exc: Exception) -> LayerError:
+def _backward_error(spec: Spec, exc: Exception) -> LayerError:
     if isinstance(spec.layer, CallableLayer) and _raised_here(exc):  # dout * grad(x) failed
         return LayerError(f"{spec.name}: `grad` must return an array shaped like x; using what "
                           f"it returned raised {type(exc).__name__}: {exc}")
     return LayerError(f"{spec.name}: backward raised {type(exc).__name__}: {exc}")
 
 
-def _gradient(spec: _Spec, name: str, grads: Mapping[str, Any]) -> np.ndarray:
+def _gradient(spec: Spec, name: str, grads: Mapping[str, Any]) -> np.ndarray:
     """One gradient the check will judge, as a real float array, or a LayerError saying why not."""
     value, shape = grads[name], spec.inputs[name].shape
     what = f"{spec.name}: backward returned"
@@ -342,9 +342,9 @@ def _gradient(spec: _Spec, name: str, grads: Mapping[str, Any]) -> np.ndarray:
     return arr
 
 
-def _upstream(spec: _Spec, out: np.ndarray, run_warnings: list[str]) -> np.ndarray:
+def _upstream(spec: Spec, out: np.ndarray, run_warnings: list[str]) -> np.ndarray:
     if spec.dout is None:
-        g = np.random.default_rng([spec.seed, _STREAM]).standard_normal(out.shape)
+        g = np.random.default_rng([spec.seed, STREAM]).standard_normal(out.shape)
         return g.astype(out.dtype)
     if spec.dout.shape != out.shape:
         raise InvalidArgument(
@@ -358,11 +358,11 @@ def _upstream(spec: _Spec, out: np.ndarray, run_warnings: list[str]) -> np.ndarr
     return spec.dout.astype(out.dtype)
 
 
-def _analytic(spec: _Spec) -> _Run:
-    inputs = {k: v.copy() for k, v in spec.inputs.items()}
-    out_raw, cache = _forward(spec, inputs, "analytic pass")
-    out = _output(spec, out_raw, "analytic pass")
-    run = _Run(out=out, g=np.empty(0), grads={})
+def analytic_pass(spec: Spec) -> Run:
+    inputs = {k: v.copy(order="K") for k, v in spec.inputs.items()}
+    out_raw, cache = call_forward(spec, inputs, "analytic pass")
+    out = as_output(spec, out_raw, "analytic pass")
+    run = Run(out=out, g=np.empty(0), grads={})
     for k, v in inputs.items():
         if not np.array_equal(v, spec.inputs[k]):
             run.problems.append(f"forward modified its input `{k}` in place")
@@ -376,7 +376,7 @@ def _analytic(spec: _Spec) -> _Run:
     return run
 
 
-def _compare_repeats(spec: _Spec, first: dict[str, Any], second: dict[str, Any], run: _Run) -> None:
+def _compare_repeats(spec: Spec, first: dict[str, Any], second: dict[str, Any], run: Run) -> None:
     for name in spec.wrt:
         a, b = first.get(name), second.get(name)
         if a is None or b is None:
@@ -399,11 +399,11 @@ def _owners(layer: Any) -> dict[str, Any]:
     return owners
 
 
-def _snapshot(layer: Any) -> dict[str, Snapshot]:
+def snapshot_state(layer: Any) -> dict[str, Snapshot]:
     return {prefix: snapshot(obj) for prefix, obj in _owners(layer).items()}
 
 
-def _restore(layer: Any, snaps: Mapping[str, Snapshot]) -> list[str]:
+def restore_state(layer: Any, snaps: Mapping[str, Snapshot]) -> list[str]:
     """Put the layer's attributes back; returns the warnings to report (restored, uncopyable)."""
     changed, uncopyable = [], []
     for prefix, obj in _owners(layer).items():
@@ -419,7 +419,7 @@ def _restore(layer: Any, snaps: Mapping[str, Snapshot]) -> list[str]:
     return notes
 
 
-def _with_context(exc: GradcheckError, spec: _Spec) -> GradcheckError:
+def with_context(exc: GradcheckError, spec: Spec) -> GradcheckError:
     shapes = ", ".join(f"{k} {v.shape} {v.dtype}" for k, v in spec.inputs.items())
     text = str(exc)
     prefix = "" if text.startswith(spec.name) else f"{spec.name}: "

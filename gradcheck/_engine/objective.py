@@ -25,14 +25,14 @@ from typing import Any
 import numpy as np
 
 from gradcheck import numeric
-from gradcheck._calls import _forward, _output, _Run, _Spec
+from gradcheck._engine.call import Run, Spec, as_output, call_forward
 from gradcheck.errors import LayerError
 from gradcheck.numeric import local_scale
 
 _EPS = float(np.finfo(np.float64).eps)
 
 
-def objective(spec: _Spec, inputs: Mapping[str, np.ndarray], name: str, g: np.ndarray,
+def objective(spec: Spec, inputs: Mapping[str, np.ndarray], name: str, g: np.ndarray,
               copy_inputs: bool) -> Any:
     """``L(arr) = <g, forward(inputs with `name` = arr)>``.
 
@@ -44,9 +44,10 @@ def objective(spec: _Spec, inputs: Mapping[str, np.ndarray], name: str, g: np.nd
     context = f"numerical pass for `{name}`"
 
     def f(arr: np.ndarray) -> Any:
-        local = ({k: v.copy() for k, v in others.items()} if copy_inputs else dict(others))
+        local = ({k: v.copy(order="K") for k, v in others.items()} if copy_inputs
+                 else dict(others))
         local[name] = arr  # in the inputs' order: the dict was made from them
-        out, _ = _forward(spec, local, context)
+        out, _ = call_forward(spec, local, context)
         out = np.asarray(out)
         if out.shape != g.shape:
             raise LayerError(
@@ -111,6 +112,8 @@ class Reference:
     copy_inputs: bool  # the forward mutates its inputs: give each evaluation copies
     random: str = ""  # why the forward is not a function of its inputs, if it is not
     observed: float = 0.0  # the noise of one evaluation of L, measured (see observed_noise)
+    differs: str = ""  # why the float64 reference is not the function the layer computes
+    consistent: bool = False  # the measured noise agrees over spans (see observed_noise)
     # per input, made once: the local scale, the conditioning (see the module docstring) and
     # the natural size of an element's share of L (see gradcheck.tolerance)
     _scales: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
@@ -138,7 +141,7 @@ class Reference:
         return self._kappas[name]
 
 
-def reference(spec: _Spec, run: _Run) -> Reference:
+def reference(spec: Spec, run: Run) -> Reference:
     inputs64 = {k: v.astype(np.float64) for k, v in spec.inputs.items()}
     g64 = run.g.astype(np.float64)
     context = "float64 reference"
@@ -147,36 +150,62 @@ def reference(spec: _Spec, run: _Run) -> Reference:
             v.dtype == np.float64 for v in spec.inputs.values()):
         out64 = run.out  # the analytic pass ran on these very values
     else:
-        out64 = _output(spec, _forward(spec, ref_inputs_copy(inputs64), context)[0], context)
+        out64 = as_output(spec, call_forward(spec, ref_inputs_copy(inputs64), context)[0], context)
     if out64.shape != g64.shape:
         raise LayerError(
             f"{spec.name}: forward returned shape {out64.shape} in float64, but {g64.shape} in "
             "the analytic pass: the output shape must not depend on the input's values or dtype"
         )
     total = float(np.sum(np.abs(g64 * out64)))
-    again = _output(spec, _forward(spec, ref_inputs_copy(inputs64), context)[0], context)
+    again = as_output(spec, call_forward(spec, ref_inputs_copy(inputs64), context)[0], context)
     ref = Reference(inputs64, g64, out64, total, mutates, _randomness(out64, again))
     if ref.random:
         return ref
-    return replace(ref, observed=observed_noise(spec, ref))
+    sigma, consistent = observed_noise(spec, ref)
+    ref = replace(ref, observed=sigma, consistent=consistent)
+    return replace(ref, differs=_differs(spec, run, ref))
 
 
-# Noise is measured from differences of order 6 to 8 along one random direction, on steps of
-# 2^-12 of each input's spread: large enough to cross many units in the last place of a float32
-# or float16 intermediate (smaller steps see a quantised forward as constant), small enough that
-# the smooth part's eighth difference stays far below float64's rounding.
+def _differs(spec: Spec, run: Run, ref: Reference) -> str:
+    """Why the float64 reference computes another function than the layer in its own dtype
+    (a ``finfo(x.dtype).eps`` guard, a dtype branch), or "": the numerical side differentiates
+    the reference, so where it differs no discrepancy can be blamed on the backward."""
+    if run.out.dtype == np.float64 or run.out.shape != ref.out.shape:
+        return ""
+    gap = abs(float(np.sum(ref.g * ref.out)) - float(np.sum(ref.g * run.out.astype(np.float64))))
+    allowance = witness_allowance(spec, ref)
+    if gap <= allowance:
+        return ""
+    return (f"the float64 run of the forward, which the numerical side differentiates, computes "
+            f"another function than the layer's {run.out.dtype} run (<dout, out> moves by "
+            f"{gap:.3g}, beyond the {allowance:.3g} rounding allows: a dtype-dependent constant, "
+            "branch or eps guard?), so no discrepancy can be blamed on the backward")
+
+
+# Noise is measured from differences of order 6 to 8 along one random direction, on three
+# spans: steps of 2^-12 of each input's spread (large enough to cross many units in the last
+# place of a float32 or float16 intermediate: smaller steps see a quantised forward as constant),
+# and steps eight and 64 times smaller. Independent noise gives every span the same deviation; a
+# kink inside a span adds differences that grow with the step, so a deviation that changes with
+# the span is not noise (it is not trusted); a span that repeats values (a forward quantised
+# coarser than it, which looks constant there) and the smaller ones are left out.
 _NOISE_STEP = 2.0**-12
+_NOISE_SPANS = (1.0, 1.0 / 8, 1.0 / 64)
 _NOISE_POINTS = 9
 _NOISE_ORDERS = (6, 7, 8)
+_CONSISTENT = 2.0  # noise measures the same on every span (a table of eight values scatters
+# by about twofold); a kink's share shrinks eightfold per span
 
 
-def observed_noise(spec: _Spec, ref: Reference) -> float:
+def observed_noise(spec: Spec, ref: Reference) -> tuple[float, bool]:
     """The noise of one evaluation of ``L`` near the inputs, measured (Hamming's difference
     table, as in Moré & Wild's ECnoise): for independent noise of deviation ``σ``, the ``k``-th
-    differences have ``E[(Δᵏf)²] = σ² (2k)!/(k!)²``. The median over orders 6, 7 and 8.
+    differences have ``E[(Δᵏf)²] = σ² (2k)!/(k!)²``; the median over orders 6, 7 and 8 on the
+    largest span, and whether the three spans agree (24 forward calls per check).
 
-    This is what lets a float64 layer that computes in float32 or float16 inside be judged by
-    its real precision rather than the one its inputs declare (8 forward calls per check).
+    This is what lets a float64 layer that computes in float32 or float16 inside, or whose
+    values are quantised by a large offset (``-1e9`` masks), be judged by its real precision
+    rather than the one its inputs declare.
     """
     f, v = joint_objective(spec, ref)
     rng = np.random.default_rng([spec.seed, 0x6E6F6973])
@@ -187,14 +216,25 @@ def observed_noise(spec: _Spec, ref: Reference) -> float:
         s = float(np.std(x)) or float(np.max(np.abs(x), initial=0.0)) or 1.0
         u[start:start + x.size] = rng.uniform(-1.0, 1.0, x.size) * s
         start += x.size
-    values = [float(np.sum(ref.g * ref.out))]
-    with np.errstate(all="ignore"):
-        for j in range(1, _NOISE_POINTS):
-            try:
-                values.append(float(np.real(f(v + (j * _NOISE_STEP) * u))))
-            except LayerError:
-                return 0.0  # the forward does not run off the inputs: nothing measured
-    table = np.array(values)
+    f0 = float(np.sum(ref.g * ref.out))
+    found = []
+    for span in _NOISE_SPANS:
+        values = [f0]
+        with np.errstate(all="ignore"):
+            for j in range(1, _NOISE_POINTS):
+                try:
+                    values.append(float(np.real(f(v + (j * span * _NOISE_STEP) * u))))
+                except LayerError:
+                    return 0.0, False  # the forward does not run off the inputs: nothing measured
+        table = np.array(values)
+        if span < 1.0 and np.count_nonzero(np.diff(table) == 0) >= 2:
+            break  # the forward is quantised coarser than this span: it would see no noise
+        found.append(_deviation(table))
+    consistent = max(found) <= _CONSISTENT * min(found)
+    return found[0], consistent
+
+
+def _deviation(table: np.ndarray) -> float:
     top = float(np.max(np.abs(table)))
     if not np.all(np.isfinite(table)) or top == 0.0:
         return 0.0
@@ -209,8 +249,7 @@ def observed_noise(spec: _Spec, ref: Reference) -> float:
 
 def internal_precision(ref: Reference, names: Sequence[str], smooth: bool) -> float:
     """The unit roundoff the layer's forward shows, when it is far coarser than float64's
-    (a float32 or float16 intermediate): else 0. Only a smooth forward's difference table is
-    noise; a kink inside it looks like noise too, so a forward with kinks keeps the model."""
+    (a float32 or float16 intermediate, a quantising offset) and can be trusted: else 0."""
     if not smooth:
         return 0.0
     model = max(float(np.max(noise_model(ref, k))) for k in names)
@@ -222,31 +261,44 @@ def internal_precision(ref: Reference, names: Sequence[str], smooth: bool) -> fl
 WITNESS_AGREEMENT = 64.0
 
 
-def witness_allowance(spec: _Spec, ref: Reference) -> float:
+def witness_allowance(spec: Spec, ref: Reference) -> float:
     """How far a wider-dtype run's ``<g, out>`` may be from the layer's own and still compute
     the same function: the layer dtype's rounding at the inputs' conditioning, and the measured
     noise, times :data:`WITNESS_AGREEMENT`."""
     layer_eps = float(np.finfo(np.result_type(*spec.inputs.values())).eps)
-    kappa = max(float(np.max(ref.conditioning(k))) for k in ref.inputs)
+    kappa = max(float(np.max(_own_conditioning(ref, k))) for k in ref.inputs)
     return WITNESS_AGREEMENT * (layer_eps * ref.total * kappa + ref.observed)
+
+
+def _own_conditioning(ref: Reference, name: str) -> np.ndarray:
+    """``max(|x_k|, s_k) / s_k``: the conditioning of the inputs' own values, without the unit
+    that :meth:`Reference.conditioning` assumes the forward may add (an input of 1e-4 whose rows
+    are normalised with ``finfo(x.dtype).eps`` is well conditioned on its own scale, and a
+    guard that changes with the dtype must show)."""
+    x, s = np.abs(ref.inputs[name]), ref.scale(name)
+    return np.maximum(x, s) / s
 
 
 def _precision_note(ref: Reference, unit: float) -> str:
     like = ("float16 or bfloat16" if unit >= 2e-4 else "float32" if unit >= 1e-9
             else "a precision narrower than float64")
     return (f"the forward's measured noise ({ref.observed:.2g} in <dout, out>) is "
-            f"{ref.observed / (_EPS * ref.total):.3g} times what float64 arithmetic gives: this "
+            f"{ref.observed / _EPS / ref.total:.3g} times what float64 arithmetic gives: this "
             f"layer computes in about {like} internally (unit roundoff ~{unit:.1g}), and the "
             "numerical side's bounds use the measured noise")
 
 
-NOISE_EXCESS = 16.0  # observed noise this many times the model's: the layer is less precise
+NOISE_EXCESS = 16.0
+# A difference table of eight values estimates a deviation to within a factor of about two or
+# three (Moré & Wild), and a quantised forward is a staircase rather than independent noise:
+# the measured noise counts eight times.
+OBSERVED_SAFETY = 8.0  # observed noise this many times the model's: the layer is less precise
 
 
 def ref_inputs_copy(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Fresh copies: a forward that modifies its inputs in place (reported elsewhere) must not
     make its second call see other values and look random."""
-    return {k: v.copy() for k, v in inputs.items()}
+    return {k: v.copy(order="K") for k, v in inputs.items()}
 
 
 def _randomness(first: np.ndarray, second: np.ndarray) -> str:
@@ -269,12 +321,14 @@ def noise_model(ref: Reference, name: str) -> np.ndarray:
 
 
 def noise(ref: Reference, name: str, smooth: bool = False) -> np.ndarray:
-    """``noise_k``: the model's, or, for a smooth forward (see :func:`internal_precision`), the
-    measured noise where that is far larger (a layer that computes in a narrower dtype inside
-    than its inputs declare)."""
+    """``noise_k``: the model's, or the measured noise where that is far larger (a layer that
+    computes in a narrower dtype inside than its inputs declare) and can be trusted: the forward
+    has no kinks (dense kinks near the inputs measure like noise, and a larger step would cross
+    them; a quantised forward need not measure the same on every span, so smoothness, not
+    agreement, decides)."""
     model = noise_model(ref, name)
     if smooth and ref.observed > NOISE_EXCESS * float(np.max(model)):
-        return np.maximum(model, ref.observed)
+        return np.maximum(model, OBSERVED_SAFETY * ref.observed)
     return model
 
 
@@ -290,6 +344,7 @@ class Numeric:
     witness: Any  # the objective in extended precision, or None (no wider dtype here)
     piecewise: tuple[str, ...] = ()  # operations exact away from ties: kinks are possible
     nonsmooth: bool = False  # the forward uses operations with kinks (abs, max, comparisons)
+    comparable: bool = True  # the reference computes the layer's function (Reference.differs)
 
 
 class _Deferred:
@@ -306,7 +361,7 @@ class _Deferred:
         return self._f(arr)
 
 
-def _witness_objective(spec: _Spec, ref: Reference, name: str) -> Any:
+def _witness_objective(spec: Spec, ref: Reference, name: str) -> Any:
     wide = np.dtype(np.longdouble)
     if np.finfo(wide).eps >= _EPS:
         return None
@@ -318,7 +373,7 @@ def _witness_objective(spec: _Spec, ref: Reference, name: str) -> Any:
     return _Deferred(build)
 
 
-def joint_objective(spec: _Spec, ref: Reference,
+def joint_objective(spec: Spec, ref: Reference,
                     names: Sequence[str] | None = None) -> tuple[Any, np.ndarray]:
     """``L`` of the checked inputs (or ``names``) at once, as a function of their concatenation:
     one probe of it covers every input of the check (its dense direction moves them all), and
@@ -326,15 +381,16 @@ def joint_objective(spec: _Spec, ref: Reference,
     names = list(spec.wrt if names is None else names)
     shapes = [ref.inputs[k].shape for k in names]
     bounds = np.cumsum([0] + [ref.inputs[k].size for k in names])
-    fixed = {k: (v.copy() if ref.copy_inputs else _read_only(v)) for k, v in ref.inputs.items()
+    fixed = {k: (v.copy(order="K") if ref.copy_inputs else _read_only(v))
+             for k, v in ref.inputs.items()
              if k not in names}
     inner = _Inner(ref.g.reshape(-1))
 
     def f(v: np.ndarray) -> Any:
         local = dict(fixed)
         for k, shape, lo, hi in zip(names, shapes, bounds[:-1], bounds[1:], strict=True):
-            local[k] = v[lo:hi].reshape(shape)
-        out = np.asarray(_forward(spec, local, "joint numerical pass")[0])
+            local[k] = _laid_out(v[lo:hi].reshape(shape), ref.inputs[k])
+        out = np.asarray(call_forward(spec, local, "joint numerical pass")[0])
         if out.shape != ref.g.shape:
             raise LayerError(f"{spec.name}: forward returned shape {out.shape} in the joint "
                              f"numerical pass, but "
@@ -345,7 +401,17 @@ def joint_objective(spec: _Spec, ref: Reference,
     return f, v
 
 
-def probe_check(spec: _Spec, ref: Reference, quick: bool = True) -> tuple[numeric.Probe, int]:
+def _laid_out(values: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """``values`` in ``like``'s memory layout (a Fortran-ordered input stays Fortran-ordered: a
+    layer that ravels with ``order="A"`` or reads ``.flags`` computes by its layout)."""
+    if values.flags.c_contiguous and like.flags.c_contiguous:
+        return values
+    out = np.empty_like(like, dtype=values.dtype)
+    out[...] = values
+    return out
+
+
+def probe_check(spec: Spec, ref: Reference, quick: bool = True) -> tuple[numeric.Probe, int]:
     """The complex-step probe, once per check, and the evaluations it used (``quick``: see
     :func:`gradcheck.numeric.probe`; a check probes again in full before it fails a gradient)."""
     f, v = joint_objective(spec, ref)
@@ -363,7 +429,7 @@ class _Counted:
         return self.f(arr)
 
 
-def trace_check(spec: _Spec, ref: Reference) -> numeric.Probe:
+def trace_check(spec: Spec, ref: Reference) -> numeric.Probe:
     """The operations the forward applies to the inputs, traced once over all of them (a
     superset of what perturbing one input shows), for a check whose method is given."""
     f, v = joint_objective(spec, ref)
@@ -376,14 +442,14 @@ def nonsmooth(found: numeric.Probe) -> bool:
     return bool(found.piecewise or set(found.unsafe) & _KINKED)
 
 
-def prepare(spec: _Spec, ref: Reference, name: str, found: numeric.Probe | None = None,
+def prepare(spec: Spec, ref: Reference, name: str, found: numeric.Probe | None = None,
             alone: bool = True) -> Numeric:
     """The numerical side of input ``name``; ``found`` is the check's probe or trace, and
     ``alone`` says the evaluations will perturb ``name`` alone (for ``method="auto"`` that takes
     a screen of ``name`` by itself: it can take other code paths than perturbing all inputs)."""
     x64 = ref.inputs[name]
     f = objective(spec, ref.inputs, name, ref.g, copy_inputs=ref.copy_inputs)
-    noise_k = noise(ref, name)  # the model: the probe runs before smoothness is known
+    noise_k = noise(ref, name)
     method, reason = spec.method, ""
     if found is None:
         if method == "auto":
@@ -399,8 +465,11 @@ def prepare(spec: _Spec, ref: Reference, name: str, found: numeric.Probe | None 
     inside = internal_precision(ref, [name], smooth)
     if inside:
         reason = "; ".join(filter(None, [reason, _precision_note(ref, inside)]))
+    if ref.differs:
+        reason = "; ".join(filter(None, [reason, ref.differs]))
     return Numeric(f, x64, noise(ref, name, smooth), method, reason,
-                   _witness_objective(spec, ref, name), found.piecewise, not smooth)
+                   _witness_objective(spec, ref, name), found.piecewise, not smooth,
+                   not ref.differs)
 
 
 # Non-analytic operations that also have kinks (np.var, casts and norms of nonzero vectors do not)

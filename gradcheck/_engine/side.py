@@ -1,9 +1,9 @@
-"""The analytic side of one gradient: its values, flat, with what is known about their rounding.
+"""The analytic side of one gradient: its values, flat, with their measured rounding.
 
-A check first judges with the *lean* side, made without the second runs of :mod:`gradcheck._shadow`
-(rounding ``16 ε |a_k|``, no term magnitudes): every budget only grows when the measured rounding
-is added, so a gradient that passes lean passes; one that does not, or that might be rounding
-noise (only the witness can tell *zero* from *pass*), is judged again with the full side.
+The rounding comes from the second runs of :mod:`gradcheck._engine.shadow` (the witness in a
+wider dtype and the term magnitudes); every verdict and every ``detectable`` rests on it. (An
+earlier *lean* side judged first without them; a budget without the measured rounding states a
+sensitivity the check does not have where a backward's terms cancel, so it is gone.)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from gradcheck._shadow import Shadow
+from gradcheck._engine.shadow import Shadow
 from gradcheck.tolerance import FLOOR_ULPS, NOISE_RATIO, analytic_rounding
 
 
@@ -27,7 +27,6 @@ class Side:
     noise_like: bool  # the whole gradient is its own rounding noise (or exactly 0)
     witnessed: bool
     eps: float
-    lean: bool = False  # made without the shadow runs: a lower bound of every budget
 
     @property
     def size(self) -> np.ndarray:
@@ -55,10 +54,10 @@ def scaled_norm(v: np.ndarray) -> float:
     return top * float(np.sqrt(np.einsum("i,i->", w, w)))
 
 
-def side(grad: np.ndarray, shadow: Shadow | None, name: str, eps: float, natural: Any) -> Side:
-    """The full side from ``shadow``'s measurements, or the lean one when ``shadow`` is None."""
+def side(grad: np.ndarray, shadow: Shadow, name: str, eps: float, natural: Any) -> Side:
+    """The side of gradient ``name`` from ``shadow``'s measurements."""
     a = grad.astype(np.float64).reshape(-1)
-    measured = shadow if shadow is not None else Shadow()
+    measured = shadow
     w = measured.witness.get(name)
     flat_w = None if w is None else np.asarray(w).reshape(-1)
     terms = measured.terms.get(name)
@@ -75,7 +74,7 @@ def side(grad: np.ndarray, shadow: Shadow | None, name: str, eps: float, natural
             scaled_norm(small) <= NOISE_RATIO * scaled_norm(a) or np.all(small <= resolution))
     exact = grad.reshape(-1) if flat_w is None else grad.reshape(-1).astype(flat_w.dtype)
     rounding = analytic_rounding(exact, flat_w, t, eps, natural).astype(np.float64)
-    return Side(a, rounding, t, noise_like, flat_w is not None, eps, lean=shadow is None)
+    return Side(a, rounding, t, noise_like, flat_w is not None, eps)
 
 
 def at_resolution(a: np.ndarray, eps: float, natural: Any) -> bool:
