@@ -102,6 +102,10 @@ def _case(ev: Evidence) -> _Case | None:
 
 def _explained(e: np.ndarray, residual: np.ndarray) -> float:
     """``1 - ||residual||² / ||e||²``, clipped below at 0."""
+    scale = float(np.max(np.abs(e), initial=0.0))  # scaled: errors of 1e-200 or 1e200 are errors
+    if scale == 0.0 or not np.isfinite(scale):
+        return 0.0
+    e, residual = e / scale, residual / scale
     total = float(np.dot(e, e))
     return max(0.0, 1.0 - float(np.dot(residual, residual)) / total) if total > 0 else 0.0
 

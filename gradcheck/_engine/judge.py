@@ -509,8 +509,8 @@ def _message(name: str, status: str, el: _Elements | None, d: Directions | None,
     by_rounding = ((el is not None and el.counted(frozenset({ladder.ROUNDING})) > 0)
                    or (d is not None and d.status == "inconclusive"))
     if status == "inconclusive" and by_rounding:
-        parts.append("inconclusive: the error is within what rounding could explain, and the "
-                     "layer could not be re-run in a wider dtype to tell rounding from a bug")
+        parts.append("inconclusive: the error is within what rounding could explain, and "
+                     + _why_unconfirmed(el))
     return "; ".join(parts)
 
 
@@ -564,3 +564,12 @@ def _explained(el: _Elements) -> tuple[ExplainedElement, ...]:
                          float(v.budget[j]))
         for j in order[:MAX_EXPLAINED]
     )
+
+
+def _why_unconfirmed(el: _Elements | None) -> str:
+    """Why an error within the rounding band could not be certified a bug."""
+    if el is not None and not el.evidence.exact:
+        return ("a finite-difference estimate (the forward does not take the complex step) "
+                "cannot be confirmed in extended precision, so rounding cannot be told from a "
+                "bug (method='complex' where the forward allows it settles it)")
+    return ("the layer could not be re-run in a wider dtype to tell rounding from a bug")

@@ -180,8 +180,9 @@ def _tie(ev: ElementEvidence, tie: Tie, a: np.ndarray, bud: np.ndarray, kink: np
     code, note = tie_verdict(tie, a[m], bud[m], where)
     if note:
         notes.append(note)
-    if code == BAD_TIE:
-        outcome[m] = BAD_TIE
+    if code == BAD_TIE:  # the members the rule got wrong: over their budget, or on a kink
+        wrong = m[(outcome[m] != WITHIN) | kink[m]]
+        outcome[wrong if wrong.size else m] = BAD_TIE
     elif code == UNVERIFIED:
         outcome[m[np.isin(outcome[m], (FAILED, ROUNDING, BAD_KINK))]] = UNVERIFIED
     elif code == TIE:
