@@ -113,7 +113,6 @@ class Reference:
     random: str = ""  # why the forward is not a function of its inputs, if it is not
     observed: float = 0.0  # the noise of one evaluation of L, measured (see observed_noise)
     differs: str = ""  # why the float64 reference is not the function the layer computes
-    consistent: bool = False  # the measured noise agrees over spans (see observed_noise)
     # per input, made once: the local scale, the conditioning (see the module docstring) and
     # the natural size of an element's share of L (see gradcheck.tolerance)
     _scales: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
@@ -161,8 +160,7 @@ def reference(spec: Spec, run: Run) -> Reference:
     ref = Reference(inputs64, g64, out64, total, mutates, _randomness(out64, again))
     if ref.random:
         return ref
-    sigma, consistent = observed_noise(spec, ref)
-    ref = replace(ref, observed=sigma, consistent=consistent)
+    ref = replace(ref, observed=observed_noise(spec, ref))
     return replace(ref, differs=_differs(spec, run, ref))
 
 
@@ -182,30 +180,24 @@ def _differs(spec: Spec, run: Run, ref: Reference) -> str:
             "branch or eps guard?), so no discrepancy can be blamed on the backward")
 
 
-# Noise is measured from differences of order 6 to 8 along one random direction, on three
-# spans: steps of 2^-12 of each input's spread (large enough to cross many units in the last
-# place of a float32 or float16 intermediate: smaller steps see a quantised forward as constant),
-# and steps eight and 64 times smaller. Independent noise gives every span the same deviation; a
-# kink inside a span adds differences that grow with the step, so a deviation that changes with
-# the span is not noise (it is not trusted); a span that repeats values (a forward quantised
-# coarser than it, which looks constant there) and the smaller ones are left out.
+# Noise is measured from differences of order 6 to 8 along one random direction, on steps of
+# 2^-12 of each input's spread: large enough to cross many units in the last place of a float32
+# or float16 intermediate (smaller steps see a quantised forward as constant), small enough that
+# the smooth part's eighth difference stays far below float64's rounding. A kink inside the span
+# measures like noise too, so only a forward without kinks has its measurement trusted (noise()).
 _NOISE_STEP = 2.0**-12
-_NOISE_SPANS = (1.0, 1.0 / 8, 1.0 / 64)
 _NOISE_POINTS = 9
 _NOISE_ORDERS = (6, 7, 8)
-_CONSISTENT = 2.0  # noise measures the same on every span (a table of eight values scatters
-# by about twofold); a kink's share shrinks eightfold per span
 
 
-def observed_noise(spec: Spec, ref: Reference) -> tuple[float, bool]:
+def observed_noise(spec: Spec, ref: Reference) -> float:
     """The noise of one evaluation of ``L`` near the inputs, measured (Hamming's difference
     table, as in Moré & Wild's ECnoise): for independent noise of deviation ``σ``, the ``k``-th
-    differences have ``E[(Δᵏf)²] = σ² (2k)!/(k!)²``; the median over orders 6, 7 and 8 on the
-    largest span, and whether the three spans agree (24 forward calls per check).
+    differences have ``E[(Δᵏf)²] = σ² (2k)!/(k!)²``; the median over orders 6, 7 and 8
+    (8 forward calls per check).
 
-    This is what lets a float64 layer that computes in float32 or float16 inside, or whose
-    values are quantised by a large offset (``-1e9`` masks), be judged by its real precision
-    rather than the one its inputs declare.
+    This is what lets a float64 layer that computes in float32 or float16 inside be judged by
+    its real precision rather than the one its inputs declare.
     """
     f, v = joint_objective(spec, ref)
     rng = np.random.default_rng([spec.seed, 0x6E6F6973])
@@ -216,22 +208,14 @@ def observed_noise(spec: Spec, ref: Reference) -> tuple[float, bool]:
         s = float(np.std(x)) or float(np.max(np.abs(x), initial=0.0)) or 1.0
         u[start:start + x.size] = rng.uniform(-1.0, 1.0, x.size) * s
         start += x.size
-    f0 = float(np.sum(ref.g * ref.out))
-    found = []
-    for span in _NOISE_SPANS:
-        values = [f0]
-        with np.errstate(all="ignore"):
-            for j in range(1, _NOISE_POINTS):
-                try:
-                    values.append(float(np.real(f(v + (j * span * _NOISE_STEP) * u))))
-                except LayerError:
-                    return 0.0, False  # the forward does not run off the inputs: nothing measured
-        table = np.array(values)
-        if span < 1.0 and np.count_nonzero(np.diff(table) == 0) >= 2:
-            break  # the forward is quantised coarser than this span: it would see no noise
-        found.append(_deviation(table))
-    consistent = max(found) <= _CONSISTENT * min(found)
-    return found[0], consistent
+    values = [float(np.sum(ref.g * ref.out))]
+    with np.errstate(all="ignore"):
+        for j in range(1, _NOISE_POINTS):
+            try:
+                values.append(float(np.real(f(v + (j * _NOISE_STEP) * u))))
+            except LayerError:
+                return 0.0  # the forward does not run off the inputs: nothing measured
+    return _deviation(np.array(values))
 
 
 def _deviation(table: np.ndarray) -> float:
@@ -324,8 +308,7 @@ def noise(ref: Reference, name: str, smooth: bool = False) -> np.ndarray:
     """``noise_k``: the model's, or the measured noise where that is far larger (a layer that
     computes in a narrower dtype inside than its inputs declare) and can be trusted: the forward
     has no kinks (dense kinks near the inputs measure like noise, and a larger step would cross
-    them; a quantised forward need not measure the same on every span, so smoothness, not
-    agreement, decides)."""
+    them)."""
     model = noise_model(ref, name)
     if smooth and ref.observed > NOISE_EXCESS * float(np.max(model)):
         return np.maximum(model, OBSERVED_SAFETY * ref.observed)
