@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-# Quick on a laptop; thorough and deterministic in CI (no database writes, derandomized).
+# Quick on a laptop; thorough and deterministic in CI (no database writes, derandomized). 150
+# examples in CI: a check now measures its rounding and proves its `detectable` on every call,
+# and at 300 the suite passed its ten minutes (651 s at 300 with two workers).
 settings.register_profile("default", max_examples=25, deadline=None)
 settings.register_profile(
     "ci",
-    max_examples=300,
+    max_examples=150,
     deadline=None,
     derandomize=True,
     database=None,
