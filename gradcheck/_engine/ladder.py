@@ -367,8 +367,3 @@ def closed_form(el: ElementVerdict | None, d: DirectionVerdict | None, a: np.nda
     if el is not None:
         return float(np.max(el.budget, initial=0.0)) / top
     return math.inf
-
-
-def merged(parts: Sequence[str]) -> str:
-    """The text of several notes."""
-    return "; ".join(p for p in parts if p)

@@ -38,11 +38,6 @@ class Side:
         return np.abs(self.a) + self.terms
 
 
-def dot(a: np.ndarray, b: np.ndarray) -> float:
-    """A dot product in this thread (no multithreaded BLAS: see ``_objective._Inner``)."""
-    return float(np.einsum("i,i->", a, b))
-
-
 def scaled_norm(v: np.ndarray) -> float:
     """``‖v‖₂`` without underflow or overflow: a gradient of 1e-200 or 1e200 is a gradient, and
     its status must not depend on the units the layer uses."""
