@@ -54,6 +54,38 @@ def add_limit_options(check: argparse.ArgumentParser) -> None:
                             f"(default {DEFAULT_MAX_ELEMENTS:,})")
 
 
+def add_isolation_options(p: argparse.ArgumentParser) -> None:
+    """``--max-memory`` and ``--in-process``: how the worker that runs the layer is bounded."""
+    p.add_argument("--max-memory", type=parse_memory, default=0, metavar="SIZE",
+                   help="the most memory the layer's process may use, e.g. 2G or 512M "
+                        "(default 0: no limit); exceeding it ends the check with exit 3")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the layer in gradcheck's own process instead of a supervised "
+                        "worker: starts faster, but the layer's code can then change the "
+                        "verdict, the exit code and the reports (only for code you trust)")
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_memory(text: str) -> int:
+    """``"2G"`` -> bytes; ``K``, ``M``, ``G``, ``T`` are powers of 1024; 0 means no limit.
+
+    Examples
+    --------
+    >>> parse_memory("512M"), parse_memory("2g"), parse_memory("0")
+    (536870912, 2147483648, 0)
+    """
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]?)i?B?\s*", text.upper())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"must be a size such as 2G, 512M or 0, got {text!r}")
+    size = int(float(match.group(1)) * _UNITS[match.group(2)])
+    if 0 < size < 64 << 20:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or at least 64M (the Python "
+                                         f"interpreter and NumPy need that much), got {text!r}")
+    return size
+
+
 # --- --shape --------------------------------------------------------------------------------
 
 

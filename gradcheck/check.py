@@ -58,7 +58,7 @@ from gradcheck._engine.objective import (
 from gradcheck._engine.shadow import Lazy
 from gradcheck._guard import protected, time_limit, validate_timeout
 from gradcheck.errors import GradcheckError, GradcheckWarning
-from gradcheck.layer import ClassLayer, annotate, from_callables
+from gradcheck.layer import annotate, from_callables
 from gradcheck.numeric import Probe
 from gradcheck.results import CheckReport, GradientResult, WorstElement
 from gradcheck.tolerance import Tolerance
@@ -157,8 +157,7 @@ def check_layer(
         str(np.result_type(*spec.inputs.values())), spec.seed, _methods(results),
         tuple(run.problems), tuple(run.warnings), time.perf_counter() - t0,
     )
-    if isinstance(layer, ClassLayer):  # what the adapter saw inside (an optimizer step)
-        report = annotate(report, layer)
+    report = annotate(report, layer)  # what the adapter saw inside (an optimizer step)
     _collect.notify(report)
     return report
 

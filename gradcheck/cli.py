@@ -20,17 +20,24 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from gradcheck import _cli_args, _guard, kinds
 from gradcheck._version import __version__
-from gradcheck.errors import GradcheckError, GradcheckWarning, InvalidArgument, LayerError
+from gradcheck.errors import (
+    GradcheckError,
+    GradcheckWarning,
+    InvalidArgument,
+    LayerError,
+    WorkerLost,
+)
 from gradcheck.kinds import ExitCode  # the exit codes, one meaning each (documented in README)
 
 
@@ -72,6 +79,7 @@ def _add_learner_commands(sub: Any) -> None:
     replay = sub.add_parser("replay", help="re-run a failing check from its replay file "
                             "(written by check --out)")
     replay.add_argument("file", metavar="FILE.npz")
+    _cli_args.add_isolation_options(replay)
     _add_output_options(replay)
 
 
@@ -86,6 +94,7 @@ def _parser() -> _Parser:
     _add_check_options(check)
     _add_forward_options(check)
     _cli_args.add_limit_options(check)
+    _cli_args.add_isolation_options(check)
     _add_output_options(check)
     _add_learner_commands(sub)
     return parser
@@ -143,7 +152,7 @@ def _add_forward_options(p: argparse.ArgumentParser) -> None:
                         "detected from what the forward does)")
 
 
-def _forward_check(args: argparse.Namespace, module: ModuleType,
+def _forward_check(args: argparse.Namespace, door: Any,
                    specs: dict[str, tuple[str, ...]], kwargs: dict[str, Any]) -> Any:
     """The :class:`~gradcheck.forward_check.ForwardReport` asked for by ``--against``, or None."""
     if not args.against:
@@ -152,12 +161,13 @@ def _forward_check(args: argparse.Namespace, module: ModuleType,
 
     if not (args.op or args.forward):
         raise InvalidArgument("`--against` needs `--op` or `--forward` (a course-style forward)")
-    forward = _lookup(module, f"{args.op}_forward" if args.op else args.forward, "forward")
+    name = f"{args.op}_forward" if args.op else args.forward
+    door.info.callable_named(name, "forward")
     sized = {n: tuple(int(d) for d in dims) for n, dims in specs.items()
              if all(d.isdigit() for d in dims)}
-    return check_forward(forward, against=args.against, shape=sized.get("x"),
-                         param_shape=sized.get("gamma"), convention=args.convention,
-                         groups=kwargs.get("G"), seed=args.seed)
+    return check_forward(door.workshop.function(name), against=args.against,
+                         shape=sized.get("x"), param_shape=sized.get("gamma"),
+                         convention=args.convention, groups=kwargs.get("G"), seed=args.seed)
 
 
 def _with_forward(text: str, forward: Any, fmt: str) -> str:
@@ -201,6 +211,7 @@ def _emit(reports: Sequence[Any], args: argparse.Namespace, forward: Any = None)
         stdout, getattr(args, "color", "never"))) if args.format == kinds.TEXT else {}))
     _print_quietly(text if forward is None else _with_forward(text, forward, args.format), stdout)
     if args.out:
+        _same_out(args)
         try:
             written = rep.write_reports(reports, args.out)
         except OSError as exc:
@@ -208,6 +219,17 @@ def _emit(reports: Sequence[Any], args: argparse.Namespace, forward: Any = None)
         for path in written:
             print(f"wrote {path}", file=sys.stderr)
         _write_replay(reports, args)
+
+
+def _same_out(args: argparse.Namespace) -> None:
+    """``--out`` must still be the directory it was when the check started."""
+    before = getattr(args, "out_real", None)
+    now = os.path.realpath(args.out)
+    if before is not None and now != before:
+        raise InvalidArgument(
+            f"refusing to write the reports: `--out` {args.out!r} now leads to {now!r}, not to "
+            f"{before!r} as when the check started (a directory on the way was replaced by a "
+            "symbolic link while the layer ran)")
 
 
 def _text_options(args: argparse.Namespace, color: bool) -> dict[str, Any]:
@@ -255,21 +277,19 @@ def _check_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def _replay_layer(args: argparse.Namespace, case: str) -> Any:
+def _replay_layer(args: argparse.Namespace, door: Any, case: str) -> Any:
     """The layer the check built: the same discovery, the same settings, for the same pair."""
     from gradcheck.discover import draw_fixed, plan
 
-    loaded = _load_module(args.file)
-    _select_target(args, loaded)
+    _select_target(args, door)
     given, symbolic = _overrides(args)
-    module = loaded.module
     if args.layer:
-        return _class_layer(args, module, given)[0]
-    pairs, _ = _selected_pairs(args, module)
+        return _class_layer(args, door, given)[0]
+    pairs, _ = _selected_pairs(args, door)
     pair = next((p for p in pairs if p.label == case), pairs[0])
-    p = plan(pair, _lookup(module, pair.forward, "forward"), given)
+    p = plan(pair, door.forward_info(pair.forward), given)
     config = dict(p.config) if symbolic else {**p.config, **draw_fixed(p, args.dtype, args.seed)}
-    return _build_layer(pair, module, config)
+    return door.workshop.pair_layer(pair.op, pair.forward, pair.backward, config)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -280,17 +300,19 @@ def _replay(args: argparse.Namespace) -> int:
     from gradcheck.replay import load_replay
 
     case = load_replay(args.file)
-    stored = argparse.Namespace(**case.layer)
-    layer = _replay_layer(stored, case.case)
-    if hasattr(layer, "problems"):
-        layer.problems.clear()
-    with warnings.catch_warnings():  # the report carries them
-        warnings.simplefilter("ignore", GradcheckWarning)
-        report = check_layer(layer, case.inputs, method=case.method, mode=case.mode,
-                             seed=case.seed, dout=case.dout, wrt=case.wrt)
-    report = replace(report, case=case.case)
-    if stored.layer:
-        report = annotate(report, layer)
+    stored = argparse.Namespace(**{**case.layer, "in_process": args.in_process,
+                                   "max_memory": args.max_memory})
+    with _opened(stored) as door:
+        layer = _replay_layer(stored, door, case.case)
+        if hasattr(layer, "clear_problems"):
+            layer.clear_problems()
+        with warnings.catch_warnings():  # the report carries them
+            warnings.simplefilter("ignore", GradcheckWarning)
+            report = check_layer(layer, case.inputs, method=case.method, mode=case.mode,
+                                 seed=case.seed, dout=case.dout, wrt=case.wrt)
+        report = replace(report, case=case.case)
+        if stored.layer:
+            report = annotate(report, layer)
     args.replay_options = case.layer
     _emit([report], args)
     return _exit_code([report])
@@ -323,24 +345,53 @@ def _progress_cases(total: int, unit: str) -> Any:
     return _terminal.checks(total, unit=unit)
 
 
-def _load_module(path: str, debug: bool = False) -> Any:
-    from gradcheck.loading import load
-
-    loaded = load(path)
-    if debug:
-        print(f"gradcheck: {loaded.how}", file=sys.stderr)
-    return loaded
+# --- the user's module: imported in the worker (gradcheck.worker), planned here ---------------
 
 
-def _lookup(module: ModuleType, name: str, what: str) -> Callable[..., Any]:
-    found = getattr(module, name, None)
-    if not callable(found):
-        names = sorted(n for n in vars(module) if callable(getattr(module, n)) and not
-                       n.startswith("_"))
-        raise InvalidArgument(
-            f"{what} {name!r} is not a callable in {module.__file__}; found {', '.join(names)}"
-        )
-    return found
+@contextlib.contextmanager
+def _opened(args: argparse.Namespace) -> Iterator[Any]:
+    """The user's module as a workshop (in the supervised worker unless --in-process), and its
+    :class:`~gradcheck.doorway.ModuleInfo`. The worker and everything it started end on exit."""
+    from gradcheck.doorway import ModuleInfo, open_module
+
+    if getattr(args, "in_process", False):
+        with _guard.user_code(f"import of {args.file}"), _guard.no_bytecode():
+            workshop: Any = open_module(args.file, seed=args.seed)
+        yield _Doorway(workshop, ModuleInfo.from_data(workshop.info()), None)
+        return
+    from gradcheck.worker.remote import RemoteWorkshop
+    from gradcheck.worker.supervisor import Worker
+
+    worker = Worker(max_memory=getattr(args, "max_memory", 0) or None)
+    try:
+        workshop = RemoteWorkshop(worker, args.file, seed=args.seed)
+        yield _Doorway(workshop, ModuleInfo.from_data(workshop.info()), worker)
+    finally:
+        worker.close()
+
+
+class _Doorway:
+    """The workshop, what the module offers, and the worker (None in process)."""
+
+    def __init__(self, workshop: Any, info: Any, worker: Any) -> None:
+        self.workshop, self.info, self.worker = workshop, info, worker
+
+    def forward_info(self, name: str) -> Any:
+        self.info.callable_named(name, "forward")
+        found = self.info.functions.get(name)
+        if found is None:
+            raise InvalidArgument(f"forward {name!r} must be a function (def) in "
+                                  f"{self.info.file}, to read its parameters")
+        return found
+
+
+class _Outcome:
+    """What a check command found, emitted only after the layer's process is gone."""
+
+    def __init__(self, reports: Sequence[Any], code: int, forward: Any = None,
+                 rows: list[list[str]] | None = None, summary: str = "") -> None:
+        self.reports, self.code, self.forward = list(reports), code, forward
+        self.rows, self.summary = rows, summary
 
 
 def _parse_int(text: str) -> tuple[str, tuple[int, int]]:
@@ -395,13 +446,15 @@ def _overrides(args: argparse.Namespace) -> Any:
     return Overrides(given, ints, kwargs), {n: shapes[n] for n in symbolic}
 
 
-def _select_target(args: argparse.Namespace, loaded: Any) -> None:
+def _select_target(args: argparse.Namespace, door: _Doorway) -> None:
     """``FILE:NAME`` picks what NAME is: a class, a forward, a backward or a loss."""
-    name = loaded.attr
+    from gradcheck.loading import split_target
+
+    name = split_target(args.file)[1]
     if name is None:
         return
-    obj = _lookup(loaded.module, name, "NAME")
-    if isinstance(obj, type):
+    door.info.callable_named(name, "NAME")
+    if name in door.info.classes:
         args.layer = args.layer or name
     elif name.endswith("_loss"):
         args.loss = args.loss or name
@@ -410,11 +463,11 @@ def _select_target(args: argparse.Namespace, loaded: Any) -> None:
     elif "_forward" in name:
         args.forward = args.forward or name
     else:
-        raise InvalidArgument(f"NAME {name!r} must be a class, NAME_forward, NAME_backward or a "
-                              "*_loss function")
+        raise InvalidArgument(f"NAME {name!r} must be a class with forward and backward, "
+                              "NAME_forward, NAME_backward or a *_loss function")
 
 
-def _op_pairs(args: argparse.Namespace, module: ModuleType) -> list[Any]:
+def _op_pairs(args: argparse.Namespace, door: _Doorway) -> list[Any]:
     """The pairs --op/--forward/--backward select; every function they name must exist.
 
     ``--op`` names the registry entry (and the default function names), ``--forward`` and
@@ -422,60 +475,56 @@ def _op_pairs(args: argparse.Namespace, module: ModuleType) -> list[Any]:
     """
     from gradcheck.discover import Pair, find_pairs
 
+    info = door.info
     named = args.backward or args.forward
     role = "_backward" if args.backward else "_forward"
     op = args.op or named.rpartition(role)[0] or named
-    found = [p for p in find_pairs(module) if p.backward and not p.problem]
+    found = [p for p in find_pairs(info.functions) if p.backward and not p.problem]
     if args.backward:
-        _lookup(module, args.backward, "backward")
+        info.callable_named(args.backward, "backward")
         paired = next((p.forward for p in found if p.backward == args.backward), "")
         forward = args.forward or paired or f"{op}_forward"
-        _lookup(module, forward, "forward")
+        info.callable_named(forward, "forward")
         return [Pair(op, forward, args.backward)]
     pairs = [p for p in found if p.op == op and args.forward in (None, p.forward)]
     if not pairs and args.forward:  # a forward of another name, with the op's backwards
         pairs = [Pair(op, args.forward, p.backward) for p in found if p.op == op]
-    _lookup(module, args.forward or (pairs[0].forward if pairs else f"{op}_forward"), "forward")
+    info.callable_named(args.forward or (pairs[0].forward if pairs else f"{op}_forward"),
+                        "forward")
     if not pairs:
         raise InvalidArgument(f"found no backward for {args.forward or op + '_forward'}: add "
                               "--backward NAME")
     return pairs
 
 
-def _selected_pairs(args: argparse.Namespace, module: ModuleType) -> tuple[list[Any], bool]:
+def _selected_pairs(args: argparse.Namespace, door: _Doorway) -> tuple[list[Any], bool]:
     """The pairs to check, and whether the user named them (else: the whole file)."""
     from gradcheck.discover import Pair, find_pairs
 
     if args.loss:
-        _lookup(module, args.loss, "--loss")
+        door.info.callable_named(args.loss, "--loss")
         return [Pair(args.loss, args.loss, "", kind="loss")], True
     if args.op or args.forward or args.backward:
-        return _op_pairs(args, module), True
-    return find_pairs(module), False
+        return _op_pairs(args, door), True
+    return find_pairs(door.info.functions), False
 
 
-def _build_layer(pair: Any, module: ModuleType, config: dict[str, Any]) -> Any:
-    from gradcheck.layer import from_functions
-
-    backward = _lookup(module, pair.backward, "backward") if pair.backward else None
-    return from_functions(_lookup(module, pair.forward, "forward"), backward, config=config,
-                          name=pair.op)
-
-
-def _check_pair(p: Any, module: ModuleType, args: argparse.Namespace) -> Any:
+def _check_pair(p: Any, door: _Doorway, args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
     from gradcheck.check import check_layer
     from gradcheck.discover import draw_fixed
     from gradcheck.properties import random_inputs
 
-    layer = _build_layer(p.pair, module, {**p.config, **draw_fixed(p, args.dtype, args.seed)})
+    pair = p.pair
+    layer = door.workshop.pair_layer(pair.op, pair.forward, pair.backward,
+                                     {**p.config, **draw_fixed(p, args.dtype, args.seed)})
     with warnings.catch_warnings(), _progress_check(layer, p.shapes, args):  # the report has them
         warnings.simplefilter("ignore", GradcheckWarning)
         inputs = {k: v * v.dtype.type(p.scale)
                   for k, v in random_inputs(p.shapes, args.dtype, args.seed).items()}
         report = check_layer(layer, inputs, method=args.method, mode=args.mode, seed=args.seed)
-    return replace(report, case=p.pair.label)
+    return replace(report, case=pair.label)
 
 
 def _gradient_words(report: Any) -> str:
@@ -491,12 +540,10 @@ def _overview(rows: list[list[str]], args: argparse.Namespace) -> None:
     print(table, file=_stdout(args) if args.format in (kinds.TEXT, kinds.MARKDOWN) else sys.stderr)
 
 
-def _check_flag_names(pairs: Sequence[Any], module: ModuleType, given: Any) -> None:
+def _check_flag_names(pairs: Sequence[Any], door: _Doorway, given: Any) -> None:
     """A --shape, --int or --kwarg that names no parameter of any selected forward is a typo."""
-    import inspect
-
     params = {n for p in pairs if p.forward and not p.problem
-              for n in inspect.signature(_lookup(module, p.forward, "forward")).parameters}
+              for n in door.forward_info(p.forward).params}
     for flag, names in (("--shape", given.shapes), ("--int", given.ints),
                         ("--kwarg", given.kwargs)):
         unknown = [n for n in names if n not in params]
@@ -505,7 +552,11 @@ def _check_flag_names(pairs: Sequence[Any], module: ModuleType, given: Any) -> N
                                   f"checked; their parameters are {', '.join(sorted(params))}")
 
 
-def _check_row(pair: Any, module: ModuleType, given: Any, args: argparse.Namespace,
+def _one_line(text: object, limit: int = 200) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
+def _check_row(pair: Any, door: _Doorway, given: Any, args: argparse.Namespace,
                named: bool) -> tuple[Any, list[str]]:
     """One pair: its report (None when skipped or raised) and its row of the overview table.
 
@@ -514,56 +565,48 @@ def _check_row(pair: Any, module: ModuleType, given: Any, args: argparse.Namespa
     from gradcheck.discover import plan
 
     row = [pair.op, pair.forward or "-", pair.backward or ("(loss)" if pair.forward else "-")]
-    p = None if pair.problem else plan(pair, _lookup(module, pair.forward, "forward"), given)
+    p = None if pair.problem else plan(pair, door.forward_info(pair.forward), given)
     problem = pair.problem or (p.problem if p else "")
     if problem:
         if named:
             raise InvalidArgument(f"{pair.label}: {problem}")
         return None, [*row, "skipped", "-", problem]
     try:
-        report = _check_pair(p, module, args)
+        report = _check_pair(p, door, args)
     except GradcheckError as exc:
         if named:
             raise
-        return None, [*row, "ERROR", "-", str(exc)[:200]]
+        return None, [*row, "ERROR", "-", _one_line(exc)]
     verdict = report.verdict if report.passed else report.verdict.upper()
-    return report, [*row, verdict, _gradient_words(report), "; ".join(report.problems)[:200]]
+    return report, [*row, verdict, _gradient_words(report), _one_line("; ".join(report.problems))]
 
 
-def _check_file(args: argparse.Namespace, module: ModuleType, given: Any) -> int:
+def _check_file(args: argparse.Namespace, door: _Doorway, given: Any) -> _Outcome:
     """Every pair of the file (or of --op): one report each, one overview table of all."""
-    pairs, named = _selected_pairs(args, module)
-    _check_flag_names(pairs, module, given)
-    forward = _forward_check(args, module, dict(_parse_shape(t) for t in args.shape),
+    pairs, named = _selected_pairs(args, door)
+    _check_flag_names(pairs, door, given)
+    forward = _forward_check(args, door, dict(_parse_shape(t) for t in args.shape),
                              dict(given.kwargs))
     reports, rows = [], []
     for pair in pairs:
-        report, row = _check_row(pair, module, given, args, named)
+        report, row = _check_row(pair, door, given, args, named)
         reports += [report] if report is not None else []
         rows.append(row)
     errors = sum(row[3] == "ERROR" for row in rows)
     if not named:
-        rows += _class_rows(module, args.file)
-    if reports:
-        _emit(reports, args, forward)
-    if not named or len(rows) > 1:
-        _overview(rows, args)
+        rows += _class_rows(door.info.classes, args.file)
     if not reports:
-        raise InvalidArgument(f"no pair in {args.file} could be checked (see the table)")
-    return _forward_exit(_exit_code(reports, errors), forward)
+        return _Outcome([], ExitCode.USAGE, forward, rows,
+                        f"no pair in {args.file} could be checked (see the table)")
+    show = rows if not named or len(rows) > 1 else None
+    return _Outcome(reports, _forward_exit(_exit_code(reports, errors), forward), forward, show)
 
 
-def _class_rows(module: ModuleType, target: str) -> list[list[str]]:
+def _class_rows(classes: Sequence[str], target: str) -> list[list[str]]:
     """Classes with forward/backward are not checked in a whole-file run: say how to."""
-    import inspect
-
-    rows = []
-    for name, cls in vars(module).items():
-        if inspect.isclass(cls) and not name.startswith("_") and all(
-                callable(getattr(cls, m, None)) for m in ("forward", "backward")):
-            rows.append([name, "-", "-", "skipped", "-",
-                         f"a class: add --layer {name} --shape x=N,D (or {target}:{name})"])
-    return rows
+    return [[name, "-", "-", "skipped", "-",
+             f"a class: add --layer {name} --shape x=N,D (or {target}:{name})"]
+            for name in classes]
 
 
 def _exit_code(reports: Sequence[Any], errors: int = 0) -> int:
@@ -583,109 +626,119 @@ def _random_parameters(layer: Any, dtype: str, seed: int) -> dict[str, Any]:
             for k, v in layer.parameters().items()}
 
 
-def _class_layer(args: argparse.Namespace, module: ModuleType, given: Any) -> tuple[Any, Any]:
-    from gradcheck.layer import from_class
+def _class_layer(args: argparse.Namespace, door: _Doorway, given: Any) -> tuple[Any, Any]:
     from gradcheck.properties import random_inputs
 
     if len(given.shapes) != 1:
         raise InvalidArgument(f"--layer {args.layer} needs the shape of its one input: add "
                               f"--shape x=N,D (got {len(given.shapes)} shapes)")
     names = dict(_parse_location(t) for t in args.grad)
-    cls = _lookup(module, args.layer, "--layer")
+    door.info.callable_named(args.layer, "--layer")
     kwargs = dict(_parse_kwarg(k) for k in args.kwarg)
-    with _guard.user_code("the construction of the layer"):
-        try:
-            obj = cls(**kwargs)
-        except Exception as exc:
-            raise InvalidArgument(f"{args.layer}(**{kwargs}) raised {type(exc).__name__}: "
-                                  f"{exc}") from exc
     inputs = random_inputs(given.shapes, args.dtype, args.seed)
     (name, x), = inputs.items()
-    return from_class(obj, input_name=name, params=args.params_attr, grads=args.grads_attr,
-                      names=names, example=x), inputs
+    options = {"params": args.params_attr, "grads": args.grads_attr, "names": names}
+    return door.workshop.class_layer(args.layer, kwargs, name, options, x), inputs
 
 
-def _check_class(args: argparse.Namespace, module: ModuleType, given: Any) -> int:
+def _check_class(args: argparse.Namespace, door: _Doorway, given: Any) -> _Outcome:
     """A class at its initial parameters and at random ones (gamma = 1, beta = 0 hide bugs)."""
     from dataclasses import replace
 
     from gradcheck.check import check_layer
     from gradcheck.layer import annotate
 
-    layer, inputs = _class_layer(args, module, given)
+    layer, inputs = _class_layer(args, door, given)
     runs = [("initial parameters", inputs)]
     if layer.parameters():
         random = _random_parameters(layer, args.dtype, args.seed)
         runs.append((f"random parameters (seed {args.seed})", {**inputs, **random}))
     reports = []
     for case, values in runs:
-        layer.problems.clear()  # each report gets what its own check saw
+        layer.clear_problems()  # each report gets what its own check saw
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", GradcheckWarning)
             report = check_layer(layer, values, method=args.method, mode=args.mode,
                                  seed=args.seed)
         reports.append(annotate(replace(report, case=case), layer))
-    _emit(reports, args)
-    return _exit_code(reports)
+    return _Outcome(reports, _exit_code(reports))
 
 
-def _check_model(args: argparse.Namespace, module: ModuleType) -> int:
+def _check_model(args: argparse.Namespace, door: _Doorway) -> _Outcome:
     from dataclasses import replace
 
-    from gradcheck.model import check_model
+    from gradcheck.check import check_layer
 
     if not (args.grads and args.parameters):
         raise InvalidArgument("`--cost` needs `--grads NAME` and `--parameters NAME` too")
-    cost, grads = _lookup(module, args.cost, "--cost"), _lookup(module, args.grads, "--grads")
-    params = getattr(module, args.parameters, None)
-    params = params() if callable(params) else params
-    if not isinstance(params, dict):
-        raise InvalidArgument(f"--parameters {args.parameters!r} must be a dict in the file or a "
-                              f"function returning one, got {type(params).__name__}")
+    door.info.callable_named(args.cost, "--cost")
+    door.info.callable_named(args.grads, "--grads")
+    if args.parameters not in (*door.info.callables, *door.info.values):
+        raise InvalidArgument(f"--parameters {args.parameters!r} is not a name in "
+                              f"{door.info.file}; it must be a dict or a function returning one")
+    layer, params = door.workshop.model(args.cost, args.grads, args.parameters)
+    if not params:
+        raise InvalidArgument(f"--parameters {args.parameters!r} is an empty dict: nothing to "
+                              "check")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GradcheckWarning)
-        report = check_model(cost, grads, params, method=args.method, mode=args.mode,
-                             seed=args.seed)
+        report = check_layer(layer, params, method=args.method, mode=args.mode, seed=args.seed)
     report = replace(report, case=f"{args.cost} / {args.grads}")
-    _emit([report], args)
-    return _exit_code([report])
+    return _Outcome([report], _exit_code([report]))
 
 
-def _check_property(args: argparse.Namespace, module: ModuleType, given: Any,
-                    symbolic: dict[str, Any]) -> int:
+def _check_property(args: argparse.Namespace, door: _Doorway, given: Any,
+                    symbolic: dict[str, Any]) -> _Outcome:
+    from gradcheck.discover import plan
     from gradcheck.properties import check_layer_property
 
-    pairs, _ = _selected_pairs(args, module)
+    pairs, _ = _selected_pairs(args, door)
     if len(pairs) != 1 or given.ints or pairs[0].kind == "loss":
         raise InvalidArgument("symbolic --shape (property mode) needs one forward/backward pair "
                               "without integer inputs: add --backward NAME")
-    from gradcheck.discover import plan
-
-    p = plan(pairs[0], _lookup(module, pairs[0].forward, "forward"), given)
-    layer = _build_layer(pairs[0], module, dict(p.config))  # the registry's settings, overridden
+    pair = pairs[0]
+    p = plan(pair, door.forward_info(pair.forward), given)
+    layer = door.workshop.pair_layer(pair.op, pair.forward, pair.backward, dict(p.config))
     specs = {**{n: tuple(map(str, s)) for n, s in given.shapes.items()}, **symbolic}
-    forward = _forward_check(args, module, specs, dict(p.config))
+    forward = _forward_check(args, door, specs, dict(p.config))
     with _progress_cases(args.examples, "drawn cases"):
         result = check_layer_property(layer, specs, dtype=args.dtype, method=args.method,
                                       mode=args.mode, seed=args.seed, examples=args.examples)
-    _emit(result.reports, args, forward)
-    print(result.summary, file=sys.stderr)
-    return _forward_exit(_exit_code(result.reports), forward)
+    code = _forward_exit(_exit_code(result.reports), forward)
+    return _Outcome(result.reports, code, forward, summary=result.summary)
+
+
+def _check_outcome(args: argparse.Namespace, door: _Doorway) -> _Outcome:
+    if args.debug and door.info.how:
+        print(f"gradcheck: {door.info.how}", file=sys.stderr)
+    _select_target(args, door)
+    given, symbolic = _overrides(args)
+    if args.layer:
+        return _check_class(args, door, given)
+    if args.cost:
+        return _check_model(args, door)
+    if symbolic:
+        return _check_property(args, door, given, symbolic)
+    return _check_file(args, door, given)
 
 
 def _check(args: argparse.Namespace) -> int:
-    with _guard.user_code(f"import of {args.file}"), _guard.no_bytecode():
-        loaded = _load_module(args.file, args.debug)
-    _select_target(args, loaded)
-    given, symbolic = _overrides(args)
-    module = loaded.module
-    if args.layer:
-        return _check_class(args, module, given)
-    if args.cost:
-        return _check_model(args, module)
-    if symbolic:
-        return _check_property(args, module, given, symbolic)
-    return _check_file(args, module, given)
+    """Check the user's file; the reports are written after its process has ended."""
+    with _opened(args) as door:
+        outcome = _check_outcome(args, door)
+    return _finish(args, outcome)
+
+
+def _finish(args: argparse.Namespace, outcome: _Outcome) -> int:
+    if outcome.reports:
+        _emit(outcome.reports, args, outcome.forward)
+    if outcome.rows is not None:
+        _overview(outcome.rows, args)
+    if outcome.summary and outcome.reports:
+        print(outcome.summary, file=sys.stderr)
+    if not outcome.reports:
+        raise InvalidArgument(outcome.summary)
+    return outcome.code
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -722,6 +775,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("gradcheck: interrupted (Ctrl-C): the check was stopped without a verdict",
               file=sys.stderr)
         return ExitCode.INTERRUPTED
+    except WorkerLost as exc:  # the layer's process ended: killed, crashed, os._exit
+        return _fail(args, LayerError(str(exc)), ExitCode.LAYER)
     except SystemExit as exc:  # user code outside the phases that name themselves
         return _fail(args, LayerError(_guard.exit_message(exc, "the check")), ExitCode.LAYER)
     except InvalidArgument as exc:
@@ -750,6 +805,9 @@ def _command(args: argparse.Namespace) -> int:
         _cli_args.validate_check(args)
     else:
         _cli_args.validate_out(args.out)
+    if args.out:  # fixed before any user code runs: a layer's os.chdir cannot move it
+        args.out = os.path.abspath(args.out)
+        args.out_real = os.path.realpath(args.out)
     timeout = getattr(args, "timeout", 0.0) or None
     with _guard.stdout_to_stderr() as args.stdout, _guard.time_limit(
             timeout, hint="raise --timeout (0: no limit)"):
@@ -761,5 +819,9 @@ def _fail(args: argparse.Namespace, exc: BaseException, code: int, text: str = "
         import traceback  # on first use: only --debug prints one
 
         traceback.print_exception(exc)
+        remote = getattr(exc, "remote_traceback", "") or getattr(exc.__cause__, "remote_traceback",
+                                                                 "")
+        if remote:
+            print(f"in the layer's process:\n{remote}", file=sys.stderr)
     print(f"gradcheck: error: {text or exc}", file=sys.stderr)
     return code

@@ -7,22 +7,22 @@ second backward of ``batchnorm_forward``): each backward is its own pair, checke
 A function named ``NAME_loss`` (or ``NAME_loss_SUFFIX``: ``svm_loss_naive``) is a loss in the
 ``loss, dx = NAME_loss(x, y)`` convention.
 Functions imported into the module count (``from .layers import *``); private names do not.
+Everything here works on names and signatures as data (:class:`gradcheck.doorway.ModuleInfo`):
+the command line plans in its own process what the worker will call.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from gradcheck.errors import InvalidArgument
 from gradcheck.registry import OpSpec, int_range, lookup, resolve_shapes
 
-__all__ = ["Overrides", "Pair", "Plan", "draw_fixed", "find_pairs", "pairs_of_op", "plan"]
+__all__ = ["Overrides", "Pair", "Plan", "Signature", "draw_fixed", "find_pairs", "plan"]
 
 _INT_STREAM = 0x696E74
 
@@ -45,12 +45,7 @@ class Pair:
         return f"{self.forward} / {self.backward}" if self.backward else self.forward
 
 
-def _functions(module: ModuleType) -> dict[str, object]:
-    return {n: f for n, f in vars(module).items()
-            if not n.startswith("_") and inspect.isfunction(f)}
-
-
-def _pair_backward(name: str, funcs: dict[str, object]) -> Pair:
+def _pair_backward(name: str, funcs: Collection[str]) -> Pair:
     op, _, suffix = name.rpartition("_backward")
     for forward in (f"{op}_forward{suffix}", f"{op}_forward"):
         if forward in funcs:
@@ -58,30 +53,24 @@ def _pair_backward(name: str, funcs: dict[str, object]) -> Pair:
     return Pair(op, "", name, problem=f"no {op}_forward{suffix} or {op}_forward to pair it with")
 
 
-def find_pairs(module: ModuleType) -> list[Pair]:
-    """Every backward with its forward, every ``*_loss``, and forwards left without a backward.
+def find_pairs(names: Iterable[str]) -> list[Pair]:
+    """Every backward with its forward, every ``*_loss``, and forwards left without a backward,
+    among the public function ``names`` of a module (:meth:`ModuleInfo.functions
+    <gradcheck.doorway.ModuleInfo>`).
 
     Examples
     --------
-    >>> import types
-    >>> m = types.ModuleType("m")
-    >>> exec("def bn_forward(x): pass\\ndef bn_backward(d, c): pass\\n"
-    ...      "def bn_backward_alt(d, c): pass\\ndef svm_loss(x, y): pass", vars(m))
-    >>> [p.label for p in find_pairs(m)]
+    >>> names = ["bn_forward", "bn_backward", "bn_backward_alt", "svm_loss", "_hidden_forward"]
+    >>> [p.label for p in find_pairs(names)]
     ['bn_forward / bn_backward', 'bn_forward / bn_backward_alt', 'svm_loss']
     """
-    funcs = _functions(module)
+    funcs = [n for n in dict.fromkeys(names) if not n.startswith("_")]
     pairs = [_pair_backward(n, funcs) for n in funcs if "_backward" in n[1:]]
     used = {p.forward for p in pairs}
     pairs += [Pair(n.rpartition("_forward")[0], n, "", problem="no backward pairs with it")
               for n in funcs if "_forward" in n[1:] and n not in used]
     pairs += [Pair(n, n, "", kind="loss") for n in funcs if n.endswith("_loss") or "_loss_" in n]
     return sorted(pairs, key=lambda p: (p.op, p.forward, p.backward))
-
-
-def pairs_of_op(module: ModuleType, op: str) -> list[Pair]:
-    """The pairs of one op (``--op batchnorm``: ``batchnorm_backward`` and its variants)."""
-    return [p for p in find_pairs(module) if p.op == op and not p.problem]
 
 
 # --- what to feed a pair: the registry's entry, overridden by every explicit flag --------------
@@ -110,11 +99,14 @@ class Plan:
     scale: float = 1.0  # the registry's scale of the drawn float inputs
 
 
-def _parameters(func: Callable[..., Any]) -> tuple[list[str], list[str]]:
-    """Every named parameter of ``func``, and those without a default."""
-    params = [p for p in inspect.signature(func).parameters.values()
-              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY, p.POSITIONAL_ONLY)]
-    return [p.name for p in params], [p.name for p in params if p.default is p.empty]
+class Signature(Protocol):
+    """A function's named parameters, and those without a default (``doorway.FunctionInfo``)."""
+
+    @property
+    def params(self) -> tuple[str, ...]: ...
+
+    @property
+    def required(self) -> tuple[str, ...]: ...
 
 
 def _needs(names: Sequence[str], pair: Pair) -> str:
@@ -143,13 +135,13 @@ def _int_inputs(spec: OpSpec | None, given: Overrides, shapes: dict[str, tuple[i
     return ints, ""
 
 
-def plan(pair: Pair, forward: Callable[..., Any], given: Overrides) -> Plan:
+def plan(pair: Pair, forward: Signature, given: Overrides) -> Plan:
     """Shapes, integer inputs and settings for one pair; ``problem`` says what flag is missing.
 
-    Only the overrides naming a parameter of ``forward`` apply (a whole-file run passes the
-    same flags to every pair).
+    ``forward`` is the forward's signature as data. Only the overrides naming one of its
+    parameters apply (a whole-file run passes the same flags to every pair).
     """
-    names, required = _parameters(forward)
+    names, required = list(forward.params), list(forward.required)
     spec = lookup(pair.op, names)
     mine = {k: v for k, v in given.shapes.items() if k in names}
     config = {k: v for k, v in {**(spec.config if spec else {}), **given.kwargs}.items()

@@ -26,3 +26,9 @@ class GradcheckWarning(UserWarning):
     or, in ``pyproject.toml``, ``filterwarnings = ["ignore::gradcheck.GradcheckWarning"]``. The
     check's report keeps every warning either way (``CheckReport.warnings``).
     """
+
+
+class WorkerLost(BaseException):
+    """The process running the layer ended without answering (a crash, ``os._exit``, a kill, the
+    memory limit): there is no verdict. A ``BaseException``, so nothing that catches the layer's
+    own errors (``except Exception``) can mistake it for one."""

@@ -107,6 +107,13 @@ class FunctionLayer:
         self.name = name
         self.kind = "loss" if backward is None else "layer"
 
+    def required_inputs(self) -> tuple[tuple[str, ...], str]:
+        """The forward's parameters without a default that ``inputs`` must give."""
+        params = inspect.signature(self._forward).parameters.values()
+        names = tuple(p.name for p in params if p.name in self._order and p.default is p.empty
+                      and p.kind is not p.VAR_KEYWORD)
+        return names, f"parameters of {self.name}_forward without a default"
+
     def _call(self, inputs: Mapping[str, np.ndarray]) -> Any:
         unknown = [n for n in inputs if n not in self._order]
         if unknown:
@@ -486,6 +493,19 @@ class ClassLayer:
                 f"gradients accumulate across backward calls (+=) in {', '.join(acc)}: gradcheck "
                 "zeroes them before every backward; zero them yourself between steps")
 
+    def required_inputs(self) -> tuple[tuple[str, ...], str]:
+        """The one input ``forward`` takes."""
+        return (self._input,), (f"the input of {self.name}.forward "
+                                "(from_class(input_name=...))")
+
+    def state_owners(self) -> dict[str, Any]:
+        """What a check protects: this adapter, and the object it wraps."""
+        return {"": self, f"{type(self._base).__name__}.": self._base}
+
+    def clear_problems(self) -> None:
+        """Forget the problems seen so far (each report gets what its own check saw)."""
+        self.problems.clear()
+
     def parameters(self) -> dict[str, np.ndarray]:
         """Copies of the object's parameters, checked along with the input."""
         return {n: np.array(_get(self._base, p.paths[0]), copy=True)
@@ -645,8 +665,8 @@ def annotate(report: CheckReport, layer: Any) -> CheckReport:
     ``check_layer`` cannot see what an adapter noticed inside the layer (an optimizer step in
     backward); this puts it where the report's readers look.
     """
-    problems = tuple(getattr(layer, "problems", ()))
-    notes = tuple(getattr(layer, "notes", ()))
+    problems = tuple(p for p in getattr(layer, "problems", ()) if p not in report.problems)
+    notes = tuple(n for n in getattr(layer, "notes", ()) if n not in report.warnings)
     if not problems and not notes:
         return report
     return replace(report, problems=report.problems + problems,
@@ -655,6 +675,8 @@ def annotate(report: CheckReport, layer: Any) -> CheckReport:
 
 class CallableLayer:
     """A scalar function and its gradient, as a one-input layer."""
+
+    scalar_output = True  # the engine insists on a scalar ``f``
 
     def __init__(self, f: Callable[[Any], Any], grad: Callable[[Any], Any], name: str) -> None:
         self._f, self._grad, self.name = f, grad, name

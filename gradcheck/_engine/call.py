@@ -3,7 +3,6 @@ keep the caller's data and the layer's state safe."""
 
 from __future__ import annotations
 
-import inspect
 import os
 import traceback
 from collections.abc import Mapping, Sequence
@@ -16,14 +15,7 @@ from gradcheck import _guard, numeric
 from gradcheck._state import Snapshot, restore, safe_deepcopy, same, snapshot
 from gradcheck.errors import GradcheckError, InvalidArgument, LayerError
 from gradcheck.kinds import MODES
-from gradcheck.layer import (
-    CallableLayer,
-    ClassLayer,
-    FunctionLayer,
-    input_order,
-    layer_name,
-    merge_parameters,
-)
+from gradcheck.layer import input_order, layer_name, merge_parameters
 from gradcheck.tolerance import Tolerance
 
 # Our random streams are keyed by (seed, STREAM), so they never coincide with a caller's
@@ -103,21 +95,19 @@ def _validate_wrt(wrt: Any) -> Sequence[str] | str | None:
 
 
 def _require_inputs(layer: Any, arrays: Mapping[str, np.ndarray]) -> None:
-    """The inputs an adapter's forward needs must be there: named in the user's terms."""
-    if isinstance(layer, ClassLayer) and layer._input not in arrays:
-        raise InvalidArgument(
-            f"`inputs` must include {layer._input!r}, the input of {layer.name}.forward "
-            f"(from_class(input_name=...)), got {', '.join(map(repr, arrays))}"
-        )
-    if isinstance(layer, FunctionLayer):
-        params = inspect.signature(layer._forward).parameters.values()
-        missing = [p.name for p in params if p.name in layer._order and p.default is p.empty
-                   and p.kind is not p.VAR_KEYWORD and p.name not in arrays]
-        if missing:
-            raise InvalidArgument(
-                f"`inputs` must include {', '.join(map(repr, missing))}: parameters of "
-                f"{layer.name}_forward without a default, got {', '.join(map(repr, arrays))}"
-            )
+    """The inputs an adapter's forward needs must be there: named in the user's terms.
+
+    An adapter says which with ``required_inputs() -> (names, why)`` (or None).
+    """
+    hook = getattr(layer, "required_inputs", None)
+    required = hook() if callable(hook) else None
+    if not required:
+        return
+    names, why = required
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise InvalidArgument(f"`inputs` must include {', '.join(map(repr, missing))}: {why}, "
+                              f"got {', '.join(map(repr, arrays))}")
 
 
 def validate_check(layer: Any, inputs: Any, method: str, mode: str, seed: Any,
@@ -174,16 +164,25 @@ _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gradch
 
 def copy_failure(exc: BaseException) -> bool:
     """Did gradcheck's own ``copy.deepcopy`` of the layer fail (not the user's code)?"""
+    if hasattr(exc, "copy_failure"):  # seen in the worker's traceback (gradcheck.worker)
+        return bool(exc.copy_failure)
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [i for i, f in enumerate(frames) if os.path.abspath(f.filename).startswith(_PACKAGE)]
     after = frames[ours[-1] + 1:] if ours else []
     return bool(after) and os.path.basename(after[0].filename) == "copy.py"
 
 
-def _raised_here(exc: BaseException) -> bool:
+def raised_here(exc: BaseException) -> bool:
     """Was ``exc`` raised by gradcheck's adapter itself (no frame of the user's code)?"""
+    if hasattr(exc, "raised_here"):  # seen in the worker's traceback (gradcheck.worker)
+        return bool(exc.raised_here)
     frames = traceback.extract_tb(exc.__traceback__)
     return bool(frames) and os.path.abspath(frames[-1].filename).startswith(_PACKAGE)
+
+
+def _is_key_error(exc: BaseException) -> bool:
+    return isinstance(exc, KeyError) or (type(exc).__name__ == "KeyError" and hasattr(
+        exc, "raised_here"))
 
 
 def _forward_error(spec: Spec, exc: Exception, context: str) -> LayerError:
@@ -194,10 +193,10 @@ def _forward_error(spec: Spec, exc: Exception, context: str) -> LayerError:
             "config (from_functions) for every call, and something in it cannot be copied "
             f"(a lock, an open file) ({context})"
         )
-    if isinstance(exc, KeyError) and _raised_here(exc):
+    if _is_key_error(exc) and raised_here(exc):
         return LayerError(f"{spec.name}: the layer expects an input named {exc}, which `inputs` "
                           f"does not have ({', '.join(spec.inputs)}) ({context})")
-    if _raised_here(exc):  # the adapter could not use what the user's forward returned
+    if raised_here(exc):  # the adapter could not use what the user's forward returned
         return LayerError(f"{spec.name}: gradcheck could not use what the forward returned "
                           f"({type(exc).__name__}: {exc}); a forward returns (out, cache), or "
                           f"(out1, out2, ..., cache) with array outputs ({context})")
@@ -268,13 +267,13 @@ def as_output(spec: Spec, out: Any, context: str) -> np.ndarray:
     if _is_none(out):
         raise LayerError(f"{spec.name}: forward returned None as its output, expected a float "
                          f"array (a missing `return`?) ({context})")
-    arr = np.asarray(out)
+    arr = np.array(out, copy=True)  # ours from now on: a buffer the layer reuses cannot change it
     if arr.dtype.kind not in "fc":
         raise LayerError(
             f"{spec.name}: forward returned {_describe(out)} with dtype {arr.dtype} as its output, "
             f"expected floats ({context})"
         )
-    if isinstance(spec.layer, CallableLayer) and arr.size != 1:
+    if getattr(spec.layer, "scalar_output", False) and arr.size != 1:
         raise InvalidArgument(f"`f` must return a scalar (check_grads checks the gradient of a "
                               f"scalar function), got an array of shape {arr.shape}")
     bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
@@ -309,7 +308,7 @@ def _backward(spec: Spec, dout: np.ndarray, cache: Any, run: Run) -> dict[str, A
 
 
 def _backward_error(spec: Spec, exc: Exception) -> LayerError:
-    if isinstance(spec.layer, CallableLayer) and _raised_here(exc):  # dout * grad(x) failed
+    if getattr(spec.layer, "scalar_output", False) and raised_here(exc):  # dout * grad(x)
         return LayerError(f"{spec.name}: `grad` must return an array shaped like x; using what "
                           f"it returned raised {type(exc).__name__}: {exc}")
     return LayerError(f"{spec.name}: backward raised {type(exc).__name__}: {exc}")
@@ -326,7 +325,7 @@ def _gradient(spec: Spec, name: str, grads: Mapping[str, Any]) -> np.ndarray:
                          "course-style backward returns a tuple (dx, dgamma, ...) in the order "
                          "of the forward's parameters")
     try:
-        arr = np.asarray(value)
+        arr = np.array(value, copy=True)  # ours: a buffer the backward reuses cannot change it
     except Exception as exc:
         raise LayerError(f"{what} {_describe(value)} for d{name}, expected an array of shape "
                          f"{shape}") from exc
@@ -391,12 +390,10 @@ def _compare_repeats(spec: Spec, first: dict[str, Any], second: dict[str, Any], 
 
 
 def _owners(layer: Any) -> dict[str, Any]:
-    """Whose attributes a check protects: the layer, and the object a from_class adapter wraps."""
-    owners = {"": layer}
-    wrapped = getattr(layer, "_base", None) if isinstance(layer, ClassLayer) else None
-    if wrapped is not None:
-        owners[f"{type(wrapped).__name__}."] = wrapped
-    return owners
+    """Whose attributes a check protects: the layer, or what its ``state_owners()`` names (the
+    object a from_class adapter wraps; nothing for a layer that lives in a worker)."""
+    hook = getattr(layer, "state_owners", None)
+    return dict(hook()) if callable(hook) else {"": layer}
 
 
 def snapshot_state(layer: Any) -> dict[str, Snapshot]:

@@ -1,0 +1,156 @@
+"""The worker: the only process that runs the user's code (``python -m gradcheck.worker.child``).
+
+It reads requests from one file descriptor and answers on another (:mod:`gradcheck.worker.wire`),
+keeping the objects it cannot send (the module, layers, caches) in a table of handles. Requests:
+
+``load``      import the target (:func:`gradcheck.loading.load`); answer the module's handle
+``call``      call ``target.method(*args, **kwargs)``; answer the result, the arguments the call
+              changed in place, and the handle arguments it changed (their stored objects are
+              never changed: each call gets a deep copy)
+``attrs``     the values of named attributes of a kept object, and which are methods
+``release``   forget handles
+
+Nothing here decides anything: whatever the worker answers, the parent only uses it as the
+layer's output. Exceptions travel as their type name, message and traceback text.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from typing import Any
+
+__all__ = ["main"]
+
+
+class _Table:
+    def __init__(self) -> None:
+        self.objects: dict[int, Any] = {}
+        self._next = 1
+
+    def keep(self, value: Any) -> Any:
+        from gradcheck.worker.wire import Handle
+
+        self._next += 1
+        self.objects[self._next] = value
+        return Handle(self._next, type(value).__name__)
+
+    def get(self, key: int) -> Any:
+        if key not in self.objects:
+            raise LookupError(f"no object {key} in the worker")
+        return self.objects[key]
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    from gradcheck import errors
+    from gradcheck._engine.call import copy_failure, raised_here
+
+    kind = next((c.__name__ for c in type(exc).__mro__
+                 if c.__module__ == errors.__name__ and c is not errors.GradcheckError), "")
+    info = {"type": type(exc).__name__, "message": str(exc), "gradcheck": kind,
+            "copy_failure": copy_failure(exc), "raised_here": raised_here(exc),
+            "traceback": "".join(traceback.format_exception(exc))[-20000:]}
+    if isinstance(exc, SystemExit):
+        info["code"] = exc.code if isinstance(exc.code, (int, str, type(None))) else str(exc.code)
+    return info
+
+
+def _call(table: _Table, request: dict[str, Any], args: list[Any], kwargs: dict[str, Any],
+          copies: list[tuple[int, Any]]) -> dict[str, Any]:
+    from gradcheck._state import safe_deepcopy, same
+
+    fn = table.get(request["target"])
+    for name in str(request.get("method") or "").split("."):
+        fn = getattr(fn, name) if name else fn
+    before = {i: safe_deepcopy(a) for i, a in enumerate(args) if not _is_copy(a, copies)}
+    result = fn(*args, **kwargs)
+    keep = request.get("keep")
+    if keep == "result":  # an object the parent only passes back (a layer)
+        result = table.keep(result)
+    elif keep == "cache" and isinstance(result, tuple) and len(result) == 2:
+        result = (result[0], table.keep(result[1]))  # (out, cache): the cache stays here
+    changed = {str(i): args[i] for i in before if not same(before[i], args[i])}
+    return {"result": result, "changed": changed,
+            "handles_changed": [key for key, c in copies if not same(table.get(key), c)]}
+
+
+def _copy_of(table: _Table, copies: list[tuple[int, Any]], key: int) -> Any:
+    from gradcheck._state import safe_deepcopy
+
+    copy = safe_deepcopy(table.get(key))
+    copies.append((key, copy))
+    return copy
+
+
+def _is_copy(value: Any, copies: list[tuple[int, Any]]) -> bool:
+    return any(value is c for _, c in copies)
+
+
+def _serve(table: _Table, rfd: int, wfd: int) -> None:
+    from gradcheck.worker.wire import Channel, decode, encode
+
+    channel = Channel(rfd, wfd)
+    while True:
+        header, buffers = channel.receive()
+        for key in header.get("release", ()):
+            table.objects.pop(key, None)
+        op = header.get("op")
+        if op == "exit":
+            return
+        try:
+            if op == "load":
+                answer: Any = _load(header)
+            elif op == "attrs":
+                answer = _attrs(table.get(header["target"]), header.get("names", ()))
+            else:
+                copies: list[tuple[int, Any]] = []  # a handle argument is passed as a copy:
+                resolve = functools.partial(_copy_of, table, copies)  # the stored one stays
+                args = decode(header.get("args", {"L": []}), buffers, resolve)
+                kwargs = decode(header.get("kwargs", {"D": {}}), buffers, resolve)
+                answer = _call(table, header, args, kwargs, copies)
+            tree, out = encode({"ok": answer}, table.keep)
+        except BaseException as exc:
+            tree, out = encode({"error": _error(exc)}, table.keep)
+        channel.send(tree, out)
+
+
+def _attrs(target: Any, names: Any) -> dict[str, Any]:
+    """The named attributes that are not methods, and which of the names are methods."""
+    values = {str(n): getattr(target, str(n)) for n in names if hasattr(target, str(n))}
+    methods = [n for n, v in values.items() if callable(v)]
+    return {"values": {n: v for n, v in values.items() if not callable(v)}, "methods": methods}
+
+
+def _load(header: dict[str, Any]) -> Any:
+    from gradcheck.doorway import open_module
+
+    seed = header.get("seed")
+    return open_module(str(header["target"]), seed=seed if isinstance(seed, int) else None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``child.py READ_FD WRITE_FD``: serve until ``exit`` or the end of the input."""
+    args = sys.argv[1:] if argv is None else argv
+    rfd, wfd = int(args[0]), int(args[1])
+    limit = int(args[2]) if len(args) > 2 else 0
+    if limit > 0:  # before any user code: a process cannot raise its own hard limit again
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    sys.dont_write_bytecode = True  # nothing next to the user's files (only --out is written)
+    table = _Table()
+    from gradcheck.worker.wire import WireError
+
+    try:
+        _serve(table, rfd, wfd)
+    except WireError:
+        return 0
+    finally:
+        os.close(wfd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""Stand-ins in the parent for what lives in the worker: the module's workshop, layers, functions.
+
+A :class:`RemoteLayer` speaks the :class:`~gradcheck.layer.Layer` protocol, so the engine checks
+it exactly as it checks a layer in its own process; every number it judges is computed here from
+arrays the worker sent, decoded into fresh arrays the parent owns. What the engine would see in
+process it sees here too: an input or ``dout`` the layer changed in place is changed here (from
+the worker's report), and a cache the backward changed is reported as a problem (the worker keeps
+the cache and hands the backward a copy).
+
+Errors the user's code raised come back by type name, message and traceback: gradcheck's own
+errors as themselves, ``sys.exit`` as ``SystemExit``, anything else as a :class:`RemoteError`
+subclass named like the original (``ValueError``), so messages read as they do in process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from gradcheck import errors
+from gradcheck._guard import exit_message
+from gradcheck.worker.supervisor import Worker
+from gradcheck.worker.wire import Handle
+
+__all__ = ["RemoteError", "RemoteFunction", "RemoteLayer", "RemoteWorkshop"]
+
+
+class RemoteError(Exception):
+    """An exception the user's code raised in the worker (its class is named like the original).
+
+    ``copy_failure`` and ``raised_here`` say what the worker saw in the traceback (gradcheck
+    could not copy the layer; the adapter, not the user's code, raised); ``remote_traceback`` is
+    the worker's traceback text (``--debug``).
+    """
+
+    copy_failure = False
+    raised_here = False
+    remote_traceback = ""
+
+
+_CLASSES: dict[str, type[RemoteError]] = {}
+_OURS = {"InvalidArgument": errors.InvalidArgument, "LayerError": errors.LayerError}
+
+
+def _remote_class(name: str) -> type[RemoteError]:
+    name = name if name.isidentifier() else "Exception"
+    if name not in _CLASSES:
+        _CLASSES[name] = type(name, (RemoteError,), {"__module__": "worker"})
+    return _CLASSES[name]
+
+
+def raise_error(info: Mapping[str, Any]) -> None:
+    """Raise what the worker reported, as the engine would have seen it in process."""
+    message = str(info.get("message", ""))[:20000]
+    kind, name = str(info.get("gradcheck", "")), str(info.get("type", "Exception"))
+    if name == "SystemExit":
+        raise SystemExit(info.get("code"))
+    if kind in _OURS:
+        raise _OURS[kind](message)
+    exc = _remote_class(name)(message)
+    exc.copy_failure = bool(info.get("copy_failure"))
+    exc.raised_here = bool(info.get("raised_here"))
+    exc.remote_traceback = str(info.get("traceback", ""))
+    raise exc
+
+
+class _Kept:
+    """A handle the parent holds; the worker forgets the object when this is collected."""
+
+    def __init__(self, worker: Worker, handle: Handle) -> None:
+        self.handle = handle
+        weakref.finalize(self, worker.release, handle.id)
+
+
+def call(worker: Worker, target: Handle, method: str, args: list[Any], *, keep: str = "",
+         phase: str = "") -> dict[str, Any]:
+    """``target.method(*args)`` in the worker: ``{"result", "changed", "handles_changed"}``."""
+    worker.phase = phase or method or "a call"
+    answer = worker.request({"op": "call", "target": target.id, "method": method, "keep": keep},
+                            args)
+    if not isinstance(answer, dict) or not ({"ok"} == set(answer) or {"error"} == set(answer)):
+        raise errors.LayerError("the layer's process sent an answer gradcheck cannot read")
+    if "error" in answer:
+        raise_error(answer["error"] if isinstance(answer["error"], dict) else {})
+    ok = answer["ok"]
+    if not isinstance(ok, dict):
+        raise errors.LayerError("the layer's process sent an answer gradcheck cannot read")
+    return ok
+
+
+def _copy_back(original: Any, changed: Any, *, rebind: bool = False) -> None:
+    """Make the parent's argument what the worker's became (the engine compares them).
+
+    Arrays are overwritten in place; a dict's entries too, or rebound with ``rebind`` (course
+    code stores new running statistics in ``bn_param`` rather than updating its arrays, and a
+    caller may hold the old ones).
+    """
+    if isinstance(original, np.ndarray) and isinstance(changed, np.ndarray):
+        if original.shape == changed.shape and original.flags.writeable:
+            np.copyto(original, changed, casting="unsafe")
+        return
+    if isinstance(original, dict) and isinstance(changed, dict):
+        for key, value in changed.items():
+            if not rebind and isinstance(original.get(key), np.ndarray):
+                _copy_back(original[key], value)
+            else:
+                original[key] = value
+        for key in [k for k in original if k not in changed]:
+            del original[key]
+
+
+class RemoteLayer:
+    """A layer that lives in the worker, speaking the ``Layer`` protocol here."""
+
+    def __init__(self, worker: Worker, kept: _Kept) -> None:
+        self._worker, self._kept = worker, kept
+        attrs = self._attrs()
+        values = attrs["values"]
+        self.name = str(values.get("name") or kept.handle.type)
+        self.kind = str(values.get("kind") or "layer")
+        self.scalar_output = bool(values.get("scalar_output"))
+        self._methods = set(attrs["methods"])
+        self._problems: list[str] = []
+        required = (call(worker, kept.handle, "required_inputs", [])["result"]
+                    if "required_inputs" in self._methods else None)
+        self._required = (tuple(map(str, required[0])), str(required[1])) if required else None
+
+    def _attrs(self) -> dict[str, Any]:
+        names = ["name", "kind", "scalar_output", "required_inputs", "parameters", "problems",
+                 "notes"]
+        answer = self._worker.request({"op": "attrs", "target": self._kept.handle.id,
+                                       "names": names})
+        if not isinstance(answer, dict) or "ok" not in answer:
+            raise errors.LayerError("the layer's process could not describe the layer")
+        return answer["ok"]
+
+    def required_inputs(self) -> tuple[tuple[str, ...], str] | None:
+        return self._required
+
+    def state_owners(self) -> dict[str, Any]:
+        return {}  # its state lives in the worker, which the check throws away
+
+    def forward(self, inputs: Mapping[str, np.ndarray]) -> tuple[Any, Any]:
+        sent = dict(inputs)
+        ok = call(self._worker, self._kept.handle, "forward", [sent], keep="cache",
+                  phase="forward")
+        if "0" in ok["changed"]:
+            _copy_back(sent, ok["changed"]["0"])
+        result = ok["result"]
+        if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], Handle):
+            return result[0], _Kept(self._worker, result[1])
+        return result
+
+    def backward(self, dout: np.ndarray, cache: Any) -> Any:
+        arg = cache.handle if isinstance(cache, _Kept) else cache
+        ok = call(self._worker, self._kept.handle, "backward", [dout, arg], phase="backward")
+        if "0" in ok["changed"]:
+            _copy_back(dout, ok["changed"]["0"])
+        if ok["handles_changed"]:
+            self._problem("backward modified the cache in place (a second call sees other "
+                          "values)")
+        return ok["result"]
+
+    def parameters(self) -> dict[str, Any]:
+        if "parameters" not in self._methods:
+            return {}
+        found = call(self._worker, self._kept.handle, "parameters", [], phase="parameters")
+        return dict(found["result"])
+
+    def _problem(self, text: str) -> None:
+        if text not in self._problems:
+            self._problems.append(text)
+
+    def _remote_list(self, name: str) -> list[str]:
+        values = self._attrs()["values"].get(name)
+        return [str(v) for v in values] if isinstance(values, list) else []
+
+    @property
+    def problems(self) -> list[str]:
+        return [*self._remote_list("problems"), *self._problems]
+
+    @property
+    def notes(self) -> list[str]:
+        return self._remote_list("notes")
+
+    def clear_problems(self) -> None:
+        self._problems.clear()
+        if "problems" in self._attrs()["values"]:
+            call(self._worker, self._kept.handle, "problems.clear", [])
+
+
+class RemoteFunction:
+    """A function of the user's module, called in the worker; dict and array arguments it
+    changes in place (``bn_param``'s running statistics) are changed here too."""
+
+    def __init__(self, worker: Worker, kept: _Kept, name: str) -> None:
+        self._worker, self._kept, self.__name__ = worker, kept, name
+
+    def __call__(self, *args: Any) -> Any:
+        ok = call(self._worker, self._kept.handle, "", list(args), keep="",
+                  phase=f"a call of {self.__name__}")
+        for index, value in ok["changed"].items():
+            _copy_back(args[int(index)], value, rebind=True)
+        return ok["result"]
+
+
+_PHASES = {"class_layer": "the construction of the layer", "model": "the parameters' setup",
+           "pair_layer": "the adapter's setup", "function": "a lookup", "info": "a lookup"}
+
+
+@contextlib.contextmanager
+def _exits_named(phase: str) -> Iterator[None]:
+    """What the user's code raised outside the engine's calls (the import, a constructor), named
+    with its phase as the in-process doorway names it."""
+    try:
+        yield
+    except SystemExit as exc:
+        raise errors.LayerError(exit_message(exc, phase)) from None
+    except RemoteError as exc:
+        if exc.copy_failure:  # gradcheck's copy of the object failed: said as in process
+            raise
+        raise errors.LayerError(f"{phase} raised {type(exc).__name__}: {exc}") from exc
+
+
+class RemoteWorkshop:
+    """:class:`gradcheck.doorway.Workshop` in the worker: the same methods, the same data."""
+
+    def __init__(self, worker: Worker, target: str, *, seed: int | None = None) -> None:
+        self._worker = worker
+        worker.phase = f"import of {target}"
+        answer = worker.request({"op": "load", "target": target, "seed": seed})
+        if "error" in answer:
+            with _exits_named(worker.phase):
+                raise_error(answer["error"])
+        self._kept = _Kept(worker, answer["ok"])
+
+    def _call(self, method: str, args: list[Any], keep: str = "") -> Any:
+        phase = _PHASES.get(method, method)
+        with _exits_named(phase):
+            return call(self._worker, self._kept.handle, method, args, keep=keep,
+                        phase=phase)["result"]
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._call("info", []))
+
+    def function(self, name: str) -> RemoteFunction:
+        return RemoteFunction(self._worker, _Kept(self._worker, self._call(
+            "function", [name], keep="result")), name)
+
+    def pair_layer(self, op: str, forward: str, backward: str, config: Mapping[str, Any]
+                   ) -> RemoteLayer:
+        handle = self._call("pair_layer", [op, forward, backward, dict(config)], keep="result")
+        return RemoteLayer(self._worker, _Kept(self._worker, handle))
+
+    def class_layer(self, name: str, kwargs: Mapping[str, Any], input_name: str,
+                    options: Mapping[str, Any], example: np.ndarray) -> RemoteLayer:
+        handle = self._call("class_layer", [name, dict(kwargs), input_name, dict(options),
+                                            example], keep="result")
+        return RemoteLayer(self._worker, _Kept(self._worker, handle))
+
+    def model(self, cost: str, grads: str, parameters: str) -> tuple[RemoteLayer, dict[str, Any]]:
+        layer = self._call("model", [cost, grads, parameters])
+        if not isinstance(layer, tuple) or len(layer) != 2 or not isinstance(layer[0], Handle):
+            raise errors.LayerError("the layer's process sent a network gradcheck cannot read")
+        return RemoteLayer(self._worker, _Kept(self._worker, layer[0])), dict(layer[1])

@@ -1,0 +1,184 @@
+"""The parent's side of the boundary: start the worker, talk to it, end it and all it started.
+
+The worker is a child process in its own session (so its own process group): ending it is one
+``SIGKILL`` to the group, which no signal handler, ignored alarm or loop in C can refuse. On
+Linux the parent also becomes a *subreaper* (``PR_SET_CHILD_SUBREAPER``), so processes the layer
+detached (``setsid``, a double fork) are re-parented to it when their parents die, and are found
+and ended too. The time limit stays with the parent (:func:`gradcheck._guard.time_limit`): its
+alarm interrupts the wait for an answer, and the worker is then killed.
+
+A worker that ends while the parent waits (``os._exit``, a segfault in a C extension, a kill, the
+memory limit) raises :class:`WorkerLost`, a ``BaseException`` the engine cannot mistake for the
+layer raising, with what the operating system reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from gradcheck.errors import WorkerLost
+from gradcheck.worker.wire import Channel, WireError, decode, encode
+
+__all__ = ["Worker", "WorkerLost"]
+
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_LIVE: set[int] = set()  # pids of this process's workers (a pool's others are not orphans)
+
+
+def _become_subreaper() -> None:
+    """Orphans of the worker's descendants become our children (Linux; elsewhere a no-op)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def _children() -> set[int]:
+    """The pids whose parent is this process (from /proc; empty where there is none)."""
+    me, found = os.getpid(), set()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    stat = f.read()
+                if int(stat[stat.rindex(b")") + 2:].split()[1]) == me:
+                    found.add(int(entry.name))
+    return found
+
+
+def describe_end(returncode: int | None) -> str:
+    """What the operating system said about the worker's end, in words."""
+    if returncode is None:
+        return "stopped answering"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        hint = {"SIGSEGV": " (a crash in compiled code)", "SIGKILL": " (killed: out of memory, "
+                "--max-memory, or another process)", "SIGABRT": " (aborted)"}.get(name, "")
+        return f"was killed by {name}{hint}"
+    return f"exited with status {returncode} (os._exit or a crash while exiting)"
+
+
+class Worker:
+    """One worker process: requests in, answers out; :meth:`close` ends it and its descendants.
+
+    Parameters
+    ----------
+    max_memory : int, optional
+        Bytes of address space the worker may use (``RLIMIT_AS``, set before any user code).
+    """
+
+    def __init__(self, *, max_memory: int | None = None) -> None:
+        _become_subreaper()
+        self._before = _children()
+        p_read, c_write = os.pipe()
+        c_read, p_write = os.pipe()
+        code = (f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); "
+                "from gradcheck.worker.child import main; sys.exit(main())")
+        argv = [sys.executable, "-c", code, str(c_read), str(c_write), str(max_memory or 0)]
+        try:
+            self._proc = subprocess.Popen(
+                argv, pass_fds=(c_read, c_write), stdin=subprocess.DEVNULL,
+                stdout=_stderr_fd(), stderr=_stderr_fd(), start_new_session=True,
+                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        finally:
+            os.close(c_read)
+            os.close(c_write)
+        self._read, self._write = p_read, p_write
+        self._channel = Channel(p_read, p_write)
+        self._release: list[int] = []
+        self._lost: str | None = None
+        self.phase = "start"
+        _LIVE.add(self._proc.pid)
+
+    @property
+    def lost(self) -> str | None:
+        """Why the worker is gone, once it is (``None`` while it answers)."""
+        return self._lost
+
+    def release(self, key: int) -> None:
+        """Forget a handle at the next request (called by finalizers; never blocks)."""
+        self._release.append(key)
+
+    def request(self, header: dict[str, Any], values: Any = None) -> Any:
+        """Send ``header`` (with ``values`` encoded as its ``args``), return the decoded answer.
+
+        Raises :class:`WorkerLost` when the worker is gone; an error the user's code raised
+        comes back as ``{"error": ...}`` for the caller to raise.
+        """
+        if self._lost is not None:
+            raise WorkerLost(self._lost)
+        tree, buffers = encode(values)
+        header = {**header, "args": tree, "release": self._release[:]}
+        self._release.clear()
+        try:
+            self._channel.send(header, buffers)
+            answer, data = self._channel.receive()
+            return decode(answer, data)
+        except WireError as exc:
+            self._lost = self._ended(str(exc))
+            raise WorkerLost(self._lost) from None
+
+    def _ended(self, problem: str) -> str:
+        try:
+            code = self._proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            code = None
+        what = describe_end(code)
+        detail = "" if problem == "end of file" else f" ({problem})"
+        return f"the layer's process {what} during {self.phase}{detail}: no verdict"
+
+    def close(self) -> None:
+        """End the worker, its process group, and every process it left behind."""
+        _LIVE.discard(self._proc.pid)
+        self._channel.close()
+        for fd in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            self._proc.wait(timeout=5.0)
+        self._lost = self._lost or "the worker was closed"
+        _end_orphans(self._before)
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _end_orphans(before: set[int]) -> None:
+    """Kill and reap children that are not ours by design: the worker's re-parented leftovers."""
+    for _ in range(100):
+        strays = _children() - before - _LIVE
+        if not strays:
+            return
+        for pid in strays:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, 0)
+        time.sleep(0.01)
+
+
+def _stderr_fd() -> int:
+    """Where the layer's prints go: the parent's stderr, never the report's stdout."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a replaced stderr (pytest's capture)
+        return 2

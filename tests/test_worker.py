@@ -1,0 +1,396 @@
+"""The supervised worker (gradcheck.worker): a layer cannot write the verdict, the exit code or
+the reports, and cannot outlive or outrun the check.
+
+Every attack runs the real command in a subprocess, with a layer whose backward is wrong (the
+gradient of ``x * w`` with ``dx`` 1% too large): the only honest outcome is FAIL with exit 1, or
+exit 3 with the cause when the layer's process dies. The attacks are the ones issue 22 lists and
+their obvious variants.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gradcheck.worker.wire import Channel, Handle, WireError, decode, encode
+
+WRONG = """
+import numpy as np
+
+def scale_forward(x, w):
+    return x * w, (x, w)
+
+def scale_backward(dout, cache):
+    x, w = cache
+    return dout * w * 1.01, (dout * x).sum(0)
+"""
+ARGS = ["--op", "scale", "--shape", "x=4,3", "--shape", "w=3"]
+
+
+def run(tmp_path: Path, attack: str, *extra: str, timeout: float = 60.0,
+        body: str = WRONG) -> subprocess.CompletedProcess[str]:
+    """``gradcheck check layer.py`` on the wrong layer with ``attack`` at its top level."""
+    (tmp_path / "layer.py").write_text(body + "\n" + textwrap.dedent(attack))
+    return subprocess.run(
+        [sys.executable, "-m", "gradcheck", "check", "layer.py", *ARGS, *extra],
+        cwd=tmp_path, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+def verdict(stdout: str) -> str:
+    return "pass" if json.loads(stdout)["passed"] else "fail"
+
+
+# --- a wrong backward is always FAIL, exit 1, whatever the file does at import ---------------
+
+PATCHES = {
+    "exit-code-helper": """
+        import gradcheck.cli
+        gradcheck.cli._exit_code = lambda *a, **k: 0
+    """,
+    "check-layer": """
+        import gradcheck, gradcheck.check
+        real = gradcheck.check.check_layer
+        def fake(*a, **k):
+            import dataclasses
+            report = real(*a, **k)
+            return dataclasses.replace(report, results=tuple(
+                dataclasses.replace(r, status="pass") for r in report.results))
+        gradcheck.check.check_layer = gradcheck.check_layer = fake
+    """,
+    "budget": """
+        import gradcheck.tolerance as t
+        t.Tolerance.__init__.__defaults__  # touched, then replaced
+        import gradcheck._engine.ladder as ladder
+        ladder.judge_elements = lambda *a, **k: None
+    """,
+    "numpy-functions": """
+        import numpy
+        numpy.max = lambda *a, **k: 0.0
+        numpy.abs = lambda a, *r, **k: a * 0
+        numpy.allclose = lambda *a, **k: True
+        numpy.isfinite = lambda a, *r, **k: numpy.ones(numpy.shape(a), bool)
+    """,
+    "sys-modules": """
+        import sys, types
+        import gradcheck.check
+        fake = types.ModuleType("gradcheck.tolerance")
+        sys.modules["gradcheck.tolerance"] = fake
+        sys.modules["gradcheck.report"] = fake
+        sys.modules["gradcheck.check"] = fake
+    """,
+    "builtins": """
+        import builtins
+        builtins.print = lambda *a, **k: None
+        builtins.max = lambda *a, **k: 0
+    """,
+    "dup2-stdout": """
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+    """,
+    "signal-handlers": """
+        import signal
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
+            signal.signal(s, signal.SIG_IGN)
+    """,
+}
+
+
+@pytest.mark.parametrize("attack", list(PATCHES.values()), ids=list(PATCHES))
+def test_patching_at_import_cannot_pass_a_wrong_backward(tmp_path, attack):
+    done = run(tmp_path, attack, "--format", "json")
+    assert done.returncode == 1, done.stderr
+    assert verdict(done.stdout) == "fail"
+
+
+@pytest.mark.parametrize("when", ["at-import", "in-backward"])
+def test_writing_on_every_descriptor_is_no_verdict_at_worst(tmp_path, when):
+    """The layer's process can write into its own channel: the parent then reads garbage and
+    stops with exit 3, no verdict; stdout stays the parent's alone."""
+    forge = textwrap.dedent("""
+        import os
+        def forge():
+            forged = b'{"passed": true, "reports": []}'
+            for fd in range(0, 64):
+                try:
+                    os.write(fd, forged)
+                except OSError:
+                    pass
+    """)
+    call = "forge()" if when == "at-import" else textwrap.dedent("""
+        def scale_backward(dout, cache):
+            forge()
+            return dout, dout.sum(0)
+    """)
+    done = run(tmp_path, forge + call, "--format", "json")
+    assert done.returncode == 3, done.stderr
+    assert "no verdict" in done.stderr and done.stdout == ""
+
+
+def test_a_reused_output_buffer_is_owned_by_the_checker(tmp_path):
+    body = """
+import numpy as np
+_DX = np.zeros((4, 3))
+_DW = np.zeros(3)
+
+def scale_forward(x, w):
+    return x * w, (x, w)
+
+def scale_backward(dout, cache):
+    x, w = cache
+    np.multiply(dout, w * 1.01, out=_DX)   # wrong, into a buffer reused by every call
+    np.sum(dout * x, axis=0, out=_DW)
+    return _DX, _DW
+"""
+    for mode in ([], ["--in-process"]):
+        done = run(tmp_path, "", "--format", "json", *mode, body=body)
+        assert done.returncode == 1, (mode, done.stderr)
+        assert verdict(done.stdout) == "fail"
+
+
+# --- the layer's process ending is exit 3 with its cause, never 0 ----------------------------
+
+
+@pytest.mark.parametrize(("attack", "words"), [
+    pytest.param("""
+        import os
+        def scale_backward(dout, cache):
+            os._exit(0)
+    """, ["exited with status 0", "backward"], id="os-exit-0-in-backward"),
+    pytest.param("""
+        import os
+        os._exit(0)
+    """, ["exited with status 0", "import"], id="os-exit-0-at-import"),
+    pytest.param("""
+        import ctypes
+        def scale_forward(x, w):
+            ctypes.string_at(0)
+    """, ["SIGSEGV"], id="segfault-in-forward"),
+    pytest.param("""
+        import os, signal
+        def scale_backward(dout, cache):
+            os.kill(os.getpid(), signal.SIGKILL)
+    """, ["SIGKILL"], id="killed-in-backward"),
+])
+def test_a_lost_worker_is_exit_3_with_its_cause(tmp_path, attack, words):
+    done = run(tmp_path, attack)
+    assert done.returncode == 3, done.stderr
+    for word in words:
+        assert word in done.stderr
+    assert "no verdict" in done.stderr
+    assert done.stdout == ""
+
+
+def test_the_memory_limit_ends_the_check_with_exit_3(tmp_path):
+    done = run(tmp_path, """
+        import numpy as np
+        def scale_forward(x, w):
+            hog = np.ones(10**9)   # 8 GB
+            return x * w, (x, w)
+    """, "--max-memory", "512M")
+    assert done.returncode == 3, done.stderr
+    assert "MemoryError" in done.stderr or "killed" in done.stderr
+
+
+# --- the time limit is the parent's: no signal handling in the layer defeats it --------------
+
+
+@pytest.mark.parametrize("attack", [
+    pytest.param("""
+        import signal
+        def scale_forward(x, w):
+            signal.signal(signal.SIGALRM, signal.SIG_IGN)
+            while True:
+                pass
+    """, id="ignores-sigalrm"),
+    pytest.param("""
+        import signal
+        def scale_forward(x, w):
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, lambda *a: None)
+            while True:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+    """, id="resets-timers"),
+    pytest.param("""
+        import ctypes, signal
+        def scale_forward(x, w):
+            signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM, signal.SIGINT])
+            ctypes.CDLL(None).sleep(1000)   # in C, with the alarm blocked
+    """, id="sleeps-in-c"),
+])
+def test_timeout_stops_a_layer_that_defends_itself(tmp_path, attack):
+    start = time.monotonic()
+    done = run(tmp_path, attack, "--timeout", "5", timeout=30)
+    took = time.monotonic() - start
+    assert done.returncode == 3, done.stderr
+    assert "5" in done.stderr and "timeout" in done.stderr.lower()
+    assert took < 6.0 + 1.5, took  # the limit, plus the interpreter's start and the report
+
+
+# --- nothing the layer leaves behind outlives the check or writes the reports ----------------
+
+
+LEFTOVERS = {
+    "non-daemon-thread": """
+        import threading, time, pathlib, json
+        def forge():
+            time.sleep(1.5)
+            pathlib.Path("out/results.json").write_text(json.dumps({"verdict": "pass"}))
+        threading.Thread(target=forge).start()
+    """,
+    "atexit": """
+        import atexit, pathlib, json
+        atexit.register(lambda: pathlib.Path("out/results.json").write_text(
+            json.dumps({"verdict": "pass"})))
+    """,
+    "detached-child": """
+        import os, time, pathlib, json
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                time.sleep(1.5)
+                pathlib.Path("out/results.json").write_text(json.dumps({"verdict": "pass"}))
+            os._exit(0)
+    """,
+    "forged-files-now": """
+        import pathlib, json
+        pathlib.Path("out").mkdir(exist_ok=True)
+        for name in ("results.json", "summary.txt"):
+            pathlib.Path("out", name).write_text(json.dumps({"verdict": "pass"}))
+    """,
+}
+
+
+@pytest.mark.parametrize("attack", list(LEFTOVERS.values()), ids=list(LEFTOVERS))
+def test_reports_are_the_parents_and_nothing_outlives_the_check(tmp_path, attack):
+    start = time.monotonic()
+    done = run(tmp_path, attack, "--out", "out", timeout=30)
+    assert time.monotonic() - start < 10  # a leftover thread does not keep the command alive
+    assert done.returncode == 1, done.stderr
+    time.sleep(2.5)  # long enough for anything left behind to try
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert data["passed"] is False
+    assert "FAIL" in (tmp_path / "out" / "summary.txt").read_text()
+
+
+def test_chdir_at_import_does_not_move_a_relative_out(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    done = run(tmp_path, """
+        import os
+        os.chdir("elsewhere")
+    """, "--out", "reports")
+    assert done.returncode == 1, done.stderr
+    assert (tmp_path / "reports" / "results.json").is_file()
+    assert not (tmp_path / "elsewhere" / "reports").exists()
+
+
+def test_an_out_directory_swapped_for_a_symlink_is_refused(tmp_path):
+    target = tmp_path / "victim"
+    target.mkdir()
+    (tmp_path / "out").mkdir()
+    done = run(tmp_path, f"""
+        import os
+        os.rename("out", "out.moved")
+        os.symlink({str(target)!r}, "out")
+    """, "--out", "out")
+    assert done.returncode == 2, done.stderr
+    assert "refusing to write" in done.stderr and "symbolic link" in done.stderr
+    assert list(target.iterdir()) == []
+
+
+def test_the_layers_prints_never_reach_stdout(tmp_path):
+    done = run(tmp_path, """
+        import sys, os
+        print("noise at import")
+        sys.stdout.write("more noise")
+        os.write(1, b"raw noise")
+    """, "--format", "json")
+    assert done.returncode == 1
+    assert verdict(done.stdout) == "fail"  # stdout is exactly the report
+    assert "noise at import" in done.stderr and "raw noise" in done.stderr
+
+
+def test_ctrl_c_reaches_gradcheck_not_the_layer(tmp_path):
+    (tmp_path / "layer.py").write_text(WRONG + textwrap.dedent("""
+        import time
+        def scale_forward(x, w):
+            time.sleep(1000)
+    """))
+    proc = subprocess.Popen([sys.executable, "-m", "gradcheck", "check", "layer.py", *ARGS],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(3.0)
+    proc.send_signal(2)  # SIGINT, as Ctrl-C sends it to the foreground process
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+
+
+# --- the wire: what the parent accepts from the worker -----------------------------------------
+
+
+@pytest.mark.parametrize("value", [
+    np.arange(6.0).reshape(2, 3), np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+    np.array([1 + 2j], np.complex64), np.float32(3.5), (1, [2.0, None], {"a": "b"}),
+    np.zeros((0, 3)), np.array(True),
+])
+def test_values_cross_the_boundary_unchanged(value):
+    tree, buffers = encode(value)
+    back = decode(json.loads(json.dumps(tree)), buffers)
+    if isinstance(value, np.ndarray):
+        assert back.dtype == value.dtype and back.shape == value.shape
+        assert np.array_equal(back, value)
+        assert back.flags.f_contiguous == value.flags.f_contiguous
+        assert back.flags.owndata and back.flags.writeable
+    else:
+        assert repr(back) == repr(value)
+
+
+@pytest.mark.parametrize(("tree", "buffers", "words"), [
+    pytest.param({"A": 0, "dtype": "|O", "shape": [1], "order": "C"}, [b"\0" * 8],
+                 "does not carry", id="object-dtype"),
+    pytest.param({"A": 0, "dtype": "<f8", "shape": [2], "order": "C"}, [b"\0" * 8],
+                 "came with 8 bytes", id="short-buffer"),
+    pytest.param({"A": 3, "dtype": "<f8", "shape": [1], "order": "C"}, [b"\0" * 8],
+                 "buffer 3", id="missing-buffer"),
+    pytest.param({"A": 0, "dtype": "[('a', '<f8')]", "shape": [1], "order": "C"}, [b"\0" * 8],
+                 "dtype", id="record-dtype"),
+    pytest.param({"P": "cos\nsystem\n"}, [], "unexpected keys", id="unknown-key"),
+    pytest.param({"A": 0, "dtype": "<f8", "shape": [-1], "order": "C"}, [b""], "shape",
+                 id="negative-shape"),
+])
+def test_the_parent_refuses_malformed_messages(tree, buffers, words):
+    with pytest.raises(WireError, match=words):
+        decode(tree, buffers)
+
+
+def test_objects_stay_in_the_worker_as_handles():
+    kept = []
+
+    def keep(value):
+        kept.append(value)
+        return Handle(len(kept), type(value).__name__)
+
+    tree, _ = encode({"cache": (object(), lambda: 1)}, keep)
+    back = decode(tree, [])
+    assert back == {"cache": (Handle(1, "object"), Handle(2, "function"))}
+    with pytest.raises(WireError, match="cannot send"):
+        encode(object())
+
+
+def test_a_truncated_message_is_the_end_of_the_channel():
+    read, write = os.pipe()
+    os.write(write, b"\x10\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00{")
+    os.close(write)
+    with pytest.raises(WireError, match="end of file"):
+        Channel(read, -1).receive()
+    os.close(read)
