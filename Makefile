@@ -47,6 +47,7 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --out reports
 	$(BIN)/python bench/targets.py --out reports
+	$(BIN)/python bench/isolation.py --out reports
 
 # The adversaries' catalogs (layers written without reading the engine; issue 21): false alarms,
 # misses above `detectable` and inconclusive rates per family and mode, into reports/.
