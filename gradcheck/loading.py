@@ -555,6 +555,7 @@ def _load_file(file: Path, attr: str | None, seed: int | None, budget: float | N
         _forget_neighbours(folder)
         _prepend(str(folder))
         if dotted is not None:
+            _forget(dotted, root)
             _prepend(str(root), 1)
         how = (f"imported {file} as a standalone {kind}, with {folder} first on sys.path"
                + (f" and its package's import root {root} second" if dotted is not None else ""))
