@@ -548,8 +548,8 @@ def _load_file(file: Path, attr: str | None, seed: int | None, budget: float | N
         if parent:
             _import(parent, root, str(file))
         name = dotted
-        how = (f"imported {file} as module {dotted} of its package (it uses relative imports), "
-               f"import root {root} first on sys.path")
+        how = (f"imported {file} as module {dotted} of its package, import root {root} first "
+               "on sys.path (it uses relative imports)")
     else:
         name = f"_gradcheck_user_{file.stem}"
         _forget_neighbours(folder)
