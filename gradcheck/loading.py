@@ -24,7 +24,7 @@ Files that do work at import
 ----------------------------
 Scripts and notebooks train models, read data files that are not there, plot, ask for
 ``input()`` or call ``get_ipython()`` at top level. Loading tries the plain import first; when it
-raises (or calls ``sys.exit``), or runs longer than ``import_budget`` seconds, the file is loaded
+raises, or runs longer than ``import_budget`` seconds, the file is loaded
 again, **definitions only**: imports, ``def``, ``class``, and assignments whose value is built
 from literals, names and lambdas, statement by statement (see :func:`definitions`). Top-level
 calls, loops, ``with`` blocks and the ``if __name__ == "__main__":`` body are dropped, and
@@ -39,6 +39,9 @@ long it takes: the caller that runs this in a child process it can kill is the o
 budget of its own: it runs no top-level work. While loading, ``input()`` raises ``EOFError`` (no
 one can answer it), ``get_ipython()`` and ``display()`` are harmless stubs in the module, and
 matplotlib draws off screen (``MPLBACKEND=Agg``) unless a backend was chosen.
+
+A ``sys.exit`` at import is not a failure to work around: it propagates (the caller reports
+it), since the author chose to stop there.
 
 ``seed`` seeds ``np.random`` and ``random`` before each pass, so weights a file draws from the
 global generator at import are the same on every run.
@@ -490,8 +493,6 @@ def _plain(name: str, source: _Source, tree: ast.Module, budget: float | None,
             exec(code, module.__dict__)
     except CheckTimeout:
         return None, f"the plain import did not finish within {budget:g} s"
-    except SystemExit as exc:
-        return None, f"the plain import called sys.exit({exc.code!r})"
     except Exception as exc:
         text = str(exc).splitlines()[0][:160] if str(exc) else ""
         return None, (f"the plain import raised {type(exc).__name__}{_where_raised(exc, source)}"

@@ -124,7 +124,6 @@ if __name__ == "__main__":
     pytest.param("answer = input('epochs? ')", "raised EOFError at line 20", id="input"),
     pytest.param("while True:\n    W = W + 0.0", "did not finish within 0.3 s",
                  id="trains-forever"),
-    pytest.param("import sys\nsys.exit(2)", "called sys.exit(2)", id="sys-exit"),
 ])
 def test_a_script_that_works_at_import_loads_definitions_only(tmp_path, work, reason):
     path = _write(tmp_path / "train_i23.py", SCRIPT.replace("{work}", work))
@@ -150,6 +149,12 @@ def test_an_import_that_fails_binds_a_stub_that_raises_when_used(tmp_path):
     with pytest.raises(ModuleNotFoundError, match=r"`plt` is not available: `import "
                                                   r"plotting_lib_absent_i23 as plt` failed"):
         loaded.module.plot([1, 2])
+
+
+def test_sys_exit_at_import_propagates(tmp_path):
+    path = _write(tmp_path / "exits_i23.py", "import sys\nsys.exit(2)\n")
+    with pytest.raises(SystemExit):
+        load(path)
 
 
 def test_a_script_that_imports_fine_runs_whole(tmp_path):
