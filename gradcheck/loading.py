@@ -382,9 +382,27 @@ class _IPythonStub:
         return lambda *args, **kwargs: None
 
 
+def _get_ipython() -> _IPythonStub:
+    return _IPythonStub()
+
+
+def _display(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+_NOTEBOOK_NAMES = {"get_ipython": _get_ipython, "display": _display}
+
+
 def _notebook_names(module: ModuleType) -> None:
-    module.__dict__.setdefault("get_ipython", lambda: _IPythonStub())
-    module.__dict__.setdefault("display", lambda *args, **kwargs: None)
+    for key, stub in _NOTEBOOK_NAMES.items():
+        module.__dict__.setdefault(key, stub)
+
+
+def _drop_notebook_names(module: ModuleType) -> None:
+    """The stubs serve the import only: they are not the user's names (nor listed as such)."""
+    for key, stub in _NOTEBOOK_NAMES.items():
+        if module.__dict__.get(key) is stub:
+            del module.__dict__[key]
 
 
 def _no_input(prompt: Any = "") -> str:
@@ -482,8 +500,8 @@ def _where_raised(exc: BaseException, source: _Source) -> str:
 
 
 def _plain(name: str, source: _Source, tree: ast.Module, budget: float | None,
-           ) -> tuple[ModuleType | None, str]:
-    """Run the whole file; returns the module, or None and why it failed."""
+           ) -> tuple[ModuleType | None, str, BaseException | None]:
+    """Run the whole file; returns the module, or None, why it failed and the error."""
     from gradcheck._guard import CheckTimeout, time_limit
 
     module = _new_module(name, source.file)
@@ -491,13 +509,13 @@ def _plain(name: str, source: _Source, tree: ast.Module, budget: float | None,
     try:
         with time_limit(budget, hint="the import budget"):
             exec(code, module.__dict__)
-    except CheckTimeout:
-        return None, f"the plain import did not finish within {budget:g} s"
+    except CheckTimeout as exc:
+        return None, f"the plain import did not finish within {budget:g} s", exc
     except Exception as exc:
         text = str(exc).splitlines()[0][:160] if str(exc) else ""
         return None, (f"the plain import raised {type(exc).__name__}{_where_raised(exc, source)}"
-                      f": {text}")
-    return module, ""
+                      f": {text}"), exc
+    return module, "", None
 
 
 def _definitions_only(name: str, source: _Source, tree: ast.Module,
@@ -515,17 +533,27 @@ def _run(name: str, source: _Source, seed: int | None,
     tree = _parse(source)
     with _loading_environment(source.file.resolve().parent):
         _seed(seed)
-        module, failure = _plain(name, source, tree, budget)
+        module, failure, error = _plain(name, source, tree, budget)
         if module is not None:
+            _drop_notebook_names(module)
             return module, "", (), ()
         _seed(seed)
         module, dropped, stubbed = _definitions_only(name, source, tree)
+        _drop_notebook_names(module)
+    if not _defines_something(module):  # nothing to check without the top-level work
+        raise LayerError(f"importing {source.file} raised {type(error).__name__}: {error} "
+                         "(and it defines no function or class to load without it)") from error
     text = (f"; {failure}, so it was loaded again, definitions only (imports, def, class, "
             f"constants): dropped {'; '.join(dropped) or 'nothing'}")
     if stubbed:
         text += (f"; imports that failed, bound to a stub that raises when used: "
                  f"{'; '.join(stubbed)}")
     return module, text, dropped, stubbed
+
+
+def _defines_something(module: ModuleType) -> bool:
+    return any(getattr(v, "__module__", None) == module.__name__ and callable(v)
+               for v in vars(module).values())
 
 
 def _uses_relative_imports(tree: ast.Module) -> bool:
@@ -610,6 +638,9 @@ def load(target: str, *, seed: int | None = None, import_budget: float | None = 
     if file.suffix in (".py", ".ipynb") or file.exists():
         if not file.is_file():
             raise InvalidArgument(f"FILE must be an existing file, got {where!r}")
+        if file.suffix not in (".py", ".ipynb"):
+            raise InvalidArgument(f"FILE must be a Python file (.py) or a notebook (.ipynb), "
+                                  f"got {str(file)!r}")
         return _load_file(file, attr, seed, import_budget)
     if not all(p.isidentifier() for p in where.split(".")):
         raise InvalidArgument(

@@ -91,6 +91,13 @@ def test_a_file_that_raises_at_import_loads_its_definitions(tmp_path):
         "line 3: an expression",)
 
 
+def test_a_file_that_raises_at_import_and_defines_nothing_is_the_layer_crashing(tmp_path):
+    (tmp_path / "boom.py").write_text("N = 3\nraise ImportError('No module named torch')\n")
+    with pytest.raises(LayerError, match=r"importing .*boom\.py raised ImportError: No module "
+                                         r"named torch \(and it defines no function or class"):
+        load(str(tmp_path / "boom.py"))
+
+
 def test_a_file_with_a_syntax_error_is_the_layer_crashing(tmp_path):
     (tmp_path / "boom.py").write_text("def f(x):\n    return 2 *\n")
     with pytest.raises(LayerError, match=r"importing .*boom\.py raised SyntaxError at line 2"):
