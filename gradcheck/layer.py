@@ -26,10 +26,12 @@ Adapters
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
+import random
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
@@ -38,7 +40,18 @@ import numpy as np
 from gradcheck.errors import GradcheckError, InvalidArgument, LayerError
 from gradcheck.results import CheckReport
 
-__all__ = ["Layer", "annotate", "from_callables", "from_class", "from_functions", "layer_name"]
+__all__ = [
+    "Layer",
+    "annotate",
+    "coerce",
+    "construct",
+    "fixed_global_rng",
+    "from_callables",
+    "from_class",
+    "from_functions",
+    "layer_name",
+    "plan_calls",
+]
 
 
 @runtime_checkable
@@ -397,6 +410,219 @@ def _moved(work: Any, params: Mapping[str, _Param], before: Mapping[str, np.ndar
     return moved
 
 
+# --- classes: how the object is called ---------------------------------------------------------
+
+FORWARD_METHODS = ("forward", "forward_pass", "fprop", "__call__", "fn")
+BACKWARD_METHODS = ("backward", "backward_pass", "bprop", "backprop", "gradient", "grad",
+                    "derivative", "deriv")
+# A backward parameter with one of these names (or the forward's input name) receives the input.
+INPUT_NAMES = frozenset({"x", "X", "z", "Z", "inputs", "input", "x_in", "inp"})
+CACHE_NAMES = frozenset({"cache", "caches", "ctx", "saved"})
+# Forward flags that select the training computation: passed True (the backward is the training
+# one: dropout masks, batch statistics).
+TRAINING_FLAGS = frozenset({"training", "train", "is_training", "is_train", "train_mode",
+                            "training_mode"})
+# Where a forward that returns nothing leaves its output, and a backward its input gradient.
+OUTPUT_ATTRS = ("output", "outputs", "out", "y", "Y", "A")
+DX_ATTRS = ("dinputs", "dinput", "dx", "dX", "d_inputs", "grad_input", "grad_inputs", "dA_prev",
+            "delta")
+_CALL_SEED = 0x6763  # the global RNGs are seeded with it before every call of the user's code
+
+
+@contextlib.contextmanager
+def fixed_global_rng(seed: int = _CALL_SEED) -> Iterator[None]:
+    """Seed ``np.random`` and ``random`` for the block, then put their states back: a dropout
+    mask drawn from the global generator is the same in every call, and the caller's generators
+    are left where they were."""
+    np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002
+    np.random.seed(seed)  # noqa: NPY002 - the user's code draws from the global generator
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)  # noqa: NPY002
+        random.setstate(py_state)
+
+
+def _method(obj: Any, names: Sequence[str]) -> str | None:
+    for name in names:
+        if name == "__call__" and type(obj).__call__ is object.__call__:
+            continue
+        if callable(getattr(obj, name, None)):
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class _Calls:
+    """How to call the object: method names, the forward's keywords, the backward's arguments."""
+
+    forward: str
+    backward: str
+    input: str  # the name of the forward's input parameter
+    kwargs: Mapping[str, Any]  # flags and extra arguments for the forward
+    roles: tuple[str, ...]  # per backward argument: "dout", "x" or "cache"
+
+    @property
+    def derivative(self) -> bool:
+        """``backward(x) -> f'(x)``: an activation's elementwise derivative."""
+        return "dout" not in self.roles
+
+    @property
+    def douts(self) -> int:
+        return self.roles.count("dout")
+
+
+def _parameters(func: Any) -> list[inspect.Parameter]:
+    try:
+        return list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return []
+
+
+def _forward_kwargs(cls: str, method: str, params: list[inspect.Parameter],
+                    given: Mapping[str, Any]) -> dict[str, Any]:
+    kwargs = {k: v for k, v in given.items() if any(p.name == k for p in params)}
+    unknown = [k for k in given if k not in kwargs]
+    if unknown and not any(p.kind == p.VAR_KEYWORD for p in params):
+        raise InvalidArgument(f"`forward_kwargs` has {unknown[0]!r}, which is not a parameter of "
+                              f"{cls}.{method} ({', '.join(p.name for p in params)})")
+    for p in params[1:]:
+        if p.name in kwargs or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.name in TRAINING_FLAGS:
+            kwargs[p.name] = True
+        elif p.default is p.empty:
+            raise InvalidArgument(
+                f"{cls}.{method} takes `{p.name}` besides its input `{params[0].name}`: pass "
+                f"forward_kwargs={{{p.name!r}: value}}")
+    return kwargs
+
+
+def _roles(params: list[inspect.Parameter], input_name: str) -> tuple[str, ...]:
+    roles = []
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.name in CACHE_NAMES:
+            roles.append("cache")
+        elif p.default is not p.empty:
+            continue  # retain_grads=True and the like keep their defaults
+        elif p.name == input_name or p.name in INPUT_NAMES:
+            roles.append("x")
+        else:
+            roles.append("dout")
+    return tuple(roles)
+
+
+def plan_calls(obj: Any, forward_kwargs: Mapping[str, Any] | None = None) -> _Calls:
+    """Recognise how ``obj`` is called, from its methods and their signatures.
+
+    Forward: ``forward``, ``forward_pass``, ``fprop``, ``__call__`` or ``fn``; its first
+    parameter is the input, a training flag (``training``, ``train``, ...) is passed True, other
+    parameters need a default or ``forward_kwargs``. Backward: ``backward``, ``backward_pass``,
+    ``bprop``, ``backprop``, ``gradient``, ``grad``, ``derivative`` or ``deriv``; each argument
+    is the upstream gradient, or the input when it is named like the forward's input (``x``,
+    ``z``, ``inputs``), or the forward's cache (``cache``). A backward taking only the input is an
+    activation's derivative: ``dx = dout * backward(x)``.
+
+    Examples
+    --------
+    >>> class Sigmoid:
+    ...     def fn(self, z): return 1 / (1 + np.exp(-z))
+    ...     def grad(self, x): return self.fn(x) * (1 - self.fn(x))
+    >>> calls = plan_calls(Sigmoid())
+    >>> calls.forward, calls.backward, calls.derivative
+    ('fn', 'grad', True)
+    """
+    cls = type(obj).__name__
+    forward = _method(obj, FORWARD_METHODS)
+    backward = _method(obj, BACKWARD_METHODS)
+    if forward is None or backward is None:
+        missing = "forward" if forward is None else "backward"
+        names = FORWARD_METHODS if forward is None else BACKWARD_METHODS
+        raise InvalidArgument(f"`obj` must have a callable `{missing}` method (or one of "
+                              f"{', '.join(names[1:])}), got {cls}")
+    fparams = [p for p in _parameters(getattr(obj, forward))
+               if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name == "kwargs"]
+    if not fparams or fparams[0].kind in (fparams[0].VAR_POSITIONAL, fparams[0].VAR_KEYWORD):
+        return _Calls(forward, backward, "x", dict(forward_kwargs or {}), ("dout",))
+    kwargs = _forward_kwargs(cls, forward, fparams, forward_kwargs or {})
+    roles = _roles(_parameters(getattr(obj, backward)), fparams[0].name)
+    return _Calls(forward, backward, fparams[0].name, kwargs, roles or ("dout",))
+
+
+# --- classes: finding arrays by what the calls do to them ---------------------------------------
+
+
+def _arrays(obj: Any) -> dict[_Path, np.ndarray]:
+    """Every float array on ``obj`` two levels deep: attributes, items of dict and list
+    attributes, attributes of attribute objects (``self.weight.data``)."""
+    found: dict[_Path, np.ndarray] = {}
+    for attr, value in getattr(obj, "__dict__", {}).items():
+        if attr.startswith("__"):
+            continue
+        here: _Path = (("a", attr),)
+        if _is_float_array(value):
+            found[here] = value
+        elif isinstance(value, dict):
+            found.update({(*here, ("i", k)): v for k, v in value.items()
+                          if isinstance(k, (str, int)) and _is_float_array(v)})
+        elif isinstance(value, list):
+            found.update({(*here, ("i", i)): v for i, v in enumerate(value)
+                          if _is_float_array(v)})
+        elif hasattr(value, "__dict__") and not callable(value):
+            found.update({(*here, ("a", a)): v for a, v in vars(value).items()
+                          if _is_float_array(v)})
+    return found
+
+
+def _changed(before: Mapping[_Path, np.ndarray], after: Mapping[_Path, np.ndarray]
+             ) -> tuple[set[_Path], set[_Path]]:
+    """Paths whose array appeared, and paths whose array changed value or shape."""
+    new = {p for p in after if p not in before}
+    changed = {p for p in after if p in before and (
+        after[p].shape != before[p].shape or not np.array_equal(after[p], before[p]))}
+    return new, changed
+
+
+def _copies(arrays: Mapping[_Path, np.ndarray]) -> dict[_Path, np.ndarray]:
+    return {p: np.array(v, copy=True) for p, v in arrays.items()}
+
+
+def _revert(pristine: Any, work: Any, changed: set[_Path]) -> list[str]:
+    """Put back what the exploratory forward changed in place of the object's own state:
+    arrays it updated (running statistics) and lists it appended to (inputs kept per call);
+    returns the lists."""
+    reverted = []  # only the lists are named: updated running statistics are no surprise
+    for path in sorted(changed, key=repr):
+        _set(work, path, copy.deepcopy(_get(pristine, path)))
+    for attr, value in list(vars(work).items()):
+        old = getattr(pristine, attr, None)
+        for key, item, before in _grown(value, old):
+            target = value if key is None else value[key]
+            target[:] = copy.deepcopy(before)
+            reverted.append(attr if key is None else f"{attr}[{key!r}]")
+            del item
+    return reverted
+
+
+def _grown(value: Any, old: Any) -> list[tuple[Any, Any, Any]]:
+    """Lists (or lists in a dict) longer than before: (key or None, list, the list before)."""
+    if isinstance(value, list) and isinstance(old, list) and len(value) > len(old):
+        return [(None, value, old)]
+    if isinstance(value, dict) and isinstance(old, dict):
+        return [(k, v, old[k]) for k, v in value.items() if isinstance(v, list)
+                and isinstance(old.get(k), list) and len(v) > len(old[k])]
+    return []
+
+
+def _by_name(name: str, candidates: Iterable[_Path]) -> _Path | None:
+    """The one candidate whose last step names ``name`` (``gamma_gradient`` for ``gamma``)."""
+    hits = [c for c in candidates if name.lower() in str(c[-1][1]).lower()]
+    return hits[0] if len(hits) == 1 else None
+
+
 # What each ClassLayer noticed, kept outside the adapter's __dict__: the checker restores the
 # layer's attributes after a check, and these must survive it.
 @dataclass
@@ -409,11 +635,23 @@ class _Seen:
 _SEEN: weakref.WeakKeyDictionary[Any, _Seen] = weakref.WeakKeyDictionary()
 
 
+class _Call:
+    """The cache of one forward: the object after it, the forward's own cache, the outputs'
+    shapes when the forward returned several."""
+
+    def __init__(self, work: Any, x: Any, cache: Any, shapes: list[tuple[int, ...]] | None
+                 ) -> None:
+        self.work, self.x, self.cache, self.shapes = work, x, cache, shapes
+
+
 class ClassLayer:
-    """Objects with ``forward(x)``/``backward(dout)``, parameters and gradients found by convention.
+    """Objects with a forward and a backward, parameters and gradients found by convention.
 
     ``notes`` and ``problems`` collect what the adapter saw (gradients that accumulate, a
-    backward that updates the parameters); :func:`annotate` adds them to a report.
+    backward that updates the parameters, parameters left unchecked); :func:`annotate` adds them
+    to a report. Every forward works on a deep copy of one template object (the object as given,
+    or, with ``example``, after one forward with what that forward accumulated put back), with
+    the global random generators seeded the same way, so every call starts from the same state.
     """
 
     @property
@@ -427,65 +665,225 @@ class ClassLayer:
         return _SEEN[self].problems
 
     def __init__(self, obj: Any, input_name: str, params: str | None, grads: str | None,
-                 names: Mapping[str, str], example: Any) -> None:
+                 names: Mapping[str, str], example: Any,
+                 forward_kwargs: Mapping[str, Any] | None = None) -> None:
         self._input, self._params_attr, self._grads_attr = input_name, params, grads
         self.name = type(obj).__name__
+        self._calls = plan_calls(obj, forward_kwargs)
         _SEEN[self] = _Seen([], [], example is None)
         self._base = obj
-        where = obj
-        skip: set[str] = set()
-        if example is not None:
-            self._base, where, skip = self._materialise(obj, np.array(example, copy=True))
-        self._params = {p.name: p for p in _discover(where, params, grads, names, skip)
-                        if _exists(self._base, p.paths[0])}
-        if params is not None and not isinstance(getattr(self._base, params, None), (dict, list)):
+        self._out: _Path | None = None
+        self._dx: _Path | None = None
+        self._returned: dict[str, int] = {}  # parameter -> index in backward's returned tuple
+        if params is not None and not isinstance(getattr(obj, params, None), (dict, list)):
             raise InvalidArgument(
                 f"`params` names the attribute {params!r}, which must be a dict or list on "
-                f"{self.name}, got {type(getattr(self._base, params, None)).__name__}"
+                f"{self.name}, got {type(getattr(obj, params, None)).__name__}"
             )
-        if example is not None:
-            self._probe(example)
+        if example is None:
+            self._params = {p.name: p for p in _discover(obj, params, grads, names, set())}
+            self._unchecked(obj, set(), {id(v) for p in self._params.values()
+                                          for v in (_find(obj, p.paths[0]),)})
+        else:
+            self._explore(obj, np.array(example, copy=True), names)
+            self._probe()
 
-    def _materialise(self, obj: Any, x: np.ndarray) -> tuple[Any, Any, set[str]]:
-        """One forward on a copy, so parameters created at the first forward exist, and one
-        backward on a copy of that, so gradients stored only by backward (``self.dW``) exist.
+    # -- calling the user's object --
 
-        Returns the object after the forward, the one after the backward, and the attributes
-        holding the input (``self.x = x`` is no parameter).
+    def _run_forward(self, work: Any, x: np.ndarray, seed: int = _CALL_SEED,
+                     ) -> tuple[Any, Any, Any]:
+        """(output, forward's own cache, shapes of several outputs or None)."""
+        with fixed_global_rng(seed):
+            result = getattr(work, self._calls.forward)(x, **self._calls.kwargs)
+        cache = None
+        if isinstance(result, tuple):
+            if "cache" in self._calls.roles and len(result) == 2:
+                result, cache = result
+            elif self._calls.douts > 1 and len(result) == self._calls.douts:
+                outs = [np.asarray(o) for o in result]
+                flat = np.concatenate([o.ravel() for o in outs])
+                return flat, None, [o.shape for o in outs]
+            else:
+                result = result[0]
+        if result is None and self._out is not None:
+            result = _find(work, self._out)
+        return result, cache, None
+
+    def _run_backward(self, call: _Call, dout: np.ndarray) -> Any:
+        douts: list[Any] = [dout]
+        if call.shapes is not None:
+            sizes = np.cumsum([int(np.prod(s)) for s in call.shapes])[:-1]
+            douts = [p.reshape(s) for p, s in zip(np.split(np.asarray(dout), sizes),
+                                                  call.shapes, strict=True)]
+        values = {"x": iter([call.x] * len(self._calls.roles)), "dout": iter(douts),
+                  "cache": iter([call.cache] * len(self._calls.roles))}
+        args = [next(values[role]) for role in self._calls.roles]
+        with fixed_global_rng():
+            result = getattr(call.work, self._calls.backward)(*args)
+        if self._calls.derivative:
+            return np.asarray(dout) * np.asarray(result)
+        return result
+
+    # -- the exploratory calls --
+
+    def _explore(self, obj: Any, x: np.ndarray, names: Mapping[str, str]) -> None:
+        """Exploratory calls on copies: which arrays are parameters, where the output, the
+        input's gradient and the parameters' gradients are, what a forward accumulates.
+
+        A float array the forward writes on every call (compared over two inputs) is a cache or
+        state, not a parameter: lazily created weights are written once, ``self.x`` each time.
         """
-        base = copy.deepcopy(obj)
-        phase = "forward"
-        try:
-            self._probe_out = base.forward(x)
-            after = copy.deepcopy(base)
-            phase = "backward"
-            g = np.random.default_rng(0).standard_normal(np.shape(self._probe_out))
-            after.backward(g)
-        except Exception as exc:
-            raise LayerError(f"{self.name}: {phase} raised {type(exc).__name__}: {exc} (a first "
-                             "call on a copy, to find the parameters and gradients)") from exc
-        return base, after, {a for a, v in vars(base).items() if v is x}
+        self._example = x
+        pristine = copy.deepcopy(obj)
+        before = _copies(_arrays(pristine))
+        work = copy.deepcopy(pristine)
+        self._explore_forward(work, x, before)
+        _, changed = _changed(before, _arrays(work))
+        reverted = _revert(pristine, work, {p for p in changed if _exists(pristine, p)})
+        if reverted:
+            self.notes.append(f"forward appends to {', '.join(reverted)} at every call: each "
+                              "call of the check starts from their contents before it")
+        self._base = work
+        again = copy.deepcopy(work)
+        template = _copies(_arrays(work))
+        x2 = x * 0.5 + 0.25
+        self._run_forward(again, x2, _CALL_SEED + 1)  # a random mask is drawn anew too
+        new, rewritten = _changed(template, _arrays(again))
+        caches = new | rewritten | {p for p in template if _find(work, p) is x}
+        self._explore_backward(x, names, caches | ({self._out} if self._out else set()))
 
-    def _probe(self, example: Any) -> None:
-        """Run backward on copies: drop parameters without a gradient, detect accumulation."""
-        g = np.random.default_rng(0).standard_normal(np.shape(self._probe_out))
-        work = copy.deepcopy(self._base)
+    def _explore_forward(self, work: Any, x: np.ndarray, before: Mapping[_Path, Any]) -> Any:
         try:
-            first = self._gradients(work, g, record=False)
-            second = self._call_backward(work, g)
+            out, _, _ = self._run_forward(work, x)
+        except Exception as exc:
+            raise LayerError(f"{self.name}: {self._calls.forward} raised {type(exc).__name__}: "
+                             f"{exc} (a first call on a copy, to find the parameters and "
+                             "gradients)") from exc
+        if out is None:
+            new, changed = _changed(before, _arrays(work))
+            fresh = [p for p in new | changed if _find(work, p) is not x]
+            named = [p for p in fresh if len(p) == 1 and p[0][1] in OUTPUT_ATTRS]
+            self._out = named[0] if named else (fresh[0] if len(fresh) == 1 else None)
+            if self._out is None:
+                raise LayerError(f"{self.name}: {self._calls.forward} returned None and stored no "
+                                 f"output where expected ({', '.join(OUTPUT_ATTRS)})")
+            out = _get(work, self._out)
+        return out
+
+    def _explore_backward(self, x: np.ndarray, names: Mapping[str, str],
+                          caches: set[_Path]) -> None:
+        work = copy.deepcopy(self._base)
+        result, cache, shapes = self._run_forward(work, x)
+        before = _copies(_arrays(work))
+        g = np.random.default_rng(0).standard_normal(np.shape(result))
+        try:
+            returned = self._run_backward(_Call(work, x, cache, shapes), g)
+        except Exception as exc:
+            raise LayerError(f"{self.name}: {self._calls.backward} raised {type(exc).__name__}: "
+                             f"{exc} (a first call on a copy, to find the gradients)") from exc
+        new_b, changed_b = _changed(before, _arrays(work))
+        appeared = (new_b | changed_b) - caches
+        skip = {str(p[0][1]) for p in caches if len(p) == 1}
+        found = _discover(work, self._params_attr, self._grads_attr, names, skip)
+        self._params = {p.name: p for p in found if _exists(self._base, p.paths[0])
+                        and p.paths[0] not in caches}
+        claimed = {g for p in self._params.values() for g in p.grads if _exists(work, g)}
+        claimed |= {p.paths[0] for p in self._params.values()}
+        self._find_dx(work, x, returned, appeared - claimed)
+        self._find_grads(work, returned, appeared - claimed - {self._dx}, caches)
+
+    def _find_dx(self, work: Any, x: np.ndarray, returned: Any, appeared: set[_Path]) -> None:
+        if returned is not None:
+            return
+        names = (f"d{self._calls.input}", *DX_ATTRS)
+        named = [(("a", n),) for n in names if (("a", n),) in appeared]
+        shaped = [p for p in appeared if np.shape(_get(work, p)) == np.shape(x)]
+        self._dx = named[0] if named else (shaped[0] if len(shaped) == 1 else None)
+        if self._dx is None:
+            raise LayerError(f"{self.name}: {self._calls.backward} returned None and stored no "
+                             f"gradient of the input where expected ({', '.join(names)})")
+
+    def _find_grads(self, work: Any, returned: Any, appeared: set[_Path],
+                    caches: set[_Path]) -> None:
+        """Every other float array of the object is a parameter: its gradient is one that
+        appeared after backward with its shape (and name), or a position in a returned tuple;
+        otherwise a note says it is not checked."""
+        known = {p.paths[0] for p in self._params.values()}
+        aliases = {id(_find(self._base, k)) for k in known}
+        for path in sorted(_arrays(self._base), key=repr):
+            if (path in known or path in caches or path[0][1] in GRAD_DICTS
+                    or _is_grad(path, known) or id(_find(self._base, path)) in aliases):
+                continue
+            self._params[_show(path)] = _Param(_show(path), (path,), ())
+        appeared -= set(_arrays(self._base))  # a parameter an update moved is no gradient
+        extra = list(returned[1:]) if isinstance(returned, tuple) else []
+        first_extra = len(returned) - len(extra) if isinstance(returned, tuple) else 0
+        todo = {n: p for n, p in self._params.items()
+                if not (p.grads and any(_exists(work, g) for g in p.grads))}
+        shapes = {n: np.shape(_get(work, p.paths[0])) for n, p in todo.items()}
+        for name, p in todo.items():  # first by shape and name: gamma_update for gamma
+            same = [a for a in appeared if np.shape(_get(work, a)) == shapes[name]]
+            self._found(name, p, _by_name(str(p.paths[0][-1][1]), same), appeared)
+        for name, p in todo.items():  # then the one array of a shape only one parameter has
+            if name not in self._params or self._params[name].grads:
+                continue
+            same = [a for a in appeared if np.shape(_get(work, a)) == shapes[name]]
+            rivals = [n for n in todo if shapes[n] == shapes[name] and n in self._params
+                      and not self._params[n].grads]
+            if self._found(name, p, same[0] if len(same) == len(rivals) == 1 else None,
+                           appeared):
+                continue
+            if extra and np.shape(extra[0]) == shapes[name]:
+                self._returned[name] = first_extra
+                first_extra += 1
+                extra.pop(0)
+            else:
+                self._unfound(name, p, shapes[name])
+
+    def _found(self, name: str, p: _Param, hit: _Path | None, appeared: set[_Path]) -> bool:
+        if hit is None:
+            return False
+        self._params[name] = replace(p, grads=(hit,))
+        appeared.discard(hit)
+        self.notes.append(f"the gradient of `{name}` was found at `{_show(hit)}` (it appeared "
+                          "after backward with its shape)")
+        return True
+
+    def _unfound(self, name: str, p: _Param, shape: tuple[int, ...]) -> None:
+        tried = ", ".join(_show(g) for g in p.grads[:3]) or f"d{name}, {name}_grad"
+        self.notes.append(f"`{name}` (a float array of shape {shape}) has no gradient after "
+                          f"backward (tried {tried}, ...): not checked; name its gradient with "
+                          f"names={{{name!r}: 'location'}} (CLI: --grad {name}=LOCATION)")
+        del self._params[name]
+
+    def _unchecked(self, obj: Any, taken: set[_Path], checked: set[int]) -> None:
+        """Without an example: name the float arrays that are not checked."""
+        for path, value in _arrays(obj).items():
+            if id(value) in checked or path[0][1] in GRAD_DICTS or path in taken:
+                continue
+            if _is_grad(path, {p.paths[0] for p in self._params.values()}):
+                continue
+            self.notes.append(f"`{_show(path)}` (a float array of shape {value.shape}) has no "
+                              "gradient found before any call: not checked; pass example=<an "
+                              "input> so gradients stored by backward are found, or name it "
+                              f"with names={{{_show(path)!r}: 'location'}}")
+
+    def _probe(self) -> None:
+        """Run backward twice on one copy: detect gradients that accumulate (``+=``)."""
+        x = self._example_input()
+        work = copy.deepcopy(self._base)
+        result, cache, shapes = self._run_forward(work, x)
+        call = _Call(work, x, cache, shapes)
+        g = np.random.default_rng(0).standard_normal(np.shape(result))
+        try:
+            first = self._gradients(call, g, record=False)
+            self._run_backward(call, g)
         except GradcheckError:
             raise
         except Exception as exc:
             raise LayerError(f"{self.name}: backward raised {type(exc).__name__}: {exc} "
                              "(finding the parameters' gradients)") from exc
-        del second
-        missing = [n for n in first if n != self._input and first[n] is None]
-        for n in missing:
-            tried = ", ".join(_show(g) for g in self._params[n].grads[:4])
-            self.notes.append(f"`{n}` has no gradient after backward (tried {tried}, ...): "
-                              "not checked; name it with names={'param': 'grad location'}")
-            del self._params[n]
-        again = {n: self._read_grad(work, p) for n, p in self._params.items()}
+        again = {n: self._read_grad(work, p, None) for n, p in self._params.items()}
         acc = [n for n, v in again.items() if v is not None and first.get(n) is not None
                and np.any(first[n]) and np.allclose(v, 2 * first[n])]
         if acc:
@@ -506,6 +904,9 @@ class ClassLayer:
         """Forget the problems seen so far (each report gets what its own check saw)."""
         self.problems.clear()
 
+    def _example_input(self) -> np.ndarray:
+        return self._example
+
     def parameters(self) -> dict[str, np.ndarray]:
         """Copies of the object's parameters, checked along with the input."""
         return {n: np.array(_get(self._base, p.paths[0]), copy=True)
@@ -523,29 +924,29 @@ class ClassLayer:
                 )
             for path in self._params[key].paths:
                 _set(work, path, value)
+        x = inputs[self._input]
         seen = _SEEN[self]
         if seen.lazy_unchecked:  # once: does the first forward create parameters?
             seen.lazy_unchecked = False
-            return self._watched_forward(work, inputs[self._input]), work
-        return work.forward(inputs[self._input]), work
+            before = len(_discover(work, self._params_attr, self._grads_attr, {}, set()))
+            out, cache, shapes = self._run_forward(work, x)
+            self._refuse_lazy(work, x, before)
+        else:
+            out, cache, shapes = self._run_forward(work, x)
+        return out, _Call(work, x, cache, shapes)
 
-    def _watched_forward(self, work: Any, x: np.ndarray) -> Any:
+    def _refuse_lazy(self, work: Any, x: np.ndarray, before: int) -> None:
         """A forward that must not create parameters (they would go unchecked)."""
-        before = len(_discover(work, self._params_attr, self._grads_attr, {}, set()))
-        out = work.forward(x)
         skip = {a for a, v in vars(work).items() if v is x}
         if len(_discover(work, self._params_attr, self._grads_attr, {}, skip)) > before:
             raise InvalidArgument(
                 f"{self.name} creates parameters at its first forward: pass example=<an "
                 "input> to from_class so they exist (and are checked) before the check starts"
             )
-        return out
 
-    def _call_backward(self, work: Any, dout: np.ndarray) -> Any:
-        dx = work.backward(dout)
-        return dx[0] if isinstance(dx, tuple) else dx  # (dx, ...) with grads stored on self
-
-    def _read_grad(self, work: Any, p: _Param) -> Any:
+    def _read_grad(self, work: Any, p: _Param, returned: Any) -> Any:
+        if p.name in self._returned and isinstance(returned, tuple):
+            return np.array(returned[self._returned[p.name]], copy=True)
         for path in p.grads:
             value = _find(work, path)
             if value is not None:
@@ -559,10 +960,12 @@ class ClassLayer:
                 if isinstance(value, np.ndarray) and value.dtype.kind in "fc":
                     value[...] = 0
 
-    def _gradients(self, work: Any, dout: np.ndarray, record: bool = True) -> dict[str, Any]:
+    def _gradients(self, call: _Call, dout: np.ndarray, record: bool = True) -> dict[str, Any]:
+        work = call.work
         self._zero(work)
         before = {n: np.array(_get(work, p.paths[0]), copy=True) for n, p in self._params.items()}
-        dx = self._call_backward(work, dout)
+        unchecked = _copies(_arrays(work))
+        returned = self._run_backward(call, dout)
         moved = _moved(work, self._params, before)
         if moved and record:
             change = ", ".join(f"`{n}` by up to {v:.3g}" for n, v in moved.items())
@@ -571,16 +974,39 @@ class ClassLayer:
                 "optimizer step?) inside backward. The gradients it stored were checked (see "
                 "the table), but a backward must only compute them: move the update into the "
                 "optimizer")
-        grads = {n: self._read_grad(work, p) for n, p in self._params.items()}
+        if record:
+            self._moved_unchecked(work, unchecked)
+        dx = returned[0] if isinstance(returned, (tuple, list)) and self._dx is None else returned
+        if self._dx is not None:
+            dx = np.array(_get(work, self._dx), copy=True)
+        grads = {n: self._read_grad(work, p, returned) for n, p in self._params.items()}
         return {self._input: dx, **grads}
+
+    def _moved_unchecked(self, work: Any, before: Mapping[_Path, np.ndarray]) -> None:
+        """An unchecked array that backward changed, though forward did not: an update of a
+        parameter whose gradient was never found."""
+        watched = {p.paths[0] for p in self._params.values()}
+        for note in self.notes:
+            if "has no gradient" not in note:
+                continue
+            name = note.split("`")[1]
+            path = next((p for p in before if _show(p) == name), None)
+            if path is None or path in watched or not _exists(work, path):
+                continue
+            now = np.asarray(_get(work, path))
+            if now.shape != before[path].shape or not np.array_equal(now, before[path]):
+                self._problem(f"backward changed `{name}`, whose gradient was never found: it "
+                              "applies an update inside backward, and `{name}` was not "
+                              "checked".replace("{name}", name))
 
     def _problem(self, text: str) -> None:
         if text.split(":")[0] not in {p.split(":")[0] for p in self.problems}:
             self.problems.append(text)
 
     def backward(self, dout: np.ndarray, cache: Any) -> dict[str, Any]:
-        work = copy.deepcopy(cache)  # the object's backward stores grads on itself, by design
-        grads = self._gradients(work, dout)
+        call = copy.deepcopy(cache)  # the object's backward stores grads on itself, by design
+        call.x = cache.x
+        grads = self._gradients(call, dout)
         if grads[self._input] is None:
             raise LayerError(f"{self.name}: backward returned None, expected dx")
         missing = [n for n, v in grads.items() if v is None]
@@ -594,6 +1020,18 @@ class ClassLayer:
         return grads
 
 
+def _is_grad(path: _Path, params: Iterable[_Path]) -> bool:
+    """Is ``path`` where a parameter's gradient lives by name (``dW`` for ``W``)?"""
+    last = str(path[-1][1])
+    if len(path) == 2 and path[-1] == ("a", "grad"):  # a parameter object's .grad
+        return True
+    for p in params:
+        name = str(p[-1][1])
+        if last != name and last in _grad_keys(name):
+            return True
+    return False
+
+
 def from_class(
     obj: Any,
     *,
@@ -602,21 +1040,34 @@ def from_class(
     grads: str | None = None,
     names: Mapping[str, str] | None = None,
     example: Any = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> ClassLayer:
-    """Adapt an object with ``forward(x)`` and ``backward(dout) -> dx``, as its framework wrote it.
+    """Adapt an object with a forward and a backward, as its framework wrote it.
+
+    Calls are recognised from the methods' names and signatures (:func:`plan_calls`):
+    ``forward``/``backward``, ``forward_pass``/``backward_pass``, activation objects with
+    ``fn``/``grad`` or ``__call__``/``gradient`` (``derivative``, ``backward(x)``), a training
+    flag passed True, a forward returning ``(out, cache)`` for ``backward(dout, cache)`` or
+    several outputs for ``backward(d1, d2)``. A forward or backward that returns nothing leaves
+    its result on the object (``self.output``, ``self.dinputs``).
 
     Parameters and their gradients are found by the common conventions: dicts or lists
     ``params``/``grads`` (also ``parameters``/``gradients``), gradients under the parameter's
     name or ``d`` + name; attributes ``self.W`` with ``self.dW``, ``self.W_grad``,
-    ``self.grad_W`` or ``self.grads["W"]``; parameter objects with ``.data`` and ``.grad``.
-    Gradients are zeroed before every backward, so layers that accumulate (``+=``) work; a
-    backward that changes the parameters (an optimizer step) is recorded in ``problems``.
+    ``self.grad_W`` or ``self.grads["W"]`` (``weights``/``dweights`` too); parameter objects
+    with ``.data`` and ``.grad``; with ``example``, also by what backward does: an array with a
+    parameter's shape that appears after backward, or a position in a returned ``(dx, dW, db)``.
+    Every float array on the object that is not checked is named in ``notes``. Gradients are
+    zeroed before every backward, so layers that accumulate (``+=``) work; a backward that
+    changes the parameters (an optimizer step) is recorded in ``problems``.
 
     Parameters
     ----------
     obj : object
         The layer; deep-copied for every call, so its state (running statistics, caches,
-        parameters) is the same after a check as before.
+        parameters, inputs it keeps in lists) is the same after a check as before and every
+        call starts from the same state. ``np.random`` and ``random`` are seeded the same way
+        before every call (a dropout mask is the same in each), and restored after.
     input_name : str
         The name of the forward's input in reports and ``inputs``.
     params, grads : str, optional
@@ -626,8 +1077,12 @@ def from_class(
         Parameter location to gradient location, for names no convention finds, e.g.
         ``{"gamma": "gamma_gradient"}`` or ``{"W": "cache[dW]"}``.
     example : array, optional
-        An input for a first forward on a copy, so parameters created lazily at the first
-        forward exist, and for a backward that finds where the gradients are stored.
+        An input for a first forward and backward on copies: parameters created lazily at the
+        first forward then exist, and gradients stored only by backward are found. What that
+        forward updated or appended to is put back before the check.
+    forward_kwargs : mapping, optional
+        Extra arguments of the forward (``{"training": False}``); a training flag without one
+        is passed True.
 
     Examples
     --------
@@ -644,11 +1099,6 @@ def from_class(
     >>> sorted(layer.parameters())
     ['w']
     """
-    for attr in ("forward", "backward"):
-        if not callable(getattr(obj, attr, None)):
-            raise InvalidArgument(
-                f"`obj` must have a callable `{attr}` method, got {type(obj).__name__}"
-            )
     if not isinstance(input_name, str) or not input_name:
         raise InvalidArgument(f"`input_name` must be a non-empty string, got {input_name!r}")
     for label, value in (("params", params), ("grads", grads)):
@@ -656,7 +1106,65 @@ def from_class(
             raise InvalidArgument(f"`{label}` must be a non-empty string, got {value!r}")
     if names is not None and not isinstance(names, Mapping):
         raise InvalidArgument(f"`names` must be a mapping of parameter to gradient, got {names!r}")
-    return ClassLayer(obj, input_name, params, grads, dict(names or {}), example)
+    if forward_kwargs is not None and not isinstance(forward_kwargs, Mapping):
+        raise InvalidArgument(f"`forward_kwargs` must be a mapping of name to value, got "
+                              f"{forward_kwargs!r}")
+    return ClassLayer(obj, input_name, params, grads, dict(names or {}), example, forward_kwargs)
+
+
+def coerce(value: Any) -> Any:
+    """A value from the command line (JSON), made what NumPy code expects.
+
+    Nested lists of numbers (two or more levels) and flat lists holding a float become float64
+    arrays; lists of booleans become boolean arrays (masks); a flat list of integers stays a list
+    (sizes such as ``layer_dims``: write ``[0.0, 1.0]`` for a float vector); dicts are coerced
+    value by value; anything else is returned as is.
+
+    Examples
+    --------
+    >>> coerce([[1, 2], [3, 4]]).dtype, coerce([0.5, 1]).dtype, coerce([True, False]).dtype
+    (dtype('float64'), dtype('float64'), dtype('bool'))
+    >>> coerce([5, 4, 1]), coerce({"W": [[1]], "mode": "train"})
+    ([5, 4, 1], {'W': array([[1.]]), 'mode': 'train'})
+    """
+    if isinstance(value, dict):
+        return {k: coerce(v) for k, v in value.items()}
+    if not isinstance(value, (list, tuple)) or not value:
+        return value
+    try:
+        array = np.array(value)
+    except ValueError:  # ragged
+        return value
+    if array.dtype == bool:
+        return array
+    if array.dtype.kind not in "iuf":
+        return value
+    if array.ndim >= 2 or array.dtype.kind == "f":
+        return array.astype(np.float64)
+    return value
+
+
+def construct(cls: Any, kwargs: Mapping[str, Any]) -> Any:
+    """``cls(**kwargs)`` with every value passed through :func:`coerce` (``Affine(W, b)`` given
+    nested lists gets arrays), under the fixed global random state every call uses, so weights
+    a constructor draws from ``np.random`` are the same on every run.
+
+    Raises
+    ------
+    InvalidArgument
+        ``cls`` is not callable, or the constructor raised (its message included).
+    """
+    if not callable(cls):
+        raise InvalidArgument(f"`cls` must be a class or callable, got {type(cls).__name__}")
+    values = {str(k): coerce(v) for k, v in kwargs.items()}
+    try:
+        with fixed_global_rng():
+            return cls(**values)
+    except Exception as exc:
+        shown = ", ".join(f"{k}=<array {v.shape}>" if isinstance(v, np.ndarray) else
+                          f"{k}={v!r:.40}" for k, v in values.items())
+        raise InvalidArgument(f"{getattr(cls, '__name__', cls)}({shown}) raised "
+                              f"{type(exc).__name__}: {exc}") from exc
 
 
 def annotate(report: CheckReport, layer: Any) -> CheckReport:

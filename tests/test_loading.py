@@ -83,7 +83,22 @@ def test_input_validation(tmp_path, target, message):
         load(target.replace("{tmp}", str(tmp_path)))
 
 
-def test_a_file_that_raises_at_import_is_the_layer_crashing(tmp_path):
-    (tmp_path / "boom.py").write_text("1 / 0\n")
-    with pytest.raises(LayerError, match=r"importing .*boom\.py raised ZeroDivisionError"):
+def test_a_file_that_raises_at_import_loads_its_definitions(tmp_path):
+    (tmp_path / "boom.py").write_text("def f(x):\n    return 2 * x\n1 / 0\n")
+    loaded = load(str(tmp_path / "boom.py"))
+    assert loaded.definitions_only and loaded.module.f(3) == 6
+    assert "raised ZeroDivisionError at line 3" in loaded.how and loaded.dropped == (
+        "line 3: an expression",)
+
+
+def test_a_file_that_raises_at_import_and_defines_nothing_is_the_layer_crashing(tmp_path):
+    (tmp_path / "boom.py").write_text("N = 3\nraise ImportError('No module named torch')\n")
+    with pytest.raises(LayerError, match=r"importing .*boom\.py raised ImportError: No module "
+                                         r"named torch \(and it defines no function or class"):
+        load(str(tmp_path / "boom.py"))
+
+
+def test_a_file_with_a_syntax_error_is_the_layer_crashing(tmp_path):
+    (tmp_path / "boom.py").write_text("def f(x):\n    return 2 *\n")
+    with pytest.raises(LayerError, match=r"importing .*boom\.py raised SyntaxError at line 2"):
         load(str(tmp_path / "boom.py"))
