@@ -40,6 +40,7 @@ if _TYPE_CHECKING:  # what static tools see; at run time __getattr__ imports the
     from gradcheck.layers.layernorm import LayerNorm
     from gradcheck.model import check_model
     from gradcheck.tolerance import Tolerance
+    from gradcheck.worker.isolate import isolated
 
 # Each lazily imported public name and the module that defines it.
 _LAZY = {
@@ -60,6 +61,7 @@ _LAZY = {
     "LayerNorm": "gradcheck.layers.layernorm",
     "check_model": "gradcheck.model",
     "Tolerance": "gradcheck.tolerance",
+    "isolated": "gradcheck.worker.isolate",
 }
 
 __all__ = [
@@ -85,6 +87,7 @@ __all__ = [
     "from_callables",
     "from_class",
     "from_functions",
+    "isolated",
 ]
 
 

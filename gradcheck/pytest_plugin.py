@@ -1,6 +1,8 @@
 """pytest plugin: gather every gradient check of a test session into one report.
 
-Loaded by pytest through the ``pytest11`` entry point ``gradcheck``; nothing to configure::
+Loaded by pytest through the ``pytest11`` entry point ``gradcheck``; nothing to configure
+(``--gradcheck-isolate`` makes the :func:`check_gradients` fixture rebuild each layer in a
+supervised worker)::
 
     pytest --gradcheck-report=reports/pytest
 
@@ -39,6 +41,7 @@ import pytest
 from gradcheck import kinds
 
 OPTION = "--gradcheck-report"
+ISOLATE_OPTION = "--gradcheck-isolate"
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 WORKER_OUTPUT_KEY = "gradcheck_entries"  # our key in pytest-xdist's ``workeroutput``
 _COLLECTOR = "gradcheck-collector"
@@ -51,6 +54,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         OPTION, metavar="DIR", dest="gradcheck_report", default=None,
         help="write every gradient check of the session to DIR as summary.txt, summary.md, "
              f"summary.html and results.json (and the Markdown to ${STEP_SUMMARY_ENV} if set)",
+    )
+    group.addoption(
+        ISOLATE_OPTION, action="store_true", dest="gradcheck_isolate", default=False,
+        help="the check_gradients fixture rebuilds each layer in a supervised worker process "
+             "(gradcheck.isolated): the layer's code cannot reach the verdict",
     )
 
 
@@ -196,14 +204,25 @@ def _append_step_summary(markdown: str) -> list[str]:
 
 
 @pytest.fixture
-def check_gradients() -> Callable[..., Any]:
+def check_gradients(request: pytest.FixtureRequest) -> Callable[..., Any]:
     """:func:`gradcheck.check.assert_gradients`: ``check_gradients(layer, inputs, **options)``.
 
     Returns the report when every gradient passes and raises ``AssertionError`` with a short
     table otherwise (its first line names the failing gradients); with ``--gradcheck-report``
-    the check also lands in the session's report.
+    the check also lands in the session's report. With ``--gradcheck-isolate`` the layer is
+    rebuilt in a supervised worker (:func:`gradcheck.isolated`; it must pickle).
     """
     __tracebackhide__ = True
     from gradcheck.check import assert_gradients
 
-    return assert_gradients
+    if not request.config.getoption("gradcheck_isolate"):
+        return assert_gradients
+
+    def isolated_check(layer: Any, inputs: Any, **options: Any) -> Any:
+        __tracebackhide__ = True
+        from gradcheck.worker.isolate import isolated
+
+        with isolated(layer) as remote:
+            return assert_gradients(remote, inputs, **options)
+
+    return isolated_check

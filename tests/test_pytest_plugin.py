@@ -289,3 +289,38 @@ def test_warnings_have_a_category_of_their_own(pytester, filters, outcome):
     result.assert_outcomes(**outcome)
     if "failed" in outcome:
         result.stdout.fnmatch_lines(["E   *GradcheckWarning: *float64*"])
+
+
+CRASHING_TESTS = '''
+import os
+import numpy as np
+
+
+class Crashing:
+    """A layer whose backward ends its process."""
+
+    def forward(self, inputs):
+        return inputs["x"] * 2.0, None
+
+    def backward(self, dout, cache):
+        os._exit(0)
+
+
+def test_crashing(check_gradients):
+    check_gradients(Crashing(), {"x": np.ones((3, 2))})
+
+
+def test_after():
+    assert True
+'''
+
+
+def test_isolate_option_keeps_the_session_alive_when_a_layer_exits(pytester):
+    """--gradcheck-isolate: a layer's os._exit ends its worker, not the test session."""
+    pytester.makepyfile(test_crash=CRASHING_TESTS)
+    result = pytester.runpytest_subprocess(plugin.ISOLATE_OPTION, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*WorkerLost*exited with status 0*no verdict*"])
+    # without it the layer ends the session itself, with its own exit status (0: a green CI)
+    crashed = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert "passed" not in crashed.stdout.str() and "failed" not in crashed.stdout.str()

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -394,3 +395,94 @@ def test_a_truncated_message_is_the_end_of_the_channel():
     with pytest.raises(WireError, match="end of file"):
         Channel(read, -1).receive()
     os.close(read)
+
+
+# --- the same numbers on both sides of the boundary --------------------------------------------
+
+BN = """
+import numpy as np
+
+def bn_forward(x, gamma, beta):
+    mu = x.mean(axis=0)
+    xc = x - mu
+    std = np.sqrt((xc * xc).mean(axis=0) + 1e-5)
+    return gamma * xc / std + beta, (xc / std, std, gamma)
+
+def bn_backward(dout, cache):
+    xhat, std, gamma = cache
+    g = dout * gamma
+    dx = (g - g.mean(axis=0) - xhat * (g * xhat).mean(axis=0)) / std
+    return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
+
+def relu_forward(x):
+    return np.maximum(x, 0.0), x
+
+def relu_backward(dout, cache):
+    return (dout * (cache > 0),)
+"""
+
+
+@pytest.fixture(scope="module")
+def both_sides(tmp_path_factory):
+    from gradcheck.doorway import open_module
+    from gradcheck.worker.remote import RemoteWorkshop
+    from gradcheck.worker.supervisor import Worker
+
+    path = tmp_path_factory.mktemp("bn") / "bn_pair.py"
+    path.write_text(BN)
+    worker = Worker()
+    try:
+        yield open_module(str(path)), RemoteWorkshop(worker, str(path))
+    finally:
+        worker.close()
+
+
+def _numbers(report):
+    return [(r.status, r.method, r.nfev, r.max_abs_error, r.worst_index) for r in report.results]
+
+
+@pytest.mark.parametrize("method", ["auto", "complex", "central", "richardson"])
+@pytest.mark.parametrize("mode", ["full", "sampled", "directional"])
+@pytest.mark.parametrize("op", ["bn", "relu"])
+def test_the_worker_computes_the_same_verdict_bit_for_bit(both_sides, method, mode, op):
+    """Batched evaluations behind the boundary give exactly the in-process numbers."""
+    from gradcheck import check_layer
+
+    here, there = both_sides
+    rng = np.random.default_rng(5)
+    if op == "bn":
+        inputs = {"x": rng.normal(1.0, 2.0, (40, 3)), "gamma": rng.normal(1.0, 0.5, 3),
+                  "beta": rng.normal(size=3)}
+    else:
+        inputs = {"x": rng.normal(size=(30, 4))}
+    local = here.pair_layer(op, f"{op}_forward", f"{op}_backward", {})
+    remote = there.pair_layer(op, f"{op}_forward", f"{op}_backward", {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = check_layer(local, inputs, method=method, mode=mode)
+        b = check_layer(remote, inputs, method=method, mode=mode)
+    assert _numbers(a) == _numbers(b)
+
+
+# --- the worker from Python: gradcheck.isolated ------------------------------------------------
+
+
+def test_isolated_file_pair_is_judged_here(tmp_path):
+    from gradcheck import check_layer, isolated
+
+    path = tmp_path / "layer.py"
+    path.write_text(WRONG + "\nimport gradcheck.check\ngradcheck.check.check_layer = None\n")
+    rng = np.random.default_rng(0)
+    with isolated(file=str(path), forward="scale_forward", backward="scale_backward") as layer:
+        report = check_layer(layer, {"x": rng.normal(size=(4, 3)), "w": rng.normal(size=3)})
+    assert [r.status for r in report.results] == ["fail", "pass"]
+
+
+def test_isolated_needs_a_picklable_layer():
+    from gradcheck import InvalidArgument, from_callables, isolated
+
+    with pytest.raises(InvalidArgument, match="pickling it raised"), isolated(
+            from_callables(lambda x: np.sum(x), lambda x: np.ones_like(x))):
+        pass
+    with pytest.raises(InvalidArgument, match="exactly one"), isolated():
+        pass

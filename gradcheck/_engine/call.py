@@ -231,11 +231,52 @@ def call_forward(spec: Spec, inputs: Mapping[str, np.ndarray], context: str) -> 
         raise
     except Exception as exc:
         raise _forward_error(spec, exc, context) from exc
+    return _forward_result(spec, result, context)
+
+
+def _forward_result(spec: Spec, result: Any, context: str) -> tuple[Any, Any]:
     if not isinstance(result, tuple) or len(result) != 2:
         got = "None (a missing `return`?)" if result is None else _describe(result)
         raise LayerError(f"{spec.name}: forward must return (out, cache), got {got}")
     _same_shape(spec, result[0], context)
     return result
+
+
+def call_forward_many(spec: Spec, inputs: Mapping[str, np.ndarray], name: str,
+                      base: np.ndarray, ks: np.ndarray, values: np.ndarray, context: str,
+                      fresh: bool) -> list[Any]:
+    """The forward's outputs at ``inputs`` with ``inputs[name] = base`` changed at one flat
+    index ``ks[i]`` to ``values[i]``, for each ``i`` (``fresh``: the other inputs copied for
+    every call, else passed as they are).
+
+    A layer may evaluate the batch itself with ``forward_perturbed(inputs, name, base, ks,
+    values, fresh) -> [forward's result, ...]`` (a layer in a worker process: one message per
+    batch); otherwise the points are evaluated here one by one.
+    """
+    hook = getattr(spec.layer, "forward_perturbed", None)
+    if hook is None:
+        outs = []
+        for k, v in zip(ks, values, strict=True):
+            arr = base.copy(order="K")
+            arr.flat[int(k)] = v
+            local = {n: (a.copy(order="K") if fresh else a) for n, a in inputs.items()}
+            local[name] = arr
+            outs.append(call_forward(spec, local, context)[0])
+        return outs
+    _guard.raise_if_expired()
+    try:
+        results = hook(inputs, name, base, ks, values, fresh)
+    except GradcheckError:
+        raise
+    except SystemExit as exc:
+        phase = f"forward ({context})"
+        raise LayerError(f"{spec.name}: {_guard.exit_message(exc, phase)}") from None
+    except _guard.Overrun as exc:
+        exc.phase = exc.phase or f"forward ({context})"
+        raise
+    except Exception as exc:
+        raise _forward_error(spec, exc, context) from exc
+    return [_forward_result(spec, r, context)[0] for r in results]
 
 
 def _same_shape(spec: Spec, out: Any, context: str) -> None:

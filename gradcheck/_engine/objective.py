@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from gradcheck import numeric
-from gradcheck._engine.call import Run, Spec, as_output, call_forward
+from gradcheck._engine.call import Run, Spec, as_output, call_forward, call_forward_many
 from gradcheck.errors import LayerError
 from gradcheck.numeric import local_scale
 
@@ -34,30 +34,44 @@ _EPS = float(np.finfo(np.float64).eps)
 
 def objective(spec: Spec, inputs: Mapping[str, np.ndarray], name: str, g: np.ndarray,
               copy_inputs: bool) -> Any:
-    """``L(arr) = <g, forward(inputs with `name` = arr)>``.
+    """``L(arr) = <g, forward(inputs with `name` = arr)>``, with ``L.many(base, ks, values)``
+    for a batch of one-element changes (:class:`gradcheck.numeric` engines use it).
 
     The other inputs are shared read-only arrays (a forward that writes to them raises) unless
     the analytic pass caught the forward mutating its inputs; then each call gets copies.
     """
-    others = {k: (v if copy_inputs else _read_only(v)) for k, v in inputs.items()}
-    inner = _Inner(g.reshape(-1))
-    context = f"numerical pass for `{name}`"
+    return _Objective(spec, inputs, name, g, copy_inputs)
 
-    def f(arr: np.ndarray) -> Any:
-        local = ({k: v.copy(order="K") for k, v in others.items()} if copy_inputs
-                 else dict(others))
-        local[name] = arr  # in the inputs' order: the dict was made from them
-        out, _ = call_forward(spec, local, context)
+
+class _Objective:
+    def __init__(self, spec: Spec, inputs: Mapping[str, np.ndarray], name: str, g: np.ndarray,
+                 copy_inputs: bool) -> None:
+        self.spec, self.name, self.g, self.copy_inputs = spec, name, g, copy_inputs
+        self.others = {k: (v if copy_inputs else _read_only(v)) for k, v in inputs.items()}
+        self.inner = _Inner(g.reshape(-1))
+        self.context = f"numerical pass for `{name}`"
+
+    def __call__(self, arr: np.ndarray) -> Any:
+        local = ({k: v.copy(order="K") for k, v in self.others.items()} if self.copy_inputs
+                 else dict(self.others))
+        local[self.name] = arr  # in the inputs' order: the dict was made from them
+        out, _ = call_forward(self.spec, local, self.context)
+        return self._value(out)
+
+    def many(self, base: np.ndarray, ks: np.ndarray, values: np.ndarray) -> list[Any]:
+        outs = call_forward_many(self.spec, self.others, self.name, base, ks, values,
+                                 self.context, self.copy_inputs)
+        return [self._value(out) for out in outs]
+
+    def _value(self, out: Any) -> Any:
         out = np.asarray(out)
-        if out.shape != g.shape:
+        if out.shape != self.g.shape:
             raise LayerError(
-                f"{spec.name}: forward returned shape {out.shape} in the numerical pass for "
-                f"`{name}`, but {g.shape} in the analytic pass: the output shape must not "
-                "depend on the input's values"
+                f"{self.spec.name}: forward returned shape {out.shape} in the numerical pass "
+                f"for `{self.name}`, but {self.g.shape} in the analytic pass: the output shape "
+                "must not depend on the input's values"
             )
-        return inner(out.reshape(-1))
-
-    return f
+        return self.inner(out.reshape(-1))
 
 
 # Below this many elements BLAS computes a dot product in the calling thread (OpenBLAS threads

@@ -200,7 +200,12 @@ def _as_scalar(value: Any, where: str, *, complex_ok: bool = False, name: str = 
 
 
 class _Evaluator:
-    """Calls ``f`` on fresh copies of ``x`` (never on the caller's array) and counts the calls."""
+    """Calls ``f`` on fresh copies of ``x`` (never on the caller's array) and counts the calls.
+
+    ``f`` may offer ``f.many(base, ks, values)``: ``[f(base with base.flat[k] = v) ...]`` in one
+    go (a layer behind a process boundary evaluates a whole stage per message); without it the
+    points are evaluated one by one.
+    """
 
     def __init__(self, problem: _Problem) -> None:
         self.f = problem.f
@@ -215,6 +220,39 @@ class _Evaluator:
         self.nfev += 1
         where = "at `x`" if k is None else f"at `x` with element {k} perturbed"
         return float(_as_scalar(self.f(arr), where).real)
+
+    def _many(self, base: np.ndarray, ks: np.ndarray, values: np.ndarray) -> list[Any]:
+        """``f`` at ``base`` with ``base.flat[k] = v`` for each pair, as ``f`` returned them."""
+        self.nfev += len(ks)
+        batch = getattr(self.f, "many", None)
+        if batch is not None:
+            return list(batch(base, ks, values))
+        found = []
+        for k, v in zip(ks, values, strict=True):
+            arr = base.copy(order="K")
+            arr.flat[int(k)] = v
+            found.append(self.f(arr))
+        return found
+
+    def at_many(self, ks: np.ndarray, values: np.ndarray, *, nan: bool = False) -> np.ndarray:
+        """:meth:`at` for every pair (``nan``: NaN where ``f`` is not finite, as
+        :meth:`at_or_nan`)."""
+        ks, values = np.asarray(ks, dtype=np.intp), np.asarray(values, dtype=self.x.dtype)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            found = self._many(self.x, ks, values)
+        out = np.empty(len(found))
+        for i, (k, raw) in enumerate(zip(ks, found, strict=True)):
+            where = f"at `x` with element {int(k)} perturbed"
+            if nan:
+                try:
+                    out[i] = _as_scalar(raw, where).real
+                except InvalidArgument as exc:
+                    if "finite" not in str(exc):
+                        raise
+                    out[i] = np.nan
+            else:
+                out[i] = _as_scalar(raw, where).real
+        return out
 
     def at_or_nan(self, k: int, value: float) -> float:
         """As :meth:`at`, but NaN when ``f`` is not finite there: a step too large for ``f``
@@ -234,6 +272,24 @@ class _Evaluator:
         # reshaped to 1-D would be a copy, and the step would be lost)
         self.nfev += 1
         return _as_scalar(self.f(arr), f"at `x + ih e_{k}`", complex_ok=True)
+
+    def imag_many(self, ks: np.ndarray, hs: np.ndarray, dtype: Any = np.complex128
+                  ) -> np.ndarray:
+        """:meth:`imag_at` for every element ``ks[i]`` with step ``hs[i]``."""
+        base = self.x.astype(dtype)
+        ks = np.asarray(ks, dtype=np.intp)
+        values = base.flat[ks] + 1j * np.asarray(hs)  # in base's dtype (a wider one stays)
+        found = self._many(base, ks, values)
+        return np.array([_as_scalar(r, f"at `x + ih e_{int(k)}`", complex_ok=True)
+                         for k, r in zip(ks, found, strict=True)], dtype=np.complex128)
+
+
+def one_by_one(evaluate: Callable[[int, float], float]) -> Callable[..., np.ndarray]:
+    """A batched ``evaluate(js, values) -> array`` from a one-point ``evaluate(j, value)``."""
+    def many(js: np.ndarray, values: np.ndarray) -> np.ndarray:
+        return np.array([evaluate(int(j), float(v)) for j, v in zip(js, values, strict=True)],
+                        dtype=np.float64)
+    return many
 
 
 def _finish(

@@ -36,12 +36,15 @@ def _central_steps(xk: np.ndarray, scale: Any = None) -> np.ndarray:
 
 
 def _central_core(
-    evaluate: Callable[[int, float], float], xk: np.ndarray, noise: Any, scale: Any = None
+    evaluate: Callable[[np.ndarray, np.ndarray], np.ndarray], xk: np.ndarray, noise: Any,
+    scale: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``D(h)``, its bound from ``D(2h)`` and the step taken, for each element ``j``."""
+    """``D(h)``, its bound from ``D(2h)`` and the step taken, for each element ``j``;
+    ``evaluate(js, values)`` evaluates every point of the stencil at once."""
     h = _central_steps(xk, scale)
     points = xk[:, None] + np.array([1.0, -1.0, 2.0, -2.0]) * h[:, None]
-    values = np.array([[evaluate(j, t) for t in row] for j, row in enumerate(points)])
+    js = np.repeat(np.arange(xk.size), 4)
+    values = np.asarray(evaluate(js, points.reshape(-1)), dtype=np.float64)
     values = values.reshape(xk.size, 4)
     d1 = (values[:, 0] - values[:, 1]) / (points[:, 0] - points[:, 1])
     d2 = (values[:, 2] - values[:, 3]) / (points[:, 2] - points[:, 3])
@@ -98,7 +101,7 @@ def central(
     idx = problem.idx
     scale = local_scale(problem.x).reshape(-1)[idx]
     value, error, step = _central_core(
-        lambda j, v: ev.at(int(idx[j]), v), problem.x.flat[idx], noise_k, scale
+        lambda js, vs: ev.at_many(idx[js], vs), problem.x.flat[idx], noise_k, scale
     )
     return _finish(problem, value, error, ev.nfev, "central", step)
 

@@ -100,9 +100,7 @@ def complex_step(f: Callable[[np.ndarray], Any], x: Any, *, indices: Any = None,
     scale = _validate_terms(terms, problem.x.shape, problem.idx)
     ev = _Evaluator(problem)
     h = _complex_steps(problem.x.flat[problem.idx], scale)
-    value = np.array([ev.imag_at(int(k), hk, dt).imag
-                      for k, hk in zip(problem.idx, h, strict=True)])
-    value = value / h
+    value = ev.imag_many(problem.idx, h, dt).imag / h
     error = _complex_bound(value, h, scale, float(np.finfo(dt).eps))
     # an element too close to underflow for any step far below itself (1e-300) is not measured
     xk = np.abs(problem.x.flat[problem.idx])

@@ -18,6 +18,7 @@ from gradcheck.numeric._base import (
     _validate_method,
     _validate_noise,
     complex_step_size,
+    one_by_one,
 )
 from gradcheck.numeric.central import _central_core
 from gradcheck.numeric.richardson import _RICH_FIRST, _richardson_core
@@ -66,14 +67,16 @@ def _directional_complex(ev: _PhiEvaluator, noise: float | None,
 
 def _directional_central(ev: _PhiEvaluator, noise: float | None,
                          terms: float | None = None) -> tuple[float, float, float]:
-    value, error, step = _central_core(lambda j, t: ev.real(t), np.zeros(1), noise or 0.0)
+    value, error, step = _central_core(one_by_one(lambda j, t: ev.real(t)), np.zeros(1),
+                                       noise or 0.0)
     return float(value[0]), float(error[0]), float(step[0])
 
 
 def _directional_richardson(ev: _PhiEvaluator, noise: float | None,
                             terms: float | None = None) -> tuple[float, float, float]:
     value, error, step = _richardson_core(
-        lambda j, t: ev.real_or_nan(t), np.zeros(1), np.array([_RICH_FIRST]), ev.real(0.0),
+        one_by_one(lambda j, t: ev.real_or_nan(t)), np.zeros(1), np.array([_RICH_FIRST]),
+        ev.real(0.0),
         noise or 0.0,
     )
     return float(value[0]), float(error[0]), float(step[0])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -150,6 +150,26 @@ def _copies_traced() -> Iterator[None]:
             setattr(np, name, fn)
 
 
+def trace_log(value: Any) -> list[str] | None:
+    """The log of operations recorded on a traced array (the probe's), or None for any other."""
+    return value.log if isinstance(value, _Traced) else None
+
+
+@contextlib.contextmanager
+def tracing(arrays: dict[str, Any], names: Sequence[str]) -> Iterator[list[str]]:
+    """Trace ``arrays[name]`` for each of ``names`` (in place in the dict) with one shared log,
+    as the probe traces its input; yields the log. For a forward that runs elsewhere (a worker
+    process) than the probe that asked for the trace."""
+    log: list[str] = []
+    for name in names:
+        traced = np.asarray(arrays[name]).view(_Traced)
+        traced.log = log
+        arrays[name] = traced
+    with warnings.catch_warnings(), np.errstate(all="ignore"), _copies_traced():
+        warnings.simplefilter("ignore")
+        yield log
+
+
 def _perturbed(problem: _Problem, k: int) -> np.ndarray:
     arr = problem.x.astype(np.complex128)
     arr.flat[k] += 1j * _complex_steps(problem.x.flat[k : k + 1])[0]
@@ -249,7 +269,8 @@ def _scatter(problem: _Problem, sample: np.ndarray, noise: float | None,
     ev = _Evaluator(problem)
     xk = problem.x.flat[sample]
     again, _, _ = _richardson_core(
-        lambda j, v: ev.at(int(sample[j]), v), xk, 0.75 * _richardson_steps(problem.x, sample),
+        lambda js, vs: ev.at_many(sample[js], vs), xk,
+        0.75 * _richardson_steps(problem.x, sample),
         ev.at(), noise or 0.0,
     )
     return np.abs(again - reference.value)

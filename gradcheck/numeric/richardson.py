@@ -60,9 +60,11 @@ class _Recorder:
 
 
 class _Stencil:
-    """The elementwise function SciPy differentiates: ``t ↦ f(base_j + t)`` for element ``j``."""
+    """The elementwise function SciPy differentiates: ``t ↦ f(base_j + t)`` for element ``j``,
+    every point SciPy asks for at once evaluated in one batch (``evaluate(js, values)``)."""
 
-    def __init__(self, evaluate: Callable[[int, float], float], base: np.ndarray, f0: float):
+    def __init__(self, evaluate: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                 base: np.ndarray, f0: float):
         self.evaluate = evaluate
         self.base = base
         self.f0 = f0
@@ -70,20 +72,16 @@ class _Stencil:
         self.fmax = np.full(base.size, abs(f0))  # largest |f| seen per element
 
     def __call__(self, t: np.ndarray, j: np.ndarray) -> np.ndarray:
-        t, j = np.broadcast_arrays(t, j)
-        out = np.empty(t.shape)
-        for pos in np.ndindex(t.shape):
-            out[pos] = self._one(float(t[pos]), int(j[pos]))
+        t, j = np.broadcast_arrays(np.asarray(t, dtype=np.float64), np.asarray(j))
+        out = np.full(t.shape, self.f0)
+        moved = t != 0.0
+        ts, js = t[moved], j[moved].astype(np.intp)
+        values = self.base[js] + ts
+        np.maximum.at(self.drift, js, np.abs((values - self.base[js]) - ts))
+        found = np.asarray(self.evaluate(js, values), dtype=np.float64)
+        np.fmax.at(self.fmax, js, np.abs(found))
+        out[moved] = found
         return out
-
-    def _one(self, t: float, j: int) -> float:
-        if t == 0.0:
-            return self.f0
-        value = self.base[j] + t
-        self.drift[j] = max(self.drift[j], abs((value - self.base[j]) - t))
-        result = self.evaluate(j, value)
-        self.fmax[j] = max(self.fmax[j], abs(result))
-        return result
 
 
 def _richardson_steps(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -181,7 +179,8 @@ def _choose(
 
 
 def _richardson_core(
-    evaluate: Callable[[int, float], float], base: np.ndarray, h0: np.ndarray, f0: float,
+    evaluate: Callable[[np.ndarray, np.ndarray], np.ndarray], base: np.ndarray, h0: np.ndarray,
+    f0: float,
     noise: Any,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Runs SciPy from ``h0``, then again 2**-11 lower for elements that have not settled."""
@@ -244,29 +243,34 @@ def richardson(
     if idx.size == 0:
         return _finish(problem, xk, xk, ev.nfev, "richardson", xk)
     steps = _richardson_steps(problem.x, idx)
-    measured = measured_noise(lambda j, v: ev.at_or_nan(int(idx[j]), v), xk, steps, f0)
+    def evaluate(js: np.ndarray, values: np.ndarray) -> np.ndarray:
+        return ev.at_many(idx[js], values, nan=True)
+
+    measured = measured_noise(evaluate, xk, steps, f0)
     value, error, step = _richardson_core(
-        lambda j, v: ev.at_or_nan(int(idx[j]), v), xk, steps, f0,
+        evaluate, xk, steps, f0,
         np.maximum(noise_k, _NOISE_SAFETY * measured),
     )
     return _finish(problem, value, error, ev.nfev, "richardson", step)
 
 
-def measured_noise(evaluate: Callable[[int, float], float], xk: np.ndarray, steps: np.ndarray,
-                   f0: float) -> np.ndarray:
+def measured_noise(evaluate: Callable[[np.ndarray, np.ndarray], np.ndarray], xk: np.ndarray,
+                   steps: np.ndarray, f0: float) -> np.ndarray:
     """The rounding noise of ``f`` near each element, measured (Moré & Wild's ECnoise idea):
     on points ``x_k + j δ``, ``j = -4..4``, with ``δ`` far below the element's natural scale,
     ``f`` is a low-degree polynomial plus noise, so its 6th differences are noise alone, with
     variance ``C(12, 6) σ²``. A forward whose rounding is amplified beyond the noise model
-    (``E[x²] - E[x]²``, a long sum) shows it here. 8 evaluations per element."""
-    offsets = np.arange(-4, 5, dtype=np.float64)
+    (``E[x²] - E[x]²``, a long sum) shows it here. 8 evaluations per element, in one batch."""
+    offsets = np.array([-4.0, -3.0, -2.0, -1.0, 1.0, 2.0, 3.0, 4.0])
     delta = steps * 2.0**-20
+    js = np.repeat(np.arange(xk.size), offsets.size)
+    points = (xk[:, None] + offsets[None, :] * delta[:, None]).reshape(-1)
+    found = np.asarray(evaluate(js, points), dtype=np.float64).reshape(xk.size, offsets.size)
+    values = np.insert(found, 4, f0, axis=1)  # j = 0 is f(x) itself
     sigma = np.zeros(xk.size)
     for j in range(xk.size):
-        values = np.array([f0 if o == 0 else evaluate(j, xk[j] + o * delta[j]) for o in offsets])
-        if not np.all(np.isfinite(values)):
+        if not np.all(np.isfinite(values[j])):
             continue
-        sixth = np.diff(values, n=6)
+        sixth = np.diff(values[j], n=6)
         sigma[j] = float(np.sqrt(np.mean(sixth**2) / 924.0))
     return sigma
-

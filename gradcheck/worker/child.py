@@ -7,7 +7,9 @@ keeping the objects it cannot send (the module, layers, caches) in a table of ha
 ``call``      call ``target.method(*args, **kwargs)``; answer the result, the arguments the call
               changed in place, and the handle arguments it changed (their stored objects are
               never changed: each call gets a deep copy)
+``perturb``   the forward at many one-element changes of one input (a numerical stage)
 ``attrs``     the values of named attributes of a kept object, and which are methods
+``unpickle``  a layer (or a factory of one) the parent pickled
 ``release``   forget handles
 
 Nothing here decides anything: whatever the worker answers, the parent only uses it as the
@@ -65,6 +67,14 @@ def _call(table: _Table, request: dict[str, Any], args: list[Any], kwargs: dict[
     for name in str(request.get("method") or "").split("."):
         fn = getattr(fn, name) if name else fn
     before = {i: safe_deepcopy(a) for i, a in enumerate(args) if not _is_copy(a, copies)}
+    trace = request.get("trace")
+    if trace and args and isinstance(args[0], dict):  # the probe traces the forward's ops
+        from gradcheck.numeric.probe import tracing
+
+        with tracing(args[0], [str(n) for n in trace if n in args[0]]) as log:
+            result = fn(*args, **kwargs)
+        return {"result": _plain(result), "changed": {}, "handles_changed": [],
+                "trace": list(dict.fromkeys(log))}
     result = fn(*args, **kwargs)
     keep = request.get("keep")
     if keep == "result":  # an object the parent only passes back (a layer)
@@ -74,6 +84,16 @@ def _call(table: _Table, request: dict[str, Any], args: list[Any], kwargs: dict[
     changed = {str(i): args[i] for i in before if not same(before[i], args[i])}
     return {"result": result, "changed": changed,
             "handles_changed": [key for key, c in copies if not same(table.get(key), c)]}
+
+
+def _plain(value: Any) -> Any:
+    """A traced result as plain arrays (the cache is dropped: a traced call is never followed
+    by a backward)."""
+    import numpy as np
+
+    if isinstance(value, tuple) and len(value) == 2:
+        return (np.asarray(value[0]).view(np.ndarray), None)
+    return value
 
 
 def _copy_of(table: _Table, copies: list[tuple[int, Any]], key: int) -> Any:
@@ -104,6 +124,12 @@ def _serve(table: _Table, rfd: int, wfd: int) -> None:
                 answer: Any = _load(header)
             elif op == "attrs":
                 answer = _attrs(table.get(header["target"]), header.get("names", ()))
+            elif op == "unpickle":
+                answer = _unpickle(header, buffers)
+            elif op == "perturb":
+                inputs, base, ks, values = decode(header["args"], buffers)
+                answer = _perturb(table.get(header["target"]), str(header["name"]),
+                                  bool(header.get("fresh")), inputs, base, ks, values)
             else:
                 copies: list[tuple[int, Any]] = []  # a handle argument is passed as a copy:
                 resolve = functools.partial(_copy_of, table, copies)  # the stored one stays
@@ -116,11 +142,46 @@ def _serve(table: _Table, rfd: int, wfd: int) -> None:
         channel.send(tree, out)
 
 
+def _perturb(layer: Any, name: str, fresh: bool, inputs: dict[str, Any], base: Any, ks: Any,
+             values: Any) -> list[Any]:
+    """The forward at ``inputs`` with ``inputs[name] = base`` changed at ``ks[i]`` to
+    ``values[i]``, for each ``i``; the caches are dropped (no backward will use them)."""
+    if not fresh:  # shared between calls, as in process: a forward that writes to them raises
+        for value in inputs.values():
+            if hasattr(value, "flags"):
+                value.flags.writeable = False
+    results = []
+    for k, v in zip(ks, values, strict=True):
+        arr = base.copy(order="K")
+        arr.flat[int(k)] = v
+        local = {n: (a.copy(order="K") if fresh and hasattr(a, "copy") else a)
+                 for n, a in inputs.items()}
+        local[name] = arr
+        result = layer.forward(local)
+        results.append((result[0], None) if isinstance(result, tuple) and len(result) == 2
+                       else result)
+    return results
+
+
 def _attrs(target: Any, names: Any) -> dict[str, Any]:
     """The named attributes that are not methods, and which of the names are methods."""
     values = {str(n): getattr(target, str(n)) for n in names if hasattr(target, str(n))}
     methods = [n for n, v in values.items() if callable(v)]
     return {"values": {n: v for n, v in values.items() if not callable(v)}, "methods": methods}
+
+
+def _unpickle(header: dict[str, Any], buffers: list[bytes]) -> Any:
+    """A layer the parent pickled (the parent trusts itself: this direction may pickle), or the
+    layer a pickled factory returns; the parent's ``sys.path`` first, so its modules import."""
+    import pickle
+
+    for entry in reversed([str(p) for p in header.get("path", ())]):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    obj = pickle.loads(buffers[0])  # from the parent (trusted), never from user code
+    if not all(callable(getattr(obj, m, None)) for m in ("forward", "backward")) and callable(obj):
+        obj = obj()
+    return obj
 
 
 def _load(header: dict[str, Any]) -> Any:

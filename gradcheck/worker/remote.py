@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from gradcheck import errors
 from gradcheck._guard import exit_message
+from gradcheck.numeric.probe import trace_log
 from gradcheck.worker.supervisor import Worker
 from gradcheck.worker.wire import Handle
 
-__all__ = ["RemoteError", "RemoteFunction", "RemoteLayer", "RemoteWorkshop"]
+__all__ = ["Kept", "RemoteError", "RemoteFunction", "RemoteLayer", "RemoteWorkshop", "raise_error"]
 
 
 class RemoteError(Exception):
@@ -41,6 +42,9 @@ class RemoteError(Exception):
     raised_here = False
     remote_traceback = ""
 
+
+BATCH_BYTES = 8 << 20  # one message carries at most this many bytes of changed inputs' worth
+_BATCH_POINTS = 512
 
 _CLASSES: dict[str, type[RemoteError]] = {}
 _OURS = {"InvalidArgument": errors.InvalidArgument, "LayerError": errors.LayerError}
@@ -68,7 +72,7 @@ def raise_error(info: Mapping[str, Any]) -> None:
     raise exc
 
 
-class _Kept:
+class Kept:
     """A handle the parent holds; the worker forgets the object when this is collected."""
 
     def __init__(self, worker: Worker, handle: Handle) -> None:
@@ -77,11 +81,12 @@ class _Kept:
 
 
 def call(worker: Worker, target: Handle, method: str, args: list[Any], *, keep: str = "",
-         phase: str = "") -> dict[str, Any]:
-    """``target.method(*args)`` in the worker: ``{"result", "changed", "handles_changed"}``."""
+         phase: str = "", trace: Sequence[str] = ()) -> dict[str, Any]:
+    """``target.method(*args)`` in the worker: ``{"result", "changed", "handles_changed"}``
+    (and ``"trace"``, the operations applied to the inputs named by ``trace``)."""
     worker.phase = phase or method or "a call"
-    answer = worker.request({"op": "call", "target": target.id, "method": method, "keep": keep},
-                            args)
+    answer = worker.request({"op": "call", "target": target.id, "method": method, "keep": keep,
+                             "trace": list(trace)}, args)
     if not isinstance(answer, dict) or not ({"ok"} == set(answer) or {"error"} == set(answer)):
         raise errors.LayerError("the layer's process sent an answer gradcheck cannot read")
     if "error" in answer:
@@ -116,7 +121,7 @@ def _copy_back(original: Any, changed: Any, *, rebind: bool = False) -> None:
 class RemoteLayer:
     """A layer that lives in the worker, speaking the ``Layer`` protocol here."""
 
-    def __init__(self, worker: Worker, kept: _Kept) -> None:
+    def __init__(self, worker: Worker, kept: Kept) -> None:
         self._worker, self._kept = worker, kept
         attrs = self._attrs()
         values = attrs["values"]
@@ -146,17 +151,42 @@ class RemoteLayer:
 
     def forward(self, inputs: Mapping[str, np.ndarray]) -> tuple[Any, Any]:
         sent = dict(inputs)
+        traced = [k for k, v in sent.items() if trace_log(v) is not None]
         ok = call(self._worker, self._kept.handle, "forward", [sent], keep="cache",
-                  phase="forward")
+                  phase="forward", trace=traced)
+        if traced:  # the probe's trace: the operations the forward applied, recorded there
+            log = trace_log(sent[traced[0]])
+            if log is not None:
+                log.extend(str(e) for e in ok.get("trace", ()) if isinstance(e, str))
         if "0" in ok["changed"]:
             _copy_back(sent, ok["changed"]["0"])
         result = ok["result"]
         if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], Handle):
-            return result[0], _Kept(self._worker, result[1])
+            return result[0], Kept(self._worker, result[1])
         return result
 
+    def forward_perturbed(self, inputs: Mapping[str, np.ndarray], name: str, base: np.ndarray,
+                          ks: np.ndarray, values: np.ndarray, fresh: bool) -> list[Any]:
+        """The forward at many one-element changes of ``inputs[name]``, batched: one message per
+        :data:`BATCH_BYTES` of inputs (the engine's hook, see ``call_forward_many``)."""
+        step = int(max(1, min(_BATCH_POINTS, BATCH_BYTES // max(1, base.nbytes))))
+        found: list[Any] = []
+        for lo in range(0, len(ks), step):
+            self._worker.phase = "forward"
+            answer = self._worker.request(
+                {"op": "perturb", "target": self._kept.handle.id, "name": name, "fresh": fresh},
+                [dict(inputs), base, np.asarray(ks[lo:lo + step]),
+                 np.asarray(values[lo:lo + step])])
+            if not isinstance(answer, dict) or "error" in answer:
+                raise_error(answer.get("error", {}) if isinstance(answer, dict) else {})
+            batch = answer["ok"]
+            if not isinstance(batch, list) or len(batch) != len(ks[lo:lo + step]):
+                raise errors.LayerError("the layer's process sent a batch gradcheck cannot read")
+            found += batch
+        return found
+
     def backward(self, dout: np.ndarray, cache: Any) -> Any:
-        arg = cache.handle if isinstance(cache, _Kept) else cache
+        arg = cache.handle if isinstance(cache, Kept) else cache
         ok = call(self._worker, self._kept.handle, "backward", [dout, arg], phase="backward")
         if "0" in ok["changed"]:
             _copy_back(dout, ok["changed"]["0"])
@@ -197,7 +227,7 @@ class RemoteFunction:
     """A function of the user's module, called in the worker; dict and array arguments it
     changes in place (``bn_param``'s running statistics) are changed here too."""
 
-    def __init__(self, worker: Worker, kept: _Kept, name: str) -> None:
+    def __init__(self, worker: Worker, kept: Kept, name: str) -> None:
         self._worker, self._kept, self.__name__ = worker, kept, name
 
     def __call__(self, *args: Any) -> Any:
@@ -236,7 +266,7 @@ class RemoteWorkshop:
         if "error" in answer:
             with _exits_named(worker.phase):
                 raise_error(answer["error"])
-        self._kept = _Kept(worker, answer["ok"])
+        self._kept = Kept(worker, answer["ok"])
 
     def _call(self, method: str, args: list[Any], keep: str = "") -> Any:
         phase = _PHASES.get(method, method)
@@ -248,22 +278,22 @@ class RemoteWorkshop:
         return dict(self._call("info", []))
 
     def function(self, name: str) -> RemoteFunction:
-        return RemoteFunction(self._worker, _Kept(self._worker, self._call(
+        return RemoteFunction(self._worker, Kept(self._worker, self._call(
             "function", [name], keep="result")), name)
 
     def pair_layer(self, op: str, forward: str, backward: str, config: Mapping[str, Any]
                    ) -> RemoteLayer:
         handle = self._call("pair_layer", [op, forward, backward, dict(config)], keep="result")
-        return RemoteLayer(self._worker, _Kept(self._worker, handle))
+        return RemoteLayer(self._worker, Kept(self._worker, handle))
 
     def class_layer(self, name: str, kwargs: Mapping[str, Any], input_name: str,
                     options: Mapping[str, Any], example: np.ndarray) -> RemoteLayer:
         handle = self._call("class_layer", [name, dict(kwargs), input_name, dict(options),
                                             example], keep="result")
-        return RemoteLayer(self._worker, _Kept(self._worker, handle))
+        return RemoteLayer(self._worker, Kept(self._worker, handle))
 
     def model(self, cost: str, grads: str, parameters: str) -> tuple[RemoteLayer, dict[str, Any]]:
         layer = self._call("model", [cost, grads, parameters])
         if not isinstance(layer, tuple) or len(layer) != 2 or not isinstance(layer[0], Handle):
             raise errors.LayerError("the layer's process sent a network gradcheck cannot read")
-        return RemoteLayer(self._worker, _Kept(self._worker, layer[0])), dict(layer[1])
+        return RemoteLayer(self._worker, Kept(self._worker, layer[0])), dict(layer[1])
