@@ -59,10 +59,27 @@ def add_isolation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-memory", type=parse_memory, default=0, metavar="SIZE",
                    help="the most memory the layer's process may use, e.g. 2G or 512M "
                         "(default 0: no limit); exceeding it ends the check with exit 3")
+    p.add_argument("--workers", type=_workers, default=1, metavar="N",
+                   help="worker processes that evaluate the numerical stages at the same time "
+                        "(default 1); each imports your file")
     p.add_argument("--in-process", action="store_true",
                    help="run the layer in gradcheck's own process instead of a supervised "
                         "worker: starts faster, but the layer's code can then change the "
                         "verdict, the exit code and the reports (only for code you trust)")
+
+
+MAX_WORKERS = 64
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_WORKERS}, "
+                                         f"got {text!r}")
+    return n
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

@@ -301,7 +301,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     case = load_replay(args.file)
     stored = argparse.Namespace(**{**case.layer, "in_process": args.in_process,
-                                   "max_memory": args.max_memory})
+                                   "max_memory": args.max_memory, "workers": args.workers})
     with _opened(stored) as door:
         layer = _replay_layer(stored, door, case.case)
         if hasattr(layer, "clear_problems"):
@@ -359,15 +359,18 @@ def _opened(args: argparse.Namespace) -> Iterator[Any]:
             workshop: Any = open_module(args.file, seed=args.seed)
         yield _Doorway(workshop, ModuleInfo.from_data(workshop.info()), None)
         return
-    from gradcheck.worker.remote import RemoteWorkshop
+    from gradcheck.worker.remote import RemoteWorkshop, Replicated
     from gradcheck.worker.supervisor import Worker
 
-    worker = Worker(max_memory=getattr(args, "max_memory", 0) or None)
-    try:
-        workshop = RemoteWorkshop(worker, args.file, seed=args.seed)
-        yield _Doorway(workshop, ModuleInfo.from_data(workshop.info()), worker)
+    limit = getattr(args, "max_memory", 0) or None
+    workers = [Worker(max_memory=limit) for _ in range(getattr(args, "workers", 1) or 1)]
+    try:  # started together: their interpreters and imports overlap
+        shops = [RemoteWorkshop(w, args.file, seed=args.seed) for w in workers]
+        workshop = shops[0] if len(shops) == 1 else Replicated(shops)
+        yield _Doorway(workshop, ModuleInfo.from_data(shops[0].info()), workers[0])
     finally:
-        worker.close()
+        for worker in workers:
+            worker.close()
 
 
 class _Doorway:

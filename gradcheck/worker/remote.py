@@ -27,7 +27,8 @@ from gradcheck.numeric.probe import trace_log
 from gradcheck.worker.supervisor import Worker
 from gradcheck.worker.wire import Handle
 
-__all__ = ["Kept", "RemoteError", "RemoteFunction", "RemoteLayer", "RemoteWorkshop", "raise_error"]
+__all__ = ["Kept", "RemoteError", "RemoteFunction", "RemoteLayer", "RemoteWorkshop", "Replicated",
+           "raise_error"]
 
 
 class RemoteError(Exception):
@@ -118,6 +119,26 @@ def _copy_back(original: Any, changed: Any, *, rebind: bool = False) -> None:
             del original[key]
 
 
+def _batch(answer: Any, size: int) -> list[Any]:
+    if not isinstance(answer, dict) or "error" in answer or "ok" not in answer:
+        raise_error(answer.get("error", {}) if isinstance(answer, dict) else {})
+    batch = answer["ok"]
+    if not isinstance(batch, list) or len(batch) != size:
+        raise errors.LayerError("the layer's process sent a batch gradcheck cannot read")
+    return batch
+
+
+def _same_output(a: Any, b: Any) -> bool:
+    first = a[0] if isinstance(a, tuple) and a else a
+    second = b[0] if isinstance(b, tuple) and b else b
+    try:
+        x, y = np.asarray(first), np.asarray(second)
+        return x.dtype == y.dtype and x.shape == y.shape and bool(
+            np.array_equal(x, y, equal_nan=x.dtype.kind in "fc"))
+    except Exception:  # not arrays: the engine will say what is wrong with them
+        return False
+
+
 class RemoteLayer:
     """A layer that lives in the worker, speaking the ``Layer`` protocol here."""
 
@@ -130,6 +151,9 @@ class RemoteLayer:
         self.scalar_output = bool(values.get("scalar_output"))
         self._methods = set(attrs["methods"])
         self._problems: list[str] = []
+        self._problem_notes: list[str] = []
+        self._replicas: list[tuple[Worker, Kept]] = []
+        self._verified = False
         required = (call(worker, kept.handle, "required_inputs", [])["result"]
                     if "required_inputs" in self._methods else None)
         self._required = (tuple(map(str, required[0])), str(required[1])) if required else None
@@ -165,25 +189,59 @@ class RemoteLayer:
             return result[0], Kept(self._worker, result[1])
         return result
 
+    def add_replica(self, other: RemoteLayer) -> None:
+        """The same layer built in another worker of a pool: batches are split across them
+        once their outputs are seen to agree bit for bit (:meth:`forward_perturbed`)."""
+        self._replicas.append((other._worker, other._kept))
+        self._verified = False
+
     def forward_perturbed(self, inputs: Mapping[str, np.ndarray], name: str, base: np.ndarray,
                           ks: np.ndarray, values: np.ndarray, fresh: bool) -> list[Any]:
-        """The forward at many one-element changes of ``inputs[name]``, batched: one message per
-        :data:`BATCH_BYTES` of inputs (the engine's hook, see ``call_forward_many``)."""
-        step = int(max(1, min(_BATCH_POINTS, BATCH_BYTES // max(1, base.nbytes))))
+        """The forward at many one-element changes of ``inputs[name]``, batched (the engine's
+        hook, see ``call_forward_many``): one message per :data:`BATCH_BYTES` of inputs, the
+        messages spread over the pool's workers, which evaluate them at the same time."""
+        if not len(ks):
+            return []
+        sides = self._sides(inputs, name, base, ks, values, fresh)
+        most = max(1, min(_BATCH_POINTS, BATCH_BYTES // max(1, base.nbytes)))
+        step = int(min(most, -(-len(ks) // len(sides))))
+        bounds = [(lo, min(lo + step, len(ks))) for lo in range(0, len(ks), step)]
         found: list[Any] = []
-        for lo in range(0, len(ks), step):
-            self._worker.phase = "forward"
-            answer = self._worker.request(
-                {"op": "perturb", "target": self._kept.handle.id, "name": name, "fresh": fresh},
-                [dict(inputs), base, np.asarray(ks[lo:lo + step]),
-                 np.asarray(values[lo:lo + step])])
-            if not isinstance(answer, dict) or "error" in answer:
-                raise_error(answer.get("error", {}) if isinstance(answer, dict) else {})
-            batch = answer["ok"]
-            if not isinstance(batch, list) or len(batch) != len(ks[lo:lo + step]):
-                raise errors.LayerError("the layer's process sent a batch gradcheck cannot read")
-            found += batch
+        for first in range(0, len(bounds), len(sides)):
+            group = list(zip(sides, bounds[first:first + len(sides)], strict=False))
+            for (worker, kept), (lo, hi) in group:
+                worker.phase = "forward"
+                worker.send({"op": "perturb", "target": kept.handle.id, "name": name,
+                             "fresh": fresh}, [dict(inputs), base, ks[lo:hi], values[lo:hi]])
+            for (worker, _), (lo, hi) in group:
+                found += _batch(worker.receive(), hi - lo)
         return found
+
+    def _sides(self, inputs: Mapping[str, np.ndarray], name: str, base: np.ndarray,
+               ks: np.ndarray, values: np.ndarray, fresh: bool) -> list[tuple[Worker, Kept]]:
+        """The workers to spread a batch over: the replicas that computed the first point of the
+        first batch exactly as this worker did (a layer whose output depends on its process,
+        through the clock, the pid or unseeded randomness, is evaluated in one worker only)."""
+        mine = (self._worker, self._kept)
+        if not self._replicas or not len(ks):
+            return [mine]
+        if not self._verified:
+            self._verified = True
+            outs = []
+            for worker, kept in (mine, *self._replicas):
+                worker.send({"op": "perturb", "target": kept.handle.id, "name": name,
+                             "fresh": fresh}, [dict(inputs), base, ks[:1], values[:1]])
+            for worker, _ in (mine, *self._replicas):
+                outs.append(_batch(worker.receive(), 1)[0])
+            agree = [r for r, out in zip(self._replicas, outs[1:], strict=True)
+                     if _same_output(outs[0], out)]
+            if len(agree) < len(self._replicas):
+                self._problem_notes.append(
+                    "the layer gave different outputs in the pool's worker processes (it depends "
+                    "on the process: the clock, the pid, an unseeded generator); it was "
+                    "evaluated in one worker")
+            self._replicas = agree
+        return [mine, *self._replicas]
 
     def backward(self, dout: np.ndarray, cache: Any) -> Any:
         arg = cache.handle if isinstance(cache, Kept) else cache
@@ -215,7 +273,7 @@ class RemoteLayer:
 
     @property
     def notes(self) -> list[str]:
-        return self._remote_list("notes")
+        return [*self._remote_list("notes"), *self._problem_notes]
 
     def clear_problems(self) -> None:
         self._problems.clear()
@@ -236,6 +294,35 @@ class RemoteFunction:
         for index, value in ok["changed"].items():
             _copy_back(args[int(index)], value, rebind=True)
         return ok["result"]
+
+
+class Replicated:
+    """A workshop per worker of a pool: answers from the first; every layer a method returns is
+    built in each worker too, as a replica of the first's (:meth:`RemoteLayer.add_replica`)."""
+
+    def __init__(self, shops: Sequence[Any]) -> None:
+        self._shops = list(shops)
+
+    def __getattr__(self, name: str) -> Any:
+        first = getattr(self._shops[0], name)
+        if not callable(first):
+            return first
+
+        def method(*args: Any, **kwargs: Any) -> Any:
+            result = first(*args, **kwargs)
+            mine = _layers(result)
+            for shop in self._shops[1:] if mine else ():
+                theirs = _layers(getattr(shop, name)(*args, **kwargs))
+                for layer, other in zip(mine, theirs, strict=True):
+                    layer.add_replica(other)
+            return result
+
+        return method
+
+
+def _layers(result: Any) -> list[RemoteLayer]:
+    items = result if isinstance(result, tuple) else (result,)
+    return [r for r in items if isinstance(r, RemoteLayer)]
 
 
 _PHASES = {"class_layer": "the construction of the layer", "model": "the parameters' setup",

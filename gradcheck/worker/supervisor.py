@@ -119,6 +119,11 @@ class Worker:
         Raises :class:`WorkerLost` when the worker is gone; an error the user's code raised
         comes back as ``{"error": ...}`` for the caller to raise.
         """
+        self.send(header, values)
+        return self.receive()
+
+    def send(self, header: dict[str, Any], values: Any = None) -> None:
+        """The first half of :meth:`request` (a pool sends to every worker, then receives)."""
         if self._lost is not None:
             raise WorkerLost(self._lost)
         tree, buffers = encode(values)
@@ -126,6 +131,15 @@ class Worker:
         self._release.clear()
         try:
             self._channel.send(header, buffers)
+        except WireError as exc:
+            self._lost = self._ended(str(exc))
+            raise WorkerLost(self._lost) from None
+
+    def receive(self) -> Any:
+        """The second half of :meth:`request`: the answer to the last message sent."""
+        if self._lost is not None:
+            raise WorkerLost(self._lost)
+        try:
             answer, data = self._channel.receive()
             return decode(answer, data)
         except WireError as exc:
