@@ -25,7 +25,7 @@ from tabulate import tabulate
 
 from gradcheck import GradcheckWarning, check_layer
 from gradcheck.doorway import open_module
-from gradcheck.worker.remote import RemoteWorkshop
+from gradcheck.worker.remote import RemoteWorkshop, Replicated
 from gradcheck.worker.supervisor import Worker
 
 LAYER = '''
@@ -92,6 +92,24 @@ def measure(repeats: int) -> tuple[list[list[str]], float]:
     return rows, statistics.median(starts)
 
 
+def pool_speedup(repeats: int) -> tuple[float, float]:
+    """Median seconds of a 64x32 full-mode check with one worker and with a pool of two."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "bn_course.py")
+        path.write_text(LAYER)
+        workers = [Worker(), Worker()]
+        try:
+            shops = [RemoteWorkshop(w, str(path)) for w in workers]
+            one = shops[0].pair_layer("bn", "bn_forward", "bn_backward", {})
+            two = Replicated(shops).pair_layer("bn", "bn_forward", "bn_backward", {})
+            inputs = _inputs(64, 32)
+            return (_median_seconds(one, inputs, "full", repeats),
+                    _median_seconds(two, inputs, "full", repeats))
+        finally:
+            for w in workers:
+                w.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -99,12 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rows, start = measure(args.repeats)
+    one, two = pool_speedup(args.repeats)
     table = tabulate(rows, headers=["size", "mode", "in process (s)", "worker (s)", "ratio"],
                      tablefmt="github", disable_numparse=True)
     text = (f"# The worker boundary's cost (bench/isolation.py)\n\nload average {load:.2f} at the "
             f"start; median of {args.repeats} checks; worker start (interpreter, NumPy, import)"
             f" {start:.3f} s, not included below.\n\n{table}\n\nTarget (issue 22): within 10% "
-            "of in process at 256x64 directional.\n")
+            "of in process at 256x64 directional.\n\nA pool of two workers (--workers 2) on the "
+            f"64x32 full-mode check: {one:.3f} s with one worker, {two:.3f} s with two, "
+            f"{one / two:.2f}x (target: 1.7x on two idle cores).\n")
     print(text)
     if args.out:
         Path(args.out, "isolation.md").write_text(text)

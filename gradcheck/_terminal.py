@@ -163,8 +163,11 @@ class _Counter:
         self.progress, self.calls, self.name, self.base = progress, 0, self.order[0], 0
 
     def __call__(self, inputs: Mapping[str, Any]) -> None:
-        self.calls += 1
-        name = _perturbed(inputs)
+        self.many(_perturbed(inputs), 1)
+
+    def many(self, name: str | None, calls: int) -> None:
+        """``calls`` evaluations moving input ``name`` (a batch of a numerical stage)."""
+        self.calls += calls
         if name in self.offsets and name != self.name:
             self.name, self.base = name, self.calls
         done = self.offsets[self.name] + self.calls - self.base
@@ -195,8 +198,13 @@ def one_check(layer: Any, sizes: Mapping[str, int], method: str,
         return inner(inputs)
 
     layer.forward = forward
+    batches = hasattr(layer, "progress")  # a layer that evaluates a stage's points itself (in
+    if batches:  # a worker) reports each part it evaluated: progress(name, calls)
+        layer.progress = count.many
     try:
         yield progress
     finally:
         del layer.forward
+        if batches:
+            layer.progress = None
         progress.close()

@@ -15,8 +15,9 @@ subclass named like the original (``ValueError``), so messages read as they do i
 from __future__ import annotations
 
 import contextlib
+import time
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,7 +46,9 @@ class RemoteError(Exception):
 
 
 BATCH_BYTES = 8 << 20  # one message carries at most this many bytes of changed inputs' worth
+BATCH_SECONDS = 0.25  # and about this much of the layer's time
 _BATCH_POINTS = 512
+_FIRST_BATCH = 16  # points in a layer's first message, to time them
 
 _CLASSES: dict[str, type[RemoteError]] = {}
 _OURS = {"InvalidArgument": errors.InvalidArgument, "LayerError": errors.LayerError}
@@ -153,6 +156,9 @@ class RemoteLayer:
         self._problems: list[str] = []
         self._problem_notes: list[str] = []
         self._replicas: list[tuple[Worker, Kept]] = []
+        self._per_point: float | None = None
+        # called with (input name, evaluations) after each part of a batch (gradcheck._terminal)
+        self.progress: Callable[[str, int], None] | None = None
         self._verified = False
         required = (call(worker, kept.handle, "required_inputs", [])["result"]
                     if "required_inputs" in self._methods else None)
@@ -203,19 +209,37 @@ class RemoteLayer:
         if not len(ks):
             return []
         sides = self._sides(inputs, name, base, ks, values, fresh)
-        most = max(1, min(_BATCH_POINTS, BATCH_BYTES // max(1, base.nbytes)))
-        step = int(min(most, -(-len(ks) // len(sides))))
-        bounds = [(lo, min(lo + step, len(ks))) for lo in range(0, len(ks), step)]
         found: list[Any] = []
-        for first in range(0, len(bounds), len(sides)):
-            group = list(zip(sides, bounds[first:first + len(sides)], strict=False))
-            for (worker, kept), (lo, hi) in group:
-                worker.phase = "forward"
-                worker.send({"op": "perturb", "target": kept.handle.id, "name": name,
-                             "fresh": fresh}, [dict(inputs), base, ks[lo:hi], values[lo:hi]])
-            for (worker, _), (lo, hi) in group:
-                found += _batch(worker.receive(), hi - lo)
+        lo = 0
+        while lo < len(ks):
+            step = self._batch_size(base, len(ks) - lo, len(sides))
+            group = []
+            for worker, kept in sides:
+                hi = min(lo + step, len(ks))
+                if lo < hi:
+                    worker.phase = "forward"
+                    worker.send({"op": "perturb", "target": kept.handle.id, "name": name,
+                                 "fresh": fresh}, [dict(inputs), base, ks[lo:hi], values[lo:hi]])
+                    group.append((worker, hi - lo))
+                    lo = hi
+            start = time.perf_counter()
+            for worker, size in group:
+                found += _batch(worker.receive(), size)
+                if self.progress is not None:
+                    self.progress(name, size)
+            self._per_point = (time.perf_counter() - start) / max(1, max(s for _, s in group))
         return found
+
+    def _batch_size(self, base: np.ndarray, left: int, workers: int) -> int:
+        """Points per message: at most :data:`BATCH_BYTES` of inputs and about
+        :data:`BATCH_SECONDS` of the layer's time (progress and Ctrl-C stay responsive), and
+        the rest shared evenly among the workers."""
+        most = max(1, min(_BATCH_POINTS, BATCH_BYTES // max(1, base.nbytes)))
+        if self._per_point is None:
+            most = min(most, _FIRST_BATCH)
+        else:
+            most = min(most, max(1, int(BATCH_SECONDS / max(self._per_point, 1e-9))))
+        return int(min(most, -(-left // workers)))
 
     def _sides(self, inputs: Mapping[str, np.ndarray], name: str, base: np.ndarray,
                ks: np.ndarray, values: np.ndarray, fresh: bool) -> list[tuple[Worker, Kept]]:
