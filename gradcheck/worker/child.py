@@ -66,7 +66,14 @@ def _call(table: _Table, request: dict[str, Any], args: list[Any], kwargs: dict[
     fn = table.get(request["target"])
     for name in str(request.get("method") or "").split("."):
         fn = getattr(fn, name) if name else fn
-    before = {i: safe_deepcopy(a) for i, a in enumerate(args) if not _is_copy(a, copies)}
+    if request.get("track", True):  # the parent wants to see what the call changed in place
+        before = {i: safe_deepcopy(a) for i, a in enumerate(args) if not _is_copy(a, copies)}
+    else:  # as in process after a first call changed nothing: shared read-only inputs
+        before = {}
+        for arg in args:
+            for value in (arg.values() if isinstance(arg, dict) else (arg,)):
+                if hasattr(value, "flags"):
+                    value.flags.writeable = False
     trace = request.get("trace")
     if trace and args and isinstance(args[0], dict):  # the probe traces the forward's ops
         from gradcheck.numeric.probe import tracing

@@ -85,12 +85,13 @@ class Kept:
 
 
 def call(worker: Worker, target: Handle, method: str, args: list[Any], *, keep: str = "",
-         phase: str = "", trace: Sequence[str] = ()) -> dict[str, Any]:
+         phase: str = "", trace: Sequence[str] = (), track: bool = True) -> dict[str, Any]:
     """``target.method(*args)`` in the worker: ``{"result", "changed", "handles_changed"}``
-    (and ``"trace"``, the operations applied to the inputs named by ``trace``)."""
+    (and ``"trace"``, the operations applied to the inputs named by ``trace``). Without
+    ``track`` the arguments are read-only there and nothing is reported changed."""
     worker.phase = phase or method or "a call"
     answer = worker.request({"op": "call", "target": target.id, "method": method, "keep": keep,
-                             "trace": list(trace)}, args)
+                             "trace": list(trace), "track": track}, args)
     if not isinstance(answer, dict) or not ({"ok"} == set(answer) or {"error"} == set(answer)):
         raise errors.LayerError("the layer's process sent an answer gradcheck cannot read")
     if "error" in answer:
@@ -157,6 +158,9 @@ class RemoteLayer:
         self._problem_notes: list[str] = []
         self._replicas: list[tuple[Worker, Kept]] = []
         self._per_point: float | None = None
+        # the first forward is watched for writes to its inputs (the analytic pass compares
+        # them); later ones get read-only inputs, as in process, unless that one wrote
+        self._track, self._wrote = True, False
         # called with (input name, evaluations) after each part of a batch (gradcheck._terminal)
         self.progress: Callable[[str, int], None] | None = None
         self._verified = False
@@ -183,7 +187,9 @@ class RemoteLayer:
         sent = dict(inputs)
         traced = [k for k, v in sent.items() if trace_log(v) is not None]
         ok = call(self._worker, self._kept.handle, "forward", [sent], keep="cache",
-                  phase="forward", trace=traced)
+                  phase="forward", trace=traced, track=self._track)
+        if not traced:  # a forward that once wrote to its inputs stays watched
+            self._track = self._wrote = self._wrote or "0" in ok["changed"]
         if traced:  # the probe's trace: the operations the forward applied, recorded there
             log = trace_log(sent[traced[0]])
             if log is not None:
