@@ -33,11 +33,13 @@ __all__ = [
     "REFIRE_SECONDS",
     "CheckTimeout",
     "Overrun",
+    "Terminated",
     "exit_message",
     "no_bytecode",
     "protected",
     "raise_if_expired",
     "stdout_to_stderr",
+    "terminable",
     "time_limit",
     "timeout_message",
     "user_code",
@@ -50,6 +52,38 @@ _expired: list[bool] = []  # one entry per alarm of the limit in force that has 
 
 class CheckTimeout(LayerError):
     """The check did not finish within its time limit (the layer may loop forever)."""
+
+
+class Terminated(BaseException):
+    """gradcheck was asked to stop (``SIGTERM``, ``SIGHUP``): unwinds so that the worker and
+    everything it started are ended, then exits ``128 + signal``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def terminable() -> Iterator[None]:
+    """While the block runs, ``SIGTERM`` and ``SIGHUP`` raise :class:`Terminated` (main thread
+    only; elsewhere the signals keep their handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wanted = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None))
+              if s is not None]
+    saved = {s: signal.getsignal(s) for s in wanted}
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Terminated(signum)
+
+    for s in wanted:
+        signal.signal(s, stop)
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
 
 
 class Overrun(BaseException):

@@ -362,15 +362,38 @@ def _opened(args: argparse.Namespace) -> Iterator[Any]:
     from gradcheck.worker.remote import RemoteWorkshop, Replicated
     from gradcheck.worker.supervisor import Worker
 
+    _preload(args)
     limit = getattr(args, "max_memory", 0) or None
-    workers = [Worker(max_memory=limit) for _ in range(getattr(args, "workers", 1) or 1)]
+    workers: list[Any] = []
     try:  # started together: their interpreters and imports overlap
+        workers += [Worker(max_memory=limit) for _ in range(getattr(args, "workers", 1) or 1)]
         shops = [RemoteWorkshop(w, args.file, seed=args.seed) for w in workers]
         workshop = shops[0] if len(shops) == 1 else Replicated(shops)
         yield _Doorway(workshop, ModuleInfo.from_data(shops[0].info()), workers[0])
     finally:
         for worker in workers:
             worker.close()
+
+
+# What this process will import while a check runs, imported before the worker starts: the
+# layer's code can write files this user can write, but not into a module already loaded here.
+_PARENT_MODULES = (
+    "gradcheck.check", "gradcheck.diagnosis", "gradcheck.discover", "gradcheck.explain",
+    "gradcheck.forward_check", "gradcheck.layer", "gradcheck.model", "gradcheck.replay",
+    "gradcheck.report", "gradcheck.properties", "gradcheck._terminal", "gradcheck._gather",
+    "gradcheck.numeric.probe", "gradcheck.worker.remote", "tabulate", "tempfile", "html",
+    "traceback", "scipy.differentiate", "scipy.optimize",
+)
+_PROPERTY_MODULES = ("hypothesis", "hypothesis.extra.numpy", "gradcheck.strategies")
+
+
+def _preload(args: argparse.Namespace) -> None:
+    import importlib
+
+    symbolic = any(not d.isdigit() for text in getattr(args, "shape", ())
+                   for d in _parse_shape(text)[1])
+    for name in (*_PARENT_MODULES, *(_PROPERTY_MODULES if symbolic else ())):
+        importlib.import_module(name)
 
 
 class _Doorway:
@@ -774,6 +797,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0) if not isinstance(exc.code, str) else ExitCode.USAGE
     try:
         return _command(args)
+    except _guard.Terminated as exc:
+        print(f"gradcheck: stopped by signal {exc.signum}: the check was stopped without a "
+              "verdict", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("gradcheck: interrupted (Ctrl-C): the check was stopped without a verdict",
               file=sys.stderr)
@@ -812,7 +839,7 @@ def _command(args: argparse.Namespace) -> int:
         args.out = os.path.abspath(args.out)
         args.out_real = os.path.realpath(args.out)
     timeout = getattr(args, "timeout", 0.0) or None
-    with _guard.stdout_to_stderr() as args.stdout, _guard.time_limit(
+    with _guard.terminable(), _guard.stdout_to_stderr() as args.stdout, _guard.time_limit(
             timeout, hint="raise --timeout (0: no limit)"):
         return _COMMANDS.get(args.command, _check)(args)
 

@@ -535,3 +535,87 @@ def pid_backward(dout, cache):
     warned = " ".join(doc.get("warnings", []) + [w for r in doc.get("reports", [])
                                                   for w in r.get("warnings", [])])
     assert "different outputs in the pool's worker processes" in warned
+
+
+# --- the adversary's second round ----------------------------------------------------------------
+
+
+def test_a_deep_chain_of_detached_processes_is_ended_before_the_reports(tmp_path):
+    """A helper in its own session that hides behind a chain of 150 parents: all are found
+    (whole subtrees, stopped before killed), so nothing rewrites the reports afterwards."""
+    done = run(tmp_path, """
+        import os, time, pathlib, json
+        if os.fork() == 0:
+            os.setsid()
+            for depth in range(150):
+                if os.fork() != 0:
+                    os.wait()
+                    os._exit(0)
+            time.sleep(2.0)
+            pathlib.Path("out/results.json").write_text(json.dumps({"passed": True}))
+            os._exit(0)
+    """, "--out", "out", timeout=60)
+    assert done.returncode == 1, done.stderr
+    time.sleep(3.0)
+    assert json.loads((tmp_path / "out" / "results.json").read_text())["passed"] is False
+
+
+def test_sigterm_from_the_layer_ends_everything_without_a_verdict(tmp_path):
+    done = run(tmp_path, """
+        import os, signal, time, pathlib
+        if os.fork() == 0:
+            os.setsid()
+            time.sleep(2.0)
+            pathlib.Path("late.txt").write_text("still here")
+            os._exit(0)
+        time.sleep(0.5)
+        os.kill(os.getppid(), signal.SIGTERM)
+        time.sleep(5)
+    """, timeout=60)
+    assert done.returncode == 128 + 15, done.stderr
+    assert "without a verdict" in done.stderr
+    time.sleep(3.0)
+    assert not (tmp_path / "late.txt").exists()
+
+
+def test_a_frame_larger_than_the_memory_limit_is_refused_unread(tmp_path):
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    done = run(tmp_path, """
+        import os, struct, sys
+        def scale_forward(x, w):
+            fd = int(sys.argv[2])   # the worker's answer channel
+            head = b'{"ok": {"result": null, "changed": {}, "handles_changed": []}}'
+            os.write(fd, struct.pack("<QI", len(head), 1) + head + struct.pack("<Q", 1 << 30))
+            os.write(fd, b"\\0" * (1 << 20))
+            import time
+            time.sleep(30)
+    """, "--max-memory", "256M", timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert "more than" in done.stderr and "no verdict" in done.stderr
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert after < max(before, 400_000)  # kilobytes: the parent never held the gigabyte
+
+
+def test_code_planted_in_gradcheck_after_the_worker_starts_never_runs_here(tmp_path):
+    import shutil
+
+    import gradcheck
+
+    copy = tmp_path / "site"
+    shutil.copytree(Path(gradcheck.__file__).parent, copy / "gradcheck",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "layer.py").write_text(WRONG + textwrap.dedent(f"""
+        import glob
+        for path in glob.glob({str(copy / "gradcheck")!r} + "/**/*.py", recursive=True):
+            with open(path, "a") as f:
+                f.write("\\nimport os as _o\\n_o._exit(0)\\n")
+    """))
+    done = subprocess.run(
+        [sys.executable, "-m", "gradcheck", "check", "layer.py", *ARGS],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"})
+    # the worker may run it (it imports after the layer): no verdict at worst, never exit 0
+    assert done.returncode in (1, 3), done.stderr
+    assert "PASS" not in done.stdout

@@ -31,8 +31,10 @@ _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
 _LIVE: set[int] = set()  # pids of this process's workers (a pool's others are not orphans)
 
 
-def _become_subreaper() -> None:
-    """Orphans of the worker's descendants become our children (Linux; elsewhere a no-op)."""
+def _guard_parent() -> None:
+    """Linux: orphans of the worker's descendants become our children (a subreaper), and this
+    process is not dumpable, so a process of the same (unprivileged) user cannot ptrace it or
+    open its ``/proc/<pid>/mem`` or ``/proc/<pid>/fd``. Elsewhere, or as root, less holds."""
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(Exception):
@@ -40,11 +42,12 @@ def _become_subreaper() -> None:
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0
 
 
-def _children() -> set[int]:
-    """The pids whose parent is this process (from /proc; empty where there is none)."""
-    me, found = os.getpid(), set()
+def _parents() -> dict[int, int]:
+    """Every process's parent pid (from /proc; empty where there is none)."""
+    found: dict[int, int] = {}
     with contextlib.suppress(OSError):
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
@@ -52,8 +55,27 @@ def _children() -> set[int]:
             with contextlib.suppress(OSError, ValueError, IndexError):
                 with open(f"/proc/{entry.name}/stat", "rb") as f:
                     stat = f.read()
-                if int(stat[stat.rindex(b")") + 2:].split()[1]) == me:
-                    found.add(int(entry.name))
+                found[int(entry.name)] = int(stat[stat.rindex(b")") + 2:].split()[1])
+    return found
+
+
+def _children() -> set[int]:
+    """The pids whose parent is this process."""
+    me = os.getpid()
+    return {pid for pid, parent in _parents().items() if parent == me}
+
+
+def _subtrees(roots: set[int]) -> set[int]:
+    """``roots`` and every process descending from one of them."""
+    below: dict[int, list[int]] = {}
+    for pid, parent in _parents().items():
+        below.setdefault(parent, []).append(pid)
+    found, todo = set(roots), list(roots)
+    while todo:
+        for child in below.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
     return found
 
 
@@ -82,7 +104,7 @@ class Worker:
     """
 
     def __init__(self, *, max_memory: int | None = None) -> None:
-        _become_subreaper()
+        _guard_parent()
         self._before = _children()
         p_read, c_write = os.pipe()
         c_read, p_write = os.pipe()
@@ -98,7 +120,7 @@ class Worker:
             os.close(c_read)
             os.close(c_write)
         self._read, self._write = p_read, p_write
-        self._channel = Channel(p_read, p_write)
+        self._channel = Channel(p_read, p_write, max_bytes=max_memory or None)
         self._release: list[int] = []
         self._lost: str | None = None
         self.phase = "start"
@@ -177,17 +199,32 @@ class Worker:
 
 
 def _end_orphans(before: set[int]) -> None:
-    """Kill and reap children that are not ours by design: the worker's re-parented leftovers."""
-    for _ in range(100):
-        strays = _children() - before - _LIVE
-        if not strays:
+    """End every process the worker left behind: those re-parented to us (the subreaper) and all
+    their descendants, however deep. Each is stopped first (``SIGSTOP``: a stopped process
+    cannot fork), until a scan finds no process not yet stopped; then all are killed and the
+    zombies re-parented to us are reaped."""
+    deadline = time.monotonic() + _ORPHAN_SECONDS
+    while time.monotonic() < deadline:
+        stopped: set[int] = set()
+        while time.monotonic() < deadline:
+            tree = _subtrees(_children() - before - _LIVE) - stopped
+            if not tree:
+                break
+            for pid in tree:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGSTOP)
+            stopped |= tree
+        if not stopped:
             return
-        for pid in strays:
+        for pid in stopped:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+        for pid in _children() - before - _LIVE:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, 0)
-        time.sleep(0.01)
+
+
+_ORPHAN_SECONDS = 10.0  # a fork bomb faster than the scans is stopped after this long
 
 
 def _stderr_fd() -> int:

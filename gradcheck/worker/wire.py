@@ -36,7 +36,7 @@ import numpy as np
 __all__ = ["MAX_BUFFERS", "MAX_HEADER", "Channel", "Handle", "WireError", "decode", "encode"]
 
 MAX_HEADER = 64 << 20  # bytes of JSON; arrays travel as buffers
-MAX_BUFFERS = 16 << 30  # bytes of arrays in one message
+MAX_BUFFERS = 4 << 30  # bytes of arrays in one message (less with the worker's memory limit)
 _MAX_DEPTH = 64
 _KINDS = "biufc"
 
@@ -172,9 +172,11 @@ class Channel:
     interrupts them (PEP 475 retries only when the handler returns).
     """
 
-    def __init__(self, read_fd: int, write_fd: int) -> None:
+    def __init__(self, read_fd: int, write_fd: int, *, max_bytes: int | None = None) -> None:
         self._reader = open(read_fd, "rb", buffering=1 << 16, closefd=False)
         self._write_fd = write_fd
+        # a worker limited to max_bytes cannot honestly send more in one message
+        self._max_bytes = min(MAX_BUFFERS, max_bytes) if max_bytes else MAX_BUFFERS
 
     def send(self, header: Any, buffers: list[bytes]) -> None:
         head = json.dumps(header, separators=(",", ":")).encode()
@@ -199,8 +201,9 @@ class Channel:
         for _ in range(count):
             (n,) = struct.unpack("<Q", self._exact(8))
             total += n
-            if total > MAX_BUFFERS:
-                raise WireError(f"a message of more than {MAX_BUFFERS} bytes of arrays")
+            if total > self._max_bytes:
+                raise WireError(f"a message announcing more than {self._max_bytes} bytes of "
+                                "arrays")
             buffers.append(self._exact(n))
         return header, buffers
 
