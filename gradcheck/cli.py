@@ -362,11 +362,11 @@ def _opened(args: argparse.Namespace) -> Iterator[Any]:
     from gradcheck.worker.remote import RemoteWorkshop, Replicated
     from gradcheck.worker.supervisor import Worker
 
-    _preload(args)
     limit = getattr(args, "max_memory", 0) or None
     workers: list[Any] = []
-    try:  # started together: their interpreters and imports overlap
+    try:  # started together: their interpreters and imports overlap ours
         workers += [Worker(max_memory=limit) for _ in range(getattr(args, "workers", 1) or 1)]
+        _preload(args)  # before the user's file is imported (RemoteWorkshop's load)
         shops = [RemoteWorkshop(w, args.file, seed=args.seed) for w in workers]
         workshop = shops[0] if len(shops) == 1 else Replicated(shops)
         yield _Doorway(workshop, ModuleInfo.from_data(shops[0].info()), workers[0])
