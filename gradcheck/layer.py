@@ -51,6 +51,7 @@ __all__ = [
     "from_functions",
     "layer_name",
     "plan_calls",
+    "unfinished",
 ]
 
 
@@ -499,13 +500,16 @@ def _forward_kwargs(cls: str, method: str, params: list[inspect.Parameter],
     return kwargs
 
 
-def _roles(params: list[inspect.Parameter], input_name: str) -> tuple[str, ...]:
+def _roles(params: list[inspect.Parameter], input_name: str,
+           kwargs: Mapping[str, Any] | None = None) -> tuple[str, ...]:
     roles = []
     for p in params:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         if p.name in CACHE_NAMES:
             roles.append("cache")
+        elif kwargs and p.name in kwargs and p.kind is not p.KEYWORD_ONLY:
+            roles.append(f"kw:{p.name}")  # the labels a loss's backward takes again
         elif p.default is not p.empty:
             continue  # retain_grads=True and the like keep their defaults
         elif p.name == input_name or p.name in INPUT_NAMES:
@@ -548,7 +552,7 @@ def plan_calls(obj: Any, forward_kwargs: Mapping[str, Any] | None = None) -> _Ca
     if not fparams or fparams[0].kind in (fparams[0].VAR_POSITIONAL, fparams[0].VAR_KEYWORD):
         return _Calls(forward, backward, "x", dict(forward_kwargs or {}), ("dout",))
     kwargs = _forward_kwargs(cls, forward, fparams, forward_kwargs or {})
-    roles = _roles(_parameters(getattr(obj, backward)), fparams[0].name)
+    roles = _roles(_parameters(getattr(obj, backward)), fparams[0].name, kwargs)
     return _Calls(forward, backward, fparams[0].name, kwargs, roles or ("dout",))
 
 
@@ -717,7 +721,8 @@ class ClassLayer:
                                                   call.shapes, strict=True)]
         values = {"x": iter([call.x] * len(self._calls.roles)), "dout": iter(douts),
                   "cache": iter([call.cache] * len(self._calls.roles))}
-        args = [next(values[role]) for role in self._calls.roles]
+        args = [copy.deepcopy(self._calls.kwargs[role[3:]]) if role.startswith("kw:")
+                else next(values[role]) for role in self._calls.roles]
         with fixed_global_rng():
             result = getattr(call.work, self._calls.backward)(*args)
         if self._calls.derivative:
@@ -1142,6 +1147,58 @@ def coerce(value: Any) -> Any:
     if array.ndim >= 2 or array.dtype.kind == "f":
         return array.astype(np.float64)
     return value
+
+
+def _nothing(value: Any) -> bool:
+    """None, or a tuple or list of Nones: what a template's placeholders return."""
+    if isinstance(value, (tuple, list)):
+        return bool(value) and all(v is None for v in value)
+    return value is None
+
+
+def unfinished(forward: Callable[..., Any], backward: Callable[..., Any] | None,
+               config: Mapping[str, Any], inputs: Mapping[str, np.ndarray]) -> str:
+    """Why a course pair (``backward`` None: a loss) is not written yet, or ``""``.
+
+    One call of each, with the global generators fixed: returning None (or a tuple of Nones:
+    ``return dx, dw, db`` with every one still ``None``) or raising ``NotImplementedError`` is
+    how a half-finished assignment shows it. Any other error is left for the check to report.
+
+    Examples
+    --------
+    >>> def relu_forward(x): return np.maximum(x, 0), x
+    >>> def relu_backward(dout, cache): pass
+    >>> unfinished(relu_forward, relu_backward, {}, {"x": np.ones(3)})
+    'not implemented: relu_backward returns None'
+    """
+    def call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, str]:
+        name = getattr(func, "__name__", "function")
+        try:
+            with fixed_global_rng():
+                result = func(*args, **kwargs)
+        except NotImplementedError as exc:
+            said = " ".join(str(exc).split())[:80]
+            return None, f"not implemented: {name} raises NotImplementedError" + (
+                f" ({said})" if said else "")
+        except (Exception, SystemExit):  # the check reports these
+            return None, "-"
+        return result, f"not implemented: {name} returns None" if _nothing(result) else ""
+
+    arrays = {k: np.array(v, copy=True) for k, v in inputs.items()}
+    result, why = call(forward, **arrays, **copy.deepcopy(dict(config)))
+    if why or backward is None:
+        return "" if why == "-" else why
+    if isinstance(result, tuple) and result and result[0] is None:
+        name = getattr(forward, "__name__", "forward")
+        return f"not implemented: {name} returns None as its output"
+    if not isinstance(result, tuple) or len(result) != 2:
+        return ""  # multi-output or unusual: the check calls it properly
+    try:
+        dout = np.ones_like(np.asarray(result[0], dtype=np.float64))
+    except Exception:
+        return ""
+    _, why = call(backward, dout, result[1])
+    return "" if why == "-" else why
 
 
 def construct(cls: Any, kwargs: Mapping[str, Any]) -> Any:
