@@ -33,6 +33,7 @@ __all__ = [
     "parse_kwarg",
     "parse_kwargs",
     "parse_location",
+    "parse_range",
     "parse_shape",
     "parse_shapes",
     "target_kind",
@@ -280,6 +281,41 @@ def parse_ints(texts: list[str]) -> dict[str, tuple[int, int]]:
     return found
 
 
+def parse_range(text: str) -> tuple[str, tuple[float, float]]:
+    """``"p=0.05:0.95"`` -> ``("p", (0.05, 0.95))``: a float input drawn from ``[LOW, HIGH)``.
+
+    Examples
+    --------
+    >>> parse_range("y_pred=0.05:0.95")
+    ('y_pred', (0.05, 0.95))
+    """
+    name, sep, span = text.partition("=")
+    low, colon, high = span.partition(":")
+    try:
+        ends = (float(low), float(high))
+    except ValueError:
+        ends = (0.0, 0.0)
+    if (not sep or not colon or not name.strip().isidentifier() or not ends[0] < ends[1]
+            or not all(math.isfinite(e) for e in ends)):
+        raise InvalidArgument(f"`--range` must look like NAME=LOW:HIGH with finite LOW < HIGH "
+                              f"(e.g. y_pred=0.05:0.95), got {_short(text)!r}")
+    return name.strip(), ends
+
+
+def parse_ranges(texts: list[str], shapes: list[str]) -> dict[str, tuple[float, float]]:
+    """Every ``--range``, each name once, each naming a ``--shape``."""
+    found: dict[str, tuple[float, float]] = {}
+    names = {parse_shape(t)[0] for t in shapes}
+    for text in texts:
+        name, ends = parse_range(text)
+        if name in found:
+            raise InvalidArgument(f"`--range` gives {name!r} twice; give each input once")
+        if name not in names:
+            raise InvalidArgument(f"`--range {name}` needs a shape: add --shape {name}=D1,D2")
+        found[name] = ends
+    return found
+
+
 def parse_location(text: str) -> tuple[str, str]:
     """``"W=dW_sum"`` -> ``("W", "dW_sum")``: where a parameter's gradient is (``--grad``)."""
     param, sep, grad = text.partition("=")
@@ -424,6 +460,7 @@ def validate_check(args: argparse.Namespace) -> None:
     target_kind(args)
     parse_shapes(args.shape, max_elements=args.max_elements, dtype=args.dtype)
     parse_ints(args.int)
+    parse_ranges(getattr(args, "range", []), args.shape)
     parse_kwargs(args.kwarg)
     parse_kwargs(getattr(args, "forward_kwarg", []), "--forward-kwarg")
     for text in getattr(args, "grad", []):

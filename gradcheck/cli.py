@@ -168,6 +168,9 @@ def _add_data_options(check: argparse.ArgumentParser) -> None:
     data.add_argument("--int", action="append", default=[], metavar="NAME=LOW:HIGH",
                       help="an integer input (labels, indices) drawn from [LOW, HIGH), its "
                            "shape from --shape NAME=...")
+    data.add_argument("--range", action="append", default=[], metavar="NAME=LOW:HIGH",
+                      help="a float input drawn uniformly from [LOW, HIGH) instead of a standard "
+                           "normal (probabilities for a loss: y_pred=0.05:0.95)")
     data.add_argument("--kwarg", action="append", default=[], metavar="NAME=JSON",
                       help="a non-array argument (JSON lists of numbers become arrays, of "
                            "booleans masks), or a constructor argument (--layer: nested lists "
@@ -586,8 +589,8 @@ def _check_pair(p: Any, door: _Doorway, args: argparse.Namespace) -> Any:
 
     pair = p.pair
     config = {**p.config, **draw_fixed(p, args.dtype, args.seed)}
-    inputs = {k: v * v.dtype.type(p.scale)
-              for k, v in random_inputs(p.shapes, args.dtype, args.seed).items()}
+    inputs = _ranged({k: v * v.dtype.type(p.scale)
+                      for k, v in random_inputs(p.shapes, args.dtype, args.seed).items()}, args)
     layer = door.workshop.pair_layer(pair.op, pair.forward, pair.backward, config)
     try:
         with warnings.catch_warnings(), _progress_check(layer, p.shapes, args):
@@ -741,15 +744,20 @@ def _class_layer(args: argparse.Namespace, door: _Doorway, given: Any) -> tuple[
     from gradcheck.properties import random_inputs
 
     floats = [n for n in given.shapes if n not in given.ints]
-    if not floats:
-        raise InvalidArgument(f"--layer {args.layer} needs the shape of its input: add "
-                              "--shape x=N,D")
     names = dict(_cli_args.parse_location(t) for t in args.grad)
     door.info.callable_named(args.layer, "--layer")
     kwargs = _cli_args.parse_kwargs(args.kwarg)
-    extra = {**_cli_args.parse_kwargs(args.forward_kwarg, "--forward-kwarg"),
-             **_fixed_data(given, floats[1:], args)}
-    inputs = random_inputs({floats[0]: given.shapes[floats[0]]}, args.dtype, args.seed)
+    data = _fixed_data(given, floats[1:], args)
+    if floats:
+        inputs = _ranged(random_inputs({floats[0]: given.shapes[floats[0]]}, args.dtype,
+                                       args.seed), args)
+    elif given.ints:  # integer input (an embedding's indices): only its parameters are checked
+        first = next(iter(given.ints))
+        inputs = {first: data.pop(first)}
+    else:
+        raise InvalidArgument(f"--layer {args.layer} needs the shape of its input: add "
+                              "--shape x=N,D (or --int x=LOW:HIGH --shape x=N,D for indices)")
+    extra = {**_cli_args.parse_kwargs(args.forward_kwarg, "--forward-kwarg"), **data}
     (name, x), = inputs.items()
     options = {"params": args.params_attr, "grads": args.grads_attr, "names": names,
                "forward_kwargs": extra}
@@ -777,6 +785,20 @@ def _fixed_data(given: Any, floats: Sequence[str], args: argparse.Namespace) -> 
         out[name] = rng.integers(low, high, size=given.shapes[name])
     for name in floats:
         out[name] = rng.standard_normal(given.shapes[name]).astype(args.dtype)
+    return _ranged(out, args)
+
+
+def _ranged(inputs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Inputs named by ``--range NAME=LOW:HIGH`` drawn uniformly from it instead (seeded)."""
+    import numpy as np
+
+    ranges = _cli_args.parse_ranges(getattr(args, "range", []), args.shape)
+    out = dict(inputs)
+    for index, (name, (low, high)) in enumerate(sorted(ranges.items())):
+        if name in out:
+            rng = np.random.default_rng([args.seed, 0x72616E, index])
+            value = np.asarray(out[name])
+            out[name] = rng.uniform(low, high, size=value.shape).astype(value.dtype)
     return out
 
 
@@ -789,12 +811,19 @@ def _check_class(args: argparse.Namespace, door: _Doorway, given: Any) -> _Outco
 
     layer, inputs = _class_layer(args, door, given)
     runs = [("initial parameters", inputs)]
-    if layer.parameters():
+    params = layer.parameters()
+    if params:
         random = _random_parameters(layer, args.dtype, args.seed)
         runs.append((f"random parameters (seed {args.seed})", {**inputs, **random}))
+    integer = [n for n, v in inputs.items() if v.dtype.kind in "iub"]
+    if integer and not params:
+        raise InvalidArgument(f"--layer {args.layer}: its input {integer[0]!r} is integer and "
+                              "it has no parameters found: nothing to differentiate")
     reports = []
     for case, values in runs:
         layer.clear_problems()  # each report gets what its own check saw
+        if integer:  # indices stay in the layer (its example); the parameters are checked
+            values = {k: v for k, v in {**params, **values}.items() if k not in integer}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", GradcheckWarning)
             report = check_layer(layer, values, method=args.method, mode=args.mode,
@@ -914,11 +943,32 @@ def _check_network(args: argparse.Namespace, door: _Doorway, given: Any,
     if missing:
         raise InvalidArgument(missing)
     layer = door.workshop.network(names, values, args.seed)
-    params = layer.parameters()
+    params, note = _off_ties(layer.parameters(), args.seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GradcheckWarning)
         report = check_layer(layer, params, method=args.method, mode=args.mode, seed=args.seed)
-    return _one_line_problems(replace(report, case=f"{names['forward']} / {names['backward']}"))
+    report = replace(report, case=f"{names['forward']} / {names['backward']}",
+                     warnings=report.warnings + ((note,) if note else ()))
+    return _one_line_problems(report)
+
+
+def _off_ties(params: dict[str, Any], seed: int) -> tuple[dict[str, Any], str]:
+    """The starting parameters, with arrays that are one constant (biases initialised to zeros)
+    replaced by small seeded random values: at zero biases, an example whose previous layer is
+    all zero puts every ReLU of the next exactly on its kink, and a constant hides bugs (the
+    reason classes are also checked at random parameters)."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 0x6E6574])
+    flat = [k for k, v in params.items() if v.size > 1 and np.all(v == v.flat[0])]
+    if not flat:
+        return params, ""
+    moved = {k: (v + rng.normal(0.0, 0.1, size=v.shape)).astype(v.dtype)
+             for k, v in params.items() if k in flat}
+    values = ", ".join(f"{params[k].flat[0]:g}" for k in flat)
+    note = (f"{', '.join(flat)} started constant ({values}): checked at those values plus small "
+            f"random ones (seed {seed}), off the ReLU kinks a constant bias puts examples on")
+    return {**params, **moved}, note
 
 
 def _network_row(net: dict[str, Any], door: _Doorway, given: Any,
