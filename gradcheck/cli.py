@@ -308,8 +308,9 @@ def _write_replay(reports: Sequence[Any], args: argparse.Namespace) -> None:
     from gradcheck.replay import FILE_NAME, replay_command, write_replay
 
     failing = [r for r in reports if not r.passed and any(g.evidence for g in r.results)]
-    if args.command not in ("check", "replay") or not failing or getattr(args, "cost", None):
-        return
+    network = getattr(args, "cost", None) or getattr(args, "network", None) is not None
+    if args.command not in ("check", "replay") or not failing or network:
+        return  # a network's replay would need its data arguments too: not written yet
     options = dict(args.replay_options) if args.command == "replay" else _check_options(args)
     path = write_replay(failing[0], Path(args.out) / FILE_NAME, method=options["method"],
                         mode=options["mode"], layer=options)
@@ -810,12 +811,16 @@ def _check_class(args: argparse.Namespace, door: _Doorway, given: Any) -> _Outco
     from gradcheck.layer import annotate
 
     layer, inputs = _class_layer(args, door, given)
+    if getattr(layer, "kind", "") == "model":  # params + loss(X, y): every --shape is data
+        inputs = {}
     runs = [("initial parameters", inputs)]
     params = layer.parameters()
     if params:
         random = _random_parameters(layer, args.dtype, args.seed)
         runs.append((f"random parameters (seed {args.seed})", {**inputs, **random}))
     integer = [n for n, v in inputs.items() if v.dtype.kind in "iub"]
+    if not inputs:  # a model object: its parameters are the inputs
+        runs = [(case, {**params, **values}) for case, values in runs]
     if integer and not params:
         raise InvalidArgument(f"--layer {args.layer}: its input {integer[0]!r} is integer and "
                               "it has no parameters found: nothing to differentiate")

@@ -102,8 +102,9 @@ class Workshop:
         """The module as :class:`ModuleInfo` data (``ModuleInfo.from_data`` reads it)."""
         public = {n: v for n, v in vars(self._module).items() if not n.startswith("_")}
         functions = {n: _signature(f) for n, f in public.items() if inspect.isfunction(f)}
-        classes = tuple(n for n, c in public.items() if inspect.isclass(c) and all(
-            callable(getattr(c, m, None)) for m in ("forward", "backward")))
+        classes = tuple(n for n, c in public.items() if inspect.isclass(c) and (all(
+            callable(getattr(c, m, None)) for m in ("forward", "backward"))
+            or callable(getattr(c, "loss", None))))
         callables = tuple(n for n, v in public.items() if callable(v))
         values = tuple(n for n, v in public.items() if not callable(v)
                        and not inspect.ismodule(v))
@@ -139,9 +140,13 @@ class Workshop:
         ``forward_kwargs`` (``--forward-kwarg``, ``--int``: coerced the same way)."""
         from gradcheck.layer import coerce, construct, from_class
 
+        from gradcheck.model import ModelObjectLayer, is_model_object
+
         obj = construct(self._lookup(name, "--layer"), kwargs)
         forward_kwargs = {str(k): coerce(v) for k, v in
                           dict(options.get("forward_kwargs") or {}).items()}
+        if is_model_object(obj):  # params + loss(X, y): the data are its arguments
+            return ModelObjectLayer(obj, {input_name: example, **forward_kwargs})
         return from_class(obj, input_name=input_name, params=options.get("params"),
                           grads=options.get("grads"), names=dict(options.get("names", {})),
                           example=example, forward_kwargs=forward_kwargs or None)

@@ -354,30 +354,58 @@ def _bound_names(stmt: ast.Import | ast.ImportFrom) -> list[str]:
     return [a.asname or a.name for a in stmt.names if a.name != "*"]
 
 
-def _neighbours(stmt: ast.stmt, folder: Path) -> list[Path]:
-    """The files beside the module that ``stmt`` imports (``from reg_utils import ...``)."""
+def _user_roots(folder: Path) -> list[Path]:
+    """Where the user's own modules are: the file's folder, and the entries of ``sys.path`` that
+    contain it (its import root) or are the directory gradcheck runs in."""
+    here = Path.cwd().resolve()
+    roots = [folder]
+    for entry in sys.path:
+        path = Path(entry or ".").resolve()
+        if path not in roots and (path in folder.parents or path == here):
+            roots.append(path)
+    return roots
+
+
+def _neighbours(stmt: ast.stmt, folder: Path) -> list[tuple[str, Path]]:
+    """The user's modules ``stmt`` imports, by name and file: beside the file
+    (``from reg_utils import ...``) or in its package (``from cs231n.layers import *``)."""
     if isinstance(stmt, ast.ImportFrom):
         names = [stmt.module] if stmt.level == 0 and stmt.module else []
     elif isinstance(stmt, ast.Import):
         names = [a.name for a in stmt.names]
     else:
         return []
-    files = [folder / f"{n}.py" for n in names if n.isidentifier()]
-    return [f for f in files if f.is_file()]
+    found = []
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            continue
+        for root in _user_roots(folder):
+            file = root.joinpath(*name.split(".")).with_suffix(".py")
+            if file.is_file():
+                found.append((name, file))
+                break
+    return found
 
 
 def _neighbour_definitions(stmt: ast.stmt, folder: Path, loading: set[Path]) -> list[str]:
-    """Load the neighbours ``stmt`` imports definitions only (their own top level failed: a
-    course's ``reg_utils.py`` imports matplotlib to plot), so their functions can be used."""
+    """Load the user's modules ``stmt`` imports definitions only (their own top level failed: a
+    course's ``reg_utils.py`` imports matplotlib to plot, cs231n's ``layers.py`` torch), so
+    their functions can be used."""
     done = []
-    for file in _neighbours(stmt, folder):
-        if file in loading or file.stem in sys.modules:
+    for name, file in _neighbours(stmt, folder):
+        if file in loading or getattr(sys.modules.get(name), "__file__", None):
+            continue
+        parent, _, leaf = name.rpartition(".")
+        try:
+            package = importlib.import_module(parent) if parent else None
+        except Exception:  # its package itself fails: nothing to load into
             continue
         loading.add(file)
-        source = _read(file)
-        module = _new_module(file.stem, file)
-        _run_definitions(module, _parse(source), str(file), loading)
+        module = _new_module(name, file)
+        _run_definitions(module, _parse(_read(file)), str(file), loading)
         _drop_notebook_names(module)
+        if package is not None:
+            setattr(package, leaf, module)
         done.append(file.name)
     return done
 
@@ -517,6 +545,7 @@ class _Source:
     text: str
     where: list[str] | None  # a notebook: the cell and line of each line
     magics: list[str]
+    absolute: Path = Path()  # the file, resolved before the load changes directory
 
     def line(self, number: int) -> str:
         if self.where is not None and 0 < number <= len(self.where):
@@ -542,9 +571,9 @@ def _read(file: Path) -> _Source:
         text, where, magics = notebook_source(file)
         # tracebacks show the cells' code, not the notebook's JSON
         linecache.cache[str(file)] = (len(text), None, text.splitlines(True), str(file))
-        return _Source(file, text, where, magics)
+        return _Source(file, text, where, magics, file.resolve())
     try:
-        return _Source(file, file.read_text(encoding="utf-8"), None, [])
+        return _Source(file, file.read_text(encoding="utf-8"), None, [], file.resolve())
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"FILE {str(file)!r} cannot be read: {exc}") from exc
 
@@ -602,7 +631,7 @@ def _definitions_only(name: str, source: _Source, tree: ast.Module,
     module = _new_module(name, source.file)
     _DEFINITIONS_ONLY.append(True)
     try:
-        dropped, stubbed = _run_definitions(module, tree, str(source.file))
+        dropped, stubbed = _run_definitions(module, tree, str(source.absolute))
     finally:
         _DEFINITIONS_ONLY.pop()
     lines = tuple(f"{source.span(a, b)}: {why}" for a, b, why in dropped)

@@ -86,6 +86,17 @@ CONVENTIONS = [
     pytest.param("framework_classes.py", ["--layer", "Scaled", "--forward-kwarg", "scale=1.5",
                                           "--shape", "x=4,3"],
                  "return dout * self.scale", "return dout", "x", id="class-forward-kwarg"),
+    pytest.param("framework_classes.py", ["--layer", "TwoLayerNet", "--kwarg", "input_size=5",
+                                          "--kwarg", "hidden_size=4", "--kwarg", "output_size=3",
+                                          "--forward-kwarg", "reg=0.1", "--shape", "X=6,5",
+                                          "--int", "y=0:3", "--shape", "y=6"],
+                 "hidden.T @ dscores + 2 * reg * W2", "hidden.T @ dscores + reg * W2", "W2",
+                 id="class-model-object-params-and-loss(X, y)"),
+    pytest.param("framework_classes.py", ["--layer", "Embedding", "--kwarg", "vocab_size=7",
+                                          "--kwarg", "dim=3", "--int", "idx=0:7", "--shape",
+                                          "idx=4,2"],
+                 "np.add.at(self.dW, self.idx, dout)", "self.dW[self.idx] += dout", "W",
+                 id="class-integer-input-parameters-only"),
     pytest.param("masked_loss.py", ["--loss", "temporal_softmax_loss", "--shape", "x=2,3,4",
                                     "--int", "y=0:4", "--shape", "y=2,3", "--kwarg",
                                     "mask=[[true,false,true],[true,true,false]]"],
@@ -233,3 +244,43 @@ def test_grouped_help_lists_the_kinds_of_target(capsys):
     for words in ("a course pair", "a loss", "a class", "a network", "a cost",
                   "classes (--layer)", "networks (--network, --cost)"):
         assert words in out
+
+
+def test_a_notebook_runs_its_helpers_and_loads_failing_neighbours_definitions_only(tmp_path,
+                                                                                   capsys):
+    (tmp_path / "helpers.py").write_text(
+        "import numpy as np\nimport plotting_absent_i23\n\n"
+        "def relu(z):\n    return np.maximum(0, z), z\n\n"
+        "def relu_backward(dA, cache):\n    return dA * (cache > 0)\n")
+    cells = ["import numpy as np\n%run '/home/author/course/helpers.py'\n",
+             "def scale_forward(x):\n    out, cache = relu(2 * x)\n    return out, cache\n",
+             "def scale_backward(dout, cache):\n    return 2 * relu_backward(dout, cache)\n"]
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+         "source": cell} for cell in cells]}
+    path = tmp_path / "assignment.ipynb"
+    path.write_text(json.dumps(notebook))
+    assert main(["check", str(path), "--op", "scale", "--shape", "x=4,3"]) == ExitCode.PASS
+    err = capsys.readouterr().err
+    assert "helpers.py (it imports) was loaded definitions only" not in err  # %run, not import
+    assert "definitions only" in err  # the helper's import fails, so the notebook falls back
+
+
+def test_a_package_module_whose_import_fails_is_loaded_definitions_only(tmp_path, capsys):
+    pkg = tmp_path / "course"
+    (pkg / "classifiers").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "classifiers" / "__init__.py").write_text("")
+    (pkg / "layers.py").write_text(
+        "import numpy as np\nimport torch_absent_i23\n\n"
+        "def affine_forward(x, w, b):\n    return x @ w + b, (x, w)\n\n"
+        "def affine_backward(dout, cache):\n    x, w = cache\n"
+        "    return dout @ w.T, x.T @ dout, dout.sum(0)\n")
+    (pkg / "classifiers" / "net.py").write_text(
+        "from course.layers import *\n\n"
+        "def net_forward(x, w, b):\n    return affine_forward(x, w, b)\n\n"
+        "def net_backward(dout, cache):\n    return affine_backward(dout, cache)\n")
+    argv = ["check", str(pkg / "classifiers" / "net.py"), "--op", "net", "--shape", "x=4,3",
+            "--shape", "w=3,2", "--shape", "b=2"]
+    assert main(argv) == ExitCode.PASS
+    assert "layers.py (it imports) was loaded definitions only too" in capsys.readouterr().err

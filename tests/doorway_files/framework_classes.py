@@ -67,3 +67,47 @@ class Scaled:
 
     def backward(self, dout):
         return dout * self.scale
+
+
+class TwoLayerNet:
+    """cs231n-style model object: params dict and loss(X, y, reg) -> (loss, grads)."""
+
+    def __init__(self, input_size, hidden_size, output_size, std=0.5):
+        self.params = {"W1": std * np.random.randn(input_size, hidden_size),
+                       "b1": np.zeros(hidden_size),
+                       "W2": std * np.random.randn(hidden_size, output_size),
+                       "b2": np.zeros(output_size)}
+
+    def loss(self, X, y=None, reg=0.0):
+        W1, b1, W2, b2 = (self.params[k] for k in ("W1", "b1", "W2", "b2"))
+        hidden = np.maximum(0, X @ W1 + b1)
+        scores = hidden @ W2 + b2
+        if y is None:
+            return scores
+        shifted = scores - scores.max(axis=1, keepdims=True)
+        probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        n = X.shape[0]
+        loss = -np.log(probs[np.arange(n), y]).mean() + reg * (np.sum(W1 * W1) + np.sum(W2 * W2))
+        dscores = probs.copy()
+        dscores[np.arange(n), y] -= 1
+        dscores /= n
+        grads = {"W2": hidden.T @ dscores + 2 * reg * W2, "b2": dscores.sum(axis=0)}
+        dhidden = dscores @ W2.T * (hidden > 0)
+        grads["W1"] = X.T @ dhidden + 2 * reg * W1
+        grads["b1"] = dhidden.sum(axis=0)
+        return loss, grads
+
+
+class Embedding:
+    """Integer input (indices): only the parameters have gradients."""
+
+    def __init__(self, vocab_size, dim):
+        self.W = np.random.randn(vocab_size, dim)
+
+    def forward(self, idx):
+        self.idx = idx
+        return self.W[idx]
+
+    def backward(self, dout):
+        self.dW = np.zeros_like(self.W)
+        np.add.at(self.dW, self.idx, dout)
