@@ -139,7 +139,6 @@ class Workshop:
         ``params``, ``grads`` (attribute names or None), ``names`` (``--grad``) and
         ``forward_kwargs`` (``--forward-kwarg``, ``--int``: coerced the same way)."""
         from gradcheck.layer import coerce, construct, from_class
-
         from gradcheck.model import ModelObjectLayer, is_model_object
 
         obj = construct(self._lookup(name, "--layer"), kwargs)
