@@ -26,11 +26,17 @@ from gradcheck.errors import InvalidArgument
 __all__ = [
     "DEFAULT_MAX_ELEMENTS",
     "DEFAULT_TIMEOUT",
+    "MAX_JSON_DEPTH",
+    "TARGET_KINDS",
     "add_limit_options",
+    "parse_int",
     "parse_kwarg",
     "parse_kwargs",
+    "parse_location",
+    "parse_range",
     "parse_shape",
     "parse_shapes",
+    "target_kind",
     "validate_check",
     "validate_out",
 ]
@@ -39,19 +45,28 @@ DEFAULT_TIMEOUT = 300.0  # seconds for one `gradcheck check` (0 = no limit)
 MAX_TIMEOUT = 1e7  # about 115 days; the alarm's timer overflows far above
 DEFAULT_MAX_ELEMENTS = 10_000_000  # elements over all --shape inputs (80 MB per float64 copy)
 SYMBOLIC_SIDE = 16  # a symbolic dimension is drawn at most this large (strategies.symbolic_shapes)
+MAX_JSON_DEPTH = 32  # nesting of a --kwarg value (the worker's wire carries 64 levels)
 _INT = re.compile(r"[0-9]+")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ITEMSIZE = {"float64": 8, "float32": 4}
 
 
 def add_limit_options(check: argparse.ArgumentParser) -> None:
-    """``--timeout`` and ``--max-elements``, the limits that keep a check in bounds."""
-    check.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                       help=f"stop the check after this long (default {DEFAULT_TIMEOUT:g}; "
-                            "0: no limit); exit 3")
-    check.add_argument("--max-elements", type=int, default=DEFAULT_MAX_ELEMENTS, metavar="N",
-                       help="refuse --shape inputs with more elements than this in all "
-                            f"(default {DEFAULT_MAX_ELEMENTS:,})")
+    """``--timeout``, ``--import-budget`` and ``--max-elements``: the limits of a check."""
+    from gradcheck.loading import DEFAULT_IMPORT_BUDGET
+
+    limits = check.add_argument_group("limits")
+    limits.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help=f"stop the check after this long (default {DEFAULT_TIMEOUT:g}; "
+                             "0: no limit); exit 3")
+    limits.add_argument("--import-budget", type=float, default=DEFAULT_IMPORT_BUDGET,
+                        metavar="SECONDS",
+                        help="a file whose import raises or runs longer than this (a script "
+                             "that trains at import) is loaded again, definitions only "
+                             f"(default {DEFAULT_IMPORT_BUDGET:g}; 0: wait for the import)")
+    limits.add_argument("--max-elements", type=int, default=DEFAULT_MAX_ELEMENTS, metavar="N",
+                        help="refuse --shape inputs with more elements than this in all "
+                             f"(default {DEFAULT_MAX_ELEMENTS:,})")
 
 
 def add_isolation_options(p: argparse.ArgumentParser) -> None:
@@ -185,8 +200,9 @@ def parse_shapes(texts: list[str], *, max_elements: int = DEFAULT_MAX_ELEMENTS,
 # --- --kwarg --------------------------------------------------------------------------------
 
 
-def parse_kwarg(text: str) -> tuple[str, Any]:
-    """``NAME=JSON``; a bare word that is not JSON is a string, anything else must be JSON.
+def parse_kwarg(text: str, flag: str = "--kwarg") -> tuple[str, Any]:
+    """``NAME=JSON``; a bare word that is not JSON is a string, anything else must be JSON,
+    nested at most :data:`MAX_JSON_DEPTH` levels.
 
     Examples
     --------
@@ -196,31 +212,183 @@ def parse_kwarg(text: str) -> tuple[str, Any]:
     name, sep, value = text.partition("=")
     name = name.strip()
     if not sep or not name:
-        raise InvalidArgument(f"`--kwarg` must look like NAME=JSON, got {text!r}")
+        raise InvalidArgument(f"`{flag}` must look like NAME=JSON, got {_short(text)!r}")
     if not name.isidentifier():
-        raise InvalidArgument(f"`--kwarg {text}`: the name must be a Python identifier, "
-                              f"got {name!r}")
+        raise InvalidArgument(f"`{flag} {_short(text)}`: the name must be a Python identifier, "
+                              f"got {_short(name)!r}")
     try:
-        return name, json.loads(value)
+        parsed = json.loads(value)
+    except RecursionError:
+        parsed = _TOO_DEEP
     except json.JSONDecodeError as exc:
         if _NAME.fullmatch(value.strip()):
             return name, value.strip()
         raise InvalidArgument(
-            f"`--kwarg {text}`: the value must be JSON or a bare word, got {value!r} "
-            f"({exc.msg} at character {exc.pos}); quote strings for the shell and for JSON, "
-            f"e.g. --kwarg '{name}=\"some text\"' or --kwarg '{name}={{\"mode\": \"train\"}}'"
+            f"`{flag} {_short(text)}`: the value must be JSON or a bare word, got "
+            f"{_short(value)!r} ({exc.msg} at character {exc.pos}); quote strings for the shell "
+            f"and for JSON, e.g. {flag} '{name}=\"some text\"' or {flag} "
+            f"'{name}={{\"mode\": \"train\"}}'"
         ) from None
+    if parsed is _TOO_DEEP or _depth(parsed) > MAX_JSON_DEPTH:
+        raise InvalidArgument(f"`{flag} {name}=...`: the value is nested more than "
+                              f"{MAX_JSON_DEPTH} levels deep; no layer argument needs that")
+    return name, parsed
 
 
-def parse_kwargs(texts: list[str]) -> dict[str, Any]:
-    """Every ``--kwarg``, each name once."""
+_TOO_DEEP = object()
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and dicts nest in ``value`` (iterative: no recursion limit)."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, level = todo.pop()
+        deepest = max(deepest, level)
+        if level <= MAX_JSON_DEPTH and isinstance(item, (list, dict)):
+            todo += [(v, level + 1) for v in (item.values() if isinstance(item, dict) else item)]
+    return deepest
+
+
+def parse_kwargs(texts: list[str], flag: str = "--kwarg") -> dict[str, Any]:
+    """Every ``--kwarg`` (or ``flag``), each name once."""
     found: dict[str, Any] = {}
     for text in texts:
-        name, value = parse_kwarg(text)
+        name, value = parse_kwarg(text, flag)
         if name in found:
-            raise InvalidArgument(f"`--kwarg` gives {name!r} twice; give each argument once")
+            raise InvalidArgument(f"`{flag}` gives {name!r} twice; give each argument once")
         found[name] = value
     return found
+
+
+# --- --int, --grad ---------------------------------------------------------------------------
+
+
+def parse_int(text: str) -> tuple[str, tuple[int, int]]:
+    """``"y=0:10"`` -> ``("y", (0, 10))``: integers drawn from ``[LOW, HIGH)``.
+
+    Examples
+    --------
+    >>> parse_int("y=0:10")
+    ('y', (0, 10))
+    """
+    name, sep, span = text.partition("=")
+    low, colon, high = span.partition(":")
+    try:
+        ends = (int(low), int(high))
+    except ValueError:
+        ends = (0, 0)
+    if not sep or not colon or not name.strip().isidentifier() or ends[0] >= ends[1]:
+        raise InvalidArgument(f"`--int` must look like NAME=LOW:HIGH with LOW < HIGH (e.g. "
+                              f"y=0:10), got {_short(text)!r}")
+    return name.strip(), ends
+
+
+def parse_ints(texts: list[str]) -> dict[str, tuple[int, int]]:
+    """Every ``--int``, each name once."""
+    found: dict[str, tuple[int, int]] = {}
+    for text in texts:
+        name, ends = parse_int(text)
+        if name in found:
+            raise InvalidArgument(f"`--int` gives {name!r} twice; give each input once")
+        found[name] = ends
+    return found
+
+
+def parse_range(text: str) -> tuple[str, tuple[float, float]]:
+    """``"p=0.05:0.95"`` -> ``("p", (0.05, 0.95))``: a float input drawn from ``[LOW, HIGH)``.
+
+    Examples
+    --------
+    >>> parse_range("y_pred=0.05:0.95")
+    ('y_pred', (0.05, 0.95))
+    """
+    name, sep, span = text.partition("=")
+    low, colon, high = span.partition(":")
+    try:
+        ends = (float(low), float(high))
+    except ValueError:
+        ends = (0.0, 0.0)
+    if (not sep or not colon or not name.strip().isidentifier() or not ends[0] < ends[1]
+            or not all(math.isfinite(e) for e in ends)):
+        raise InvalidArgument(f"`--range` must look like NAME=LOW:HIGH with finite LOW < HIGH "
+                              f"(e.g. y_pred=0.05:0.95), got {_short(text)!r}")
+    return name.strip(), ends
+
+
+def parse_ranges(texts: list[str], shapes: list[str]) -> dict[str, tuple[float, float]]:
+    """Every ``--range``, each name once, each naming a ``--shape``."""
+    found: dict[str, tuple[float, float]] = {}
+    names = {parse_shape(t)[0] for t in shapes}
+    for text in texts:
+        name, ends = parse_range(text)
+        if name in found:
+            raise InvalidArgument(f"`--range` gives {name!r} twice; give each input once")
+        if name not in names:
+            raise InvalidArgument(f"`--range {name}` needs a shape: add --shape {name}=D1,D2")
+        found[name] = ends
+    return found
+
+
+def parse_location(text: str) -> tuple[str, str]:
+    """``"W=dW_sum"`` -> ``("W", "dW_sum")``: where a parameter's gradient is (``--grad``)."""
+    param, sep, grad = text.partition("=")
+    if not sep or not param.strip() or not grad.strip():
+        raise InvalidArgument(f"`--grad` must look like PARAM=LOCATION (e.g. W=dW_sum or "
+                              f"gamma=cache[dgamma]), got {_short(text)!r}")
+    return param.strip(), grad.strip()
+
+
+# --- what to check: one kind of target, and the options that belong to it -------------------
+
+TARGET_KINDS: dict[str, tuple[str, ...]] = {
+    "pair": ("op", "forward", "backward"),
+    "loss": ("loss",),
+    "class": ("layer",),
+    "cost": ("cost",),
+    "network": ("network",),
+}
+"""Each kind of target and the options that name it; options of two kinds are an error."""
+
+_BELONGS = {
+    "grads": ("cost", "network"), "parameters": ("cost", "network"), "cost_fn": ("network",),
+    "wrt": ("network",), "params_attr": ("class",), "grads_attr": ("class",),
+    "grad": ("class",), "forward_kwarg": ("class",), "against": ("pair",),
+}
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def target_kind(args: argparse.Namespace) -> str | None:
+    """The one kind of target the options name (None: a whole-file run).
+
+    Raises
+    ------
+    InvalidArgument
+        Options name two kinds (``--layer`` with ``--op``), or an option is given without the
+        target it belongs to (``--grads`` without ``--cost`` or ``--network``).
+    """
+    given = {kind: [d for d in dests if getattr(args, d, None) is not None]
+             for kind, dests in TARGET_KINDS.items()}
+    kinds = [k for k, dests in given.items() if dests]
+    if len(kinds) > 1:
+        a, b = given[kinds[0]][0], given[kinds[1]][0]
+        raise InvalidArgument(
+            f"`{_flag(a)}` and `{_flag(b)}` name two different targets; give one of: "
+            "--op/--forward/--backward (a course pair), --loss, --layer (a class), --cost, "
+            "--network")
+    kind = kinds[0] if kinds else None
+    for dest, owners in _BELONGS.items():
+        value = getattr(args, dest, None)
+        if value not in (None, [], False) and kind not in owners:
+            needs = " or ".join(f"`{_flag(TARGET_KINDS[o][0])}`" for o in owners)
+            raise InvalidArgument(f"`{_flag(dest)}` belongs with {needs}, which was not given")
+    return kind
 
 
 # --- --out ----------------------------------------------------------------------------------
@@ -302,6 +470,16 @@ def validate_check(args: argparse.Namespace) -> None:
     if not math.isfinite(args.timeout) or not 0 <= args.timeout <= MAX_TIMEOUT:
         raise InvalidArgument(f"`--timeout` must be a finite number of seconds from 0 (no "
                               f"limit) to {MAX_TIMEOUT:g}, got {args.timeout}")
+    budget = getattr(args, "import_budget", 0.0)
+    if not math.isfinite(budget) or not 0 <= budget <= MAX_TIMEOUT:
+        raise InvalidArgument(f"`--import-budget` must be a finite number of seconds from 0 "
+                              f"(wait for the import) to {MAX_TIMEOUT:g}, got {budget}")
+    target_kind(args)
     parse_shapes(args.shape, max_elements=args.max_elements, dtype=args.dtype)
+    parse_ints(args.int)
+    parse_ranges(getattr(args, "range", []), args.shape)
     parse_kwargs(args.kwarg)
+    parse_kwargs(getattr(args, "forward_kwarg", []), "--forward-kwarg")
+    for text in getattr(args, "grad", []):
+        parse_location(text)
     validate_out(args.out)

@@ -90,8 +90,10 @@ def _parser() -> _Parser:
     run = sub.add_parser("run", help="verify the reference BatchNorm every way we know")
     run.add_argument("--quick", action="store_true", help="a smaller suite, for smoke tests")
     _add_output_options(run)
-    check = sub.add_parser("check", help="verify the gradients of the layers in FILE.py")
+    check = sub.add_parser("check", help="verify the gradients of the layers in FILE.py",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_check_options(check)
+    _add_numeric_options(check)
     _add_forward_options(check)
     _cli_args.add_limit_options(check)
     _cli_args.add_isolation_options(check)
@@ -101,34 +103,14 @@ def _parser() -> _Parser:
 
 
 def _add_check_options(check: argparse.ArgumentParser) -> None:
-    check.add_argument("file", metavar="FILE.py", help="a file (also inside a package), or "
-                       "pkg.mod; FILE.py:NAME or pkg.mod:NAME selects one function or class")
-    which = check.add_argument_group("what to check (default: every pair in the file)")
-    which.add_argument("--op", help="NAME_forward with NAME_backward and its variants "
-                       "(NAME_backward_alt), settings from the registry of known ops")
-    which.add_argument("--forward", help="the forward function (with --op: NAME's settings)")
-    which.add_argument("--backward", help="the backward function (pairs with NAME_forward)")
-    which.add_argument("--loss", metavar="NAME", help="a loss returning (loss, dx)")
-    which.add_argument("--layer", metavar="CLASS", help="a class with forward(x)/backward(dout)")
-    which.add_argument("--cost", metavar="NAME", help="a network: cost(parameters) (with --grads "
-                       "and --parameters, the parameter-dict convention)")
-    which.add_argument("--grads", metavar="NAME", help="--cost: the backprop, returning dW1, ...")
-    which.add_argument("--parameters", metavar="NAME", help="--cost: the parameter dict, or a "
-                       "function of no arguments returning it")
-    check.add_argument("--shape", action="append", default=[], metavar="NAME=D1,D2,...",
-                       help="an input array and its shape (repeat); symbolic names such as N,D "
-                            "draw shapes with hypothesis (see --examples)")
-    check.add_argument("--int", action="append", default=[], metavar="NAME=LOW:HIGH",
-                       help="an integer input (labels, indices) drawn from [LOW, HIGH)")
-    check.add_argument("--kwarg", action="append", default=[], metavar="NAME=JSON",
-                       help="a non-array argument (functions; JSON lists become arrays) or a "
-                            "constructor argument (--layer)")
-    check.add_argument("--params-attr", help="--layer: the parameters dict or list, if no "
-                       "convention (params, parameters) finds it")
-    check.add_argument("--grads-attr", help="--layer: the gradients dict or list")
-    check.add_argument("--grad", action="append", default=[], metavar="PARAM=LOCATION",
-                       help="--layer: where a parameter's gradient is (e.g. W=dW_sum, "
-                            "gamma=cache[dgamma])")
+    check.add_argument("file", metavar="FILE.py", help="a file, a notebook (.ipynb), a file "
+                       "inside a package, or pkg.mod; FILE.py:NAME selects one function or class")
+    _add_target_options(check)
+    _add_data_options(check)
+    _add_class_options(check)
+
+
+def _add_numeric_options(check: argparse.ArgumentParser) -> None:
     check.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     check.add_argument("--method", choices=kinds.METHODS, default=kinds.AUTO)
     check.add_argument("--mode", choices=kinds.MODES, default=kinds.AUTO,
@@ -138,6 +120,73 @@ def _add_check_options(check: argparse.ArgumentParser) -> None:
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--examples", type=int, default=100,
                        help="hypothesis examples when --shape uses symbolic dimensions")
+
+
+_TARGETS = """what to check: one kind of target (default: every pair, loss and network in the file)
+
+  a course pair   --op NAME | --forward NAME [--backward NAME]   NAME_forward/NAME_backward
+  a loss          --loss NAME                                    loss, dx = NAME(x, y, ...)
+  a class         --layer CLASS                                  forward/backward methods
+  a network       --network [FORWARD] [--grads BACKWARD] [--cost-fn COST] [--parameters INIT]
+  a cost          --cost NAME --grads NAME --parameters NAME     cost(parameters)"""
+
+
+def _add_target_options(check: argparse.ArgumentParser) -> None:
+    """The kinds of target; options of two kinds are refused before the file is imported
+    (``_cli_args.target_kind``), with a message naming both."""
+    which = check.add_argument_group("targets", _TARGETS)
+    which.add_argument("--op", help="NAME_forward with NAME_backward and its variants "
+                       "(NAME_backward_alt), settings from the registry of known ops")
+    which.add_argument("--forward", help="the forward function (with --op: NAME's settings)")
+    which.add_argument("--backward", help="the backward function (pairs with NAME_forward)")
+    which.add_argument("--loss", metavar="NAME", help="a loss returning (loss, dx)")
+    which.add_argument("--layer", metavar="CLASS", help="a class with forward/backward (also "
+                       "forward_pass/backward_pass, fn/grad, __call__/gradient)")
+    which.add_argument("--network", metavar="FORWARD", nargs="?", const="",
+                       help="a course network: forward_propagation(X, Y, parameters) or "
+                       "L_model_forward(X, parameters) with compute_cost; without FORWARD, the "
+                       "one in the file; data by name (--shape X=5,8 --int Y=0:2 --shape Y=1,8)")
+    which.add_argument("--cost", metavar="NAME", help="a network as cost(parameters), with "
+                       "--grads and --parameters")
+    net = check.add_argument_group("networks (--network, --cost)")
+    net.add_argument("--grads", metavar="NAME", help="the backprop (--network: default the "
+                     "forward's name with backward; --cost: returning dW1, ...)")
+    net.add_argument("--parameters", metavar="NAME", help="the starting parameters: a dict in "
+                     "the file, or a function returning one (initialize_parameters(layer_dims), "
+                     "its arguments from --kwarg)")
+    net.add_argument("--cost-fn", metavar="NAME", help="--network: the cost of the forward's "
+                     "output (compute_cost(AL, Y)); found by name when the forward takes no Y")
+    net.add_argument("--wrt", metavar="NAME", help="--network: the forward's argument that holds "
+                     "the parameters, when it is not parameters/params/theta/weights")
+
+
+def _add_data_options(check: argparse.ArgumentParser) -> None:
+    data = check.add_argument_group("inputs and settings, bound by the argument's name")
+    data.add_argument("--shape", action="append", default=[], metavar="NAME=D1,D2,...",
+                      help="an input array and its shape (repeat); symbolic names such as N,D "
+                           "draw shapes with hypothesis (see --examples)")
+    data.add_argument("--int", action="append", default=[], metavar="NAME=LOW:HIGH",
+                      help="an integer input (labels, indices) drawn from [LOW, HIGH), its "
+                           "shape from --shape NAME=...")
+    data.add_argument("--range", action="append", default=[], metavar="NAME=LOW:HIGH",
+                      help="a float input drawn uniformly from [LOW, HIGH) instead of a standard "
+                           "normal (probabilities for a loss: y_pred=0.05:0.95)")
+    data.add_argument("--kwarg", action="append", default=[], metavar="NAME=JSON",
+                      help="a non-array argument (JSON lists of numbers become arrays, of "
+                           "booleans masks), or a constructor argument (--layer: nested lists "
+                           "become arrays, Affine(W=[[...]], b=[...]))")
+
+
+def _add_class_options(check: argparse.ArgumentParser) -> None:
+    cls = check.add_argument_group("classes (--layer)")
+    cls.add_argument("--forward-kwarg", action="append", default=[], metavar="NAME=JSON",
+                     help="an extra argument of the forward (training=false); a training flag "
+                          "is passed true unless given")
+    cls.add_argument("--params-attr", help="the parameters dict or list, if no convention "
+                     "(params, parameters) finds it")
+    cls.add_argument("--grads-attr", help="the gradients dict or list")
+    cls.add_argument("--grad", action="append", default=[], metavar="PARAM=LOCATION",
+                     help="where a parameter's gradient is (e.g. W=dW_sum, gamma=cache[dgamma])")
 
 
 # --- forward check (gradcheck.forward_check): --against, --convention ---------------------------
@@ -259,8 +308,9 @@ def _write_replay(reports: Sequence[Any], args: argparse.Namespace) -> None:
     from gradcheck.replay import FILE_NAME, replay_command, write_replay
 
     failing = [r for r in reports if not r.passed and any(g.evidence for g in r.results)]
-    if args.command not in ("check", "replay") or not failing or getattr(args, "cost", None):
-        return
+    network = getattr(args, "cost", None) or getattr(args, "network", None) is not None
+    if args.command not in ("check", "replay") or not failing or network:
+        return  # a network's replay would need its data arguments too: not written yet
     options = dict(args.replay_options) if args.command == "replay" else _check_options(args)
     path = write_replay(failing[0], Path(args.out) / FILE_NAME, method=options["method"],
                         mode=options["mode"], layer=options)
@@ -352,11 +402,12 @@ def _progress_cases(total: int, unit: str) -> Any:
 def _opened(args: argparse.Namespace) -> Iterator[Any]:
     """The user's module as a workshop (in the supervised worker unless --in-process), and its
     :class:`~gradcheck.doorway.ModuleInfo`. The worker and everything it started end on exit."""
-    from gradcheck.doorway import ModuleInfo, open_module
+    from gradcheck.doorway import BUDGET_VARIABLE, ModuleInfo, open_module
 
+    budget = float(getattr(args, "import_budget", 0.0) or 0.0)
     if getattr(args, "in_process", False):
         with _guard.user_code(f"import of {args.file}"), _guard.no_bytecode():
-            workshop: Any = open_module(args.file, seed=args.seed)
+            workshop: Any = open_module(args.file, seed=args.seed, import_budget=budget)
         yield _Doorway(workshop, ModuleInfo.from_data(workshop.info()), None)
         return
     from gradcheck.worker.remote import RemoteWorkshop, Replicated
@@ -365,7 +416,9 @@ def _opened(args: argparse.Namespace) -> Iterator[Any]:
     limit = getattr(args, "max_memory", 0) or None
     workers: list[Any] = []
     try:  # started together: their interpreters and imports overlap ours
-        workers += [Worker(max_memory=limit) for _ in range(getattr(args, "workers", 1) or 1)]
+        with _environment(BUDGET_VARIABLE, f"{budget:g}"):  # the worker's open_module reads it
+            workers += [Worker(max_memory=limit)
+                        for _ in range(getattr(args, "workers", 1) or 1)]
         _preload(args)  # before the user's file is imported (RemoteWorkshop's load)
         shops = [RemoteWorkshop(w, args.file, seed=args.seed) for w in workers]
         workshop = shops[0] if len(shops) == 1 else Replicated(shops)
@@ -396,11 +449,32 @@ def _preload(args: argparse.Namespace) -> None:
         importlib.import_module(name)
 
 
+@contextlib.contextmanager
+def _environment(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` for the block (a child started in it inherits it)."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 class _Doorway:
     """The workshop, what the module offers, and the worker (None in process)."""
 
     def __init__(self, workshop: Any, info: Any, worker: Any) -> None:
         self.workshop, self.info, self.worker = workshop, info, worker
+        self._networks: list[dict[str, Any]] | None = None
+
+    def networks(self) -> list[dict[str, Any]]:
+        """The networks the module holds (:func:`gradcheck.model.find_networks`), asked once."""
+        if self._networks is None:
+            self._networks = list(self.workshop.networks())
+        return self._networks
 
     def forward_info(self, name: str) -> Any:
         self.info.callable_named(name, "forward")
@@ -420,28 +494,6 @@ class _Outcome:
         self.rows, self.summary = rows, summary
 
 
-def _parse_int(text: str) -> tuple[str, tuple[int, int]]:
-    name, sep, span = text.partition("=")
-    low, colon, high = span.partition(":")
-    try:
-        ends = (int(low), int(high))
-    except ValueError:
-        ends = (0, 0)
-    if not sep or not colon or not name.strip() or ends[0] >= ends[1]:
-        raise InvalidArgument(
-            f"`--int` must look like NAME=LOW:HIGH with LOW < HIGH (e.g. y=0:10), got {text!r}"
-        )
-    return name.strip(), ends
-
-
-def _parse_location(text: str) -> tuple[str, str]:
-    param, sep, grad = text.partition("=")
-    if not sep or not param.strip() or not grad.strip():
-        raise InvalidArgument(f"`--grad` must look like PARAM=LOCATION (e.g. W=dW_sum or "
-                              f"gamma=cache[dgamma]), got {text!r}")
-    return param.strip(), grad.strip()
-
-
 def _as_arrays(kwargs: dict[str, Any]) -> dict[str, Any]:
     """JSON lists of numbers become float arrays, also inside dicts (``bn_param``'s
     ``running_mean``): the forward does arithmetic on them, not list operations."""
@@ -454,7 +506,12 @@ def _array_or_value(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _array_or_value(v) for k, v in value.items()}
     if isinstance(value, list):
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value)
+        except ValueError:  # ragged
+            return [_array_or_value(v) for v in value]
+        if arr.dtype.kind == "b":  # a mask (temporal_softmax_loss(x, y, mask))
+            return arr
         if arr.dtype.kind in "iuf":
             return arr.astype(np.float64) if arr.dtype.kind == "f" else arr
         return [_array_or_value(v) for v in value]
@@ -467,7 +524,7 @@ def _overrides(args: argparse.Namespace) -> Any:
     shapes = dict(_parse_shape(s) for s in args.shape)
     symbolic = [n for n, dims in shapes.items() if any(not d.isdigit() for d in dims)]
     given = {n: tuple(int(d) for d in dims) for n, dims in shapes.items() if n not in symbolic}
-    ints = dict(_parse_int(t) for t in args.int)
+    ints = _cli_args.parse_ints(args.int)
     kwargs = _as_arrays(dict(_parse_kwarg(k) for k in args.kwarg))
     return Overrides(given, ints, kwargs), {n: shapes[n] for n in symbolic}
 
@@ -482,6 +539,8 @@ def _select_target(args: argparse.Namespace, door: _Doorway) -> None:
     door.info.callable_named(name, "NAME")
     if name in door.info.classes:
         args.layer = args.layer or name
+    elif any(n["forward"] == name for n in door.networks()):
+        args.network = args.network or name
     elif name.endswith("_loss"):
         args.loss = args.loss or name
     elif "_backward" in name:
@@ -490,7 +549,8 @@ def _select_target(args: argparse.Namespace, door: _Doorway) -> None:
         args.forward = args.forward or name
     else:
         raise InvalidArgument(f"NAME {name!r} must be a class with forward and backward, "
-                              "NAME_forward, NAME_backward or a *_loss function")
+                              "NAME_forward, NAME_backward, a *_loss function or a network's "
+                              "forward")
 
 
 def _op_pairs(args: argparse.Namespace, door: _Doorway) -> list[Any]:
@@ -535,7 +595,20 @@ def _selected_pairs(args: argparse.Namespace, door: _Doorway) -> tuple[list[Any]
     return find_pairs(door.info.functions), False
 
 
+class _Unfinished(Exception):
+    """A pair whose check raised because it is not written yet; ``__cause__`` is that error."""
+
+
 def _check_pair(p: Any, door: _Doorway, args: argparse.Namespace) -> Any:
+    """The pair's report.
+
+    Raises
+    ------
+    _Unfinished
+        The check raised, and one call of each function shows why: it returns None or raises
+        ``NotImplementedError`` (asked only after an error, so a working pair runs exactly as
+        it would without the question).
+    """
     from dataclasses import replace
 
     from gradcheck.check import check_layer
@@ -543,14 +616,33 @@ def _check_pair(p: Any, door: _Doorway, args: argparse.Namespace) -> Any:
     from gradcheck.properties import random_inputs
 
     pair = p.pair
-    layer = door.workshop.pair_layer(pair.op, pair.forward, pair.backward,
-                                     {**p.config, **draw_fixed(p, args.dtype, args.seed)})
-    with warnings.catch_warnings(), _progress_check(layer, p.shapes, args):  # the report has them
-        warnings.simplefilter("ignore", GradcheckWarning)
-        inputs = {k: v * v.dtype.type(p.scale)
-                  for k, v in random_inputs(p.shapes, args.dtype, args.seed).items()}
-        report = check_layer(layer, inputs, method=args.method, mode=args.mode, seed=args.seed)
-    return replace(report, case=pair.label)
+    config = {**p.config, **draw_fixed(p, args.dtype, args.seed)}
+    inputs = _ranged({k: v * v.dtype.type(p.scale)
+                      for k, v in random_inputs(p.shapes, args.dtype, args.seed).items()}, args)
+    layer = door.workshop.pair_layer(pair.op, pair.forward, pair.backward, config)
+    try:
+        with warnings.catch_warnings(), _progress_check(layer, p.shapes, args):
+            warnings.simplefilter("ignore", GradcheckWarning)  # the report has them
+            report = check_layer(layer, inputs, method=args.method, mode=args.mode,
+                                 seed=args.seed)
+    except GradcheckError as exc:
+        if isinstance(exc, _guard.CheckTimeout):
+            raise
+        try:
+            why = door.workshop.unimplemented(pair.forward, pair.backward, config, inputs)
+        except (GradcheckError, SystemExit, WorkerLost):  # the check's error stands
+            why = ""
+        if why:
+            raise _Unfinished(why) from exc
+        raise
+    return _one_line_problems(replace(report, case=pair.label))
+
+
+def _one_line_problems(report: Any) -> Any:
+    """The report with every message the layer's code wrote folded to one line."""
+    from dataclasses import replace
+
+    return replace(report, problems=tuple(_one_line(t, 2000) for t in report.problems))
 
 
 def _gradient_words(report: Any) -> str:
@@ -566,10 +658,13 @@ def _overview(rows: list[list[str]], args: argparse.Namespace) -> None:
     print(table, file=_stdout(args) if args.format in (kinds.TEXT, kinds.MARKDOWN) else sys.stderr)
 
 
-def _check_flag_names(pairs: Sequence[Any], door: _Doorway, given: Any) -> None:
-    """A --shape, --int or --kwarg that names no parameter of any selected forward is a typo."""
+def _check_flag_names(pairs: Sequence[Any], door: _Doorway, given: Any,
+                      networks: Sequence[dict[str, Any]] = ()) -> None:
+    """A --shape, --int or --kwarg that names no parameter of any selected forward (or of a
+    network's functions) is a typo."""
     params = {n for p in pairs if p.forward and not p.problem
               for n in door.forward_info(p.forward).params}
+    params |= {n for net in networks for n in _network_params(net, door)}
     for flag, names in (("--shape", given.shapes), ("--int", given.ints),
                         ("--kwarg", given.kwargs)):
         unknown = [n for n in names if n not in params]
@@ -583,10 +678,11 @@ def _one_line(text: object, limit: int = 200) -> str:
 
 
 def _check_row(pair: Any, door: _Doorway, given: Any, args: argparse.Namespace,
-               named: bool) -> tuple[Any, list[str]]:
+               named: bool, alone: bool = False) -> tuple[Any, list[str]]:
     """One pair: its report (None when skipped or raised) and its row of the overview table.
 
-    Pairs the user named raise instead of being skipped: they asked for exactly those.
+    Pairs the user named raise instead of being skipped: they asked for exactly those. A pair
+    not implemented yet is a row, unless it is the only one the user named (``alone``).
     """
     from gradcheck.discover import plan
 
@@ -599,6 +695,10 @@ def _check_row(pair: Any, door: _Doorway, given: Any, args: argparse.Namespace,
         return None, [*row, "skipped", "-", problem]
     try:
         report = _check_pair(p, door, args)
+    except _Unfinished as exc:
+        if alone and exc.__cause__ is not None:
+            raise exc.__cause__ from None
+        return None, [*row, UNFINISHED, "-", str(exc)]
     except GradcheckError as exc:
         if named:
             raise
@@ -607,25 +707,41 @@ def _check_row(pair: Any, door: _Doorway, given: Any, args: argparse.Namespace,
     return report, [*row, verdict, _gradient_words(report), _one_line("; ".join(report.problems))]
 
 
+UNFINISHED = "not implemented"  # the overview's verdict for a pair that returns None
+
+
 def _check_file(args: argparse.Namespace, door: _Doorway, given: Any) -> _Outcome:
-    """Every pair of the file (or of --op): one report each, one overview table of all."""
+    """Every pair of the file (or of --op), and in a whole-file run every network: one report
+    each, one overview table of all. What is not implemented yet is a row, not an error."""
     pairs, named = _selected_pairs(args, door)
-    _check_flag_names(pairs, door, given)
+    networks = [] if named else door.networks()
+    taken = {n for net in networks for n in (net["forward"], net["backward"])}
+    pairs = [p for p in pairs if p.forward not in taken and p.backward not in taken]
+    _check_flag_names(pairs, door, given, networks)
     forward = _forward_check(args, door, dict(_parse_shape(t) for t in args.shape),
                              dict(given.kwargs))
     reports, rows = [], []
     for pair in pairs:
-        report, row = _check_row(pair, door, given, args, named)
+        report, row = _check_row(pair, door, given, args, named, named and len(pairs) == 1)
         reports += [report] if report is not None else []
         rows.append(row)
-    errors = sum(row[3] == "ERROR" for row in rows)
+    for net in networks:
+        report, row = _network_row(net, door, given, args)
+        reports += [report] if report is not None else []
+        rows.append(row)
+    errors = sum(row[3] in ("ERROR", UNFINISHED) for row in rows)
     if not named:
         rows += _class_rows(door.info.classes, args.file)
     if not reports:
+        if errors:  # the layer's code ran and crashed or returned None: exit 3, not usage
+            return _Outcome([], ExitCode.LAYER, forward, rows, f"nothing in {args.file} could "
+                            "be checked: every pair that ran crashed or is not implemented "
+                            "(see the table)")
         return _Outcome([], ExitCode.USAGE, forward, rows,
                         f"no pair in {args.file} could be checked (see the table)")
     show = rows if not named or len(rows) > 1 else None
-    return _Outcome(reports, _forward_exit(_exit_code(reports, errors), forward), forward, show)
+    crashed = sum(row[3] == "ERROR" for row in rows)
+    return _Outcome(reports, _forward_exit(_exit_code(reports, crashed), forward), forward, show)
 
 
 def _class_rows(classes: Sequence[str], target: str) -> list[list[str]]:
@@ -655,16 +771,63 @@ def _random_parameters(layer: Any, dtype: str, seed: int) -> dict[str, Any]:
 def _class_layer(args: argparse.Namespace, door: _Doorway, given: Any) -> tuple[Any, Any]:
     from gradcheck.properties import random_inputs
 
-    if len(given.shapes) != 1:
-        raise InvalidArgument(f"--layer {args.layer} needs the shape of its one input: add "
-                              f"--shape x=N,D (got {len(given.shapes)} shapes)")
-    names = dict(_parse_location(t) for t in args.grad)
+    floats = [n for n in given.shapes if n not in given.ints]
+    names = dict(_cli_args.parse_location(t) for t in args.grad)
     door.info.callable_named(args.layer, "--layer")
-    kwargs = dict(_parse_kwarg(k) for k in args.kwarg)
-    inputs = random_inputs(given.shapes, args.dtype, args.seed)
+    kwargs = _cli_args.parse_kwargs(args.kwarg)
+    data = _fixed_data(given, floats[1:], args)
+    if floats:
+        inputs = _ranged(random_inputs({floats[0]: given.shapes[floats[0]]}, args.dtype,
+                                       args.seed), args)
+    elif given.ints:  # integer input (an embedding's indices): only its parameters are checked
+        first = next(iter(given.ints))
+        inputs = {first: data.pop(first)}
+    else:
+        raise InvalidArgument(f"--layer {args.layer} needs the shape of its input: add "
+                              "--shape x=N,D (or --int x=LOW:HIGH --shape x=N,D for indices)")
+    extra = {**_cli_args.parse_kwargs(args.forward_kwarg, "--forward-kwarg"), **data}
     (name, x), = inputs.items()
-    options = {"params": args.params_attr, "grads": args.grads_attr, "names": names}
-    return door.workshop.class_layer(args.layer, kwargs, name, options, x), inputs
+    options = {"params": args.params_attr, "grads": args.grads_attr, "names": names,
+               "forward_kwargs": extra}
+    try:
+        return door.workshop.class_layer(args.layer, kwargs, name, options, x), inputs
+    except InvalidArgument as exc:
+        if "forward_kwargs" not in str(exc):
+            raise
+        raise InvalidArgument(
+            f"--layer {args.layer} needs the shape of its one input (--shape {name}=...); "
+            f"the other inputs ({', '.join(n for n in extra)}) go to its forward by name, "
+            f"but {_one_line(str(exc)).replace('`forward_kwargs` has', 'it has no')}") from None
+
+
+def _fixed_data(given: Any, floats: Sequence[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Arguments that are data, not differentiated: ``--int`` arrays (labels), and float
+    ``--shape`` arrays other than the input (targets), seeded like a pair's."""
+    import numpy as np
+
+    rng = np.random.default_rng([args.seed, 0x696E74])
+    out: dict[str, Any] = {}
+    for name, (low, high) in given.ints.items():
+        if name not in given.shapes:
+            raise InvalidArgument(f"--int {name} needs a shape: add --shape {name}=D1,D2")
+        out[name] = rng.integers(low, high, size=given.shapes[name])
+    for name in floats:
+        out[name] = rng.standard_normal(given.shapes[name]).astype(args.dtype)
+    return _ranged(out, args)
+
+
+def _ranged(inputs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Inputs named by ``--range NAME=LOW:HIGH`` drawn uniformly from it instead (seeded)."""
+    import numpy as np
+
+    ranges = _cli_args.parse_ranges(getattr(args, "range", []), args.shape)
+    out = dict(inputs)
+    for index, (name, (low, high)) in enumerate(sorted(ranges.items())):
+        if name in out:
+            rng = np.random.default_rng([args.seed, 0x72616E, index])
+            value = np.asarray(out[name])
+            out[name] = rng.uniform(low, high, size=value.shape).astype(value.dtype)
+    return out
 
 
 def _check_class(args: argparse.Namespace, door: _Doorway, given: Any) -> _Outcome:
@@ -675,13 +838,24 @@ def _check_class(args: argparse.Namespace, door: _Doorway, given: Any) -> _Outco
     from gradcheck.layer import annotate
 
     layer, inputs = _class_layer(args, door, given)
+    if getattr(layer, "kind", "") == "model":  # params + loss(X, y): every --shape is data
+        inputs = {}
     runs = [("initial parameters", inputs)]
-    if layer.parameters():
+    params = layer.parameters()
+    if params:
         random = _random_parameters(layer, args.dtype, args.seed)
         runs.append((f"random parameters (seed {args.seed})", {**inputs, **random}))
+    integer = [n for n, v in inputs.items() if v.dtype.kind in "iub"]
+    if not inputs:  # a model object: its parameters are the inputs
+        runs = [(case, {**params, **values}) for case, values in runs]
+    if integer and not params:
+        raise InvalidArgument(f"--layer {args.layer}: its input {integer[0]!r} is integer and "
+                              "it has no parameters found: nothing to differentiate")
     reports = []
     for case, values in runs:
         layer.clear_problems()  # each report gets what its own check saw
+        if integer:  # indices stay in the layer (its example); the parameters are checked
+            values = {k: v for k, v in {**params, **values}.items() if k not in integer}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", GradcheckWarning)
             report = check_layer(layer, values, method=args.method, mode=args.mode,
@@ -713,6 +887,139 @@ def _check_model(args: argparse.Namespace, door: _Doorway) -> _Outcome:
     return _Outcome([report], _exit_code([report]))
 
 
+# --- networks (gradcheck.model.from_network): --network, or found in a whole-file run ----------
+
+_ROLES = (("forward", "--network"), ("backward", "--grads"), ("cost", "--cost-fn"),
+          ("init", "--parameters"))
+
+
+def _network_names(args: argparse.Namespace, door: _Doorway) -> dict[str, Any]:
+    """``--network`` and the options around it, completed from what the module holds; every
+    name must be in the file (exit 2 otherwise, before any of it runs)."""
+    found = door.networks()
+    if args.network:
+        door.info.callable_named(args.network, "--network")
+        match = next((n for n in found if n["forward"] == args.network), {})
+    elif len(found) == 1:
+        match = found[0]
+    else:
+        which = ", ".join(n["forward"] for n in found) or "none"
+        raise InvalidArgument(
+            f"--network: name the forward (--network NAME); networks recognised in "
+            f"{door.info.file}: {which} (a forward with a parameters argument and a backward "
+            "named like it)")
+    forward = args.network or match["forward"]
+    names = {"forward": forward,
+             "backward": args.grads or match.get("backward") or forward.replace("forward",
+                                                                                "backward"),
+             "cost": args.cost_fn or match.get("cost"), "init": args.parameters or
+             match.get("init"), "wrt": args.wrt}
+    for role, flag in _ROLES:
+        name = names[role]
+        if name and not (role == "init" and name in door.info.values):
+            door.info.callable_named(name, flag)
+    return names
+
+
+def _network_params(names: dict[str, Any], door: _Doorway) -> set[str]:
+    return {p for role, _ in _ROLES if names.get(role) in door.info.functions
+            for p in door.info.functions[names[role]].params}
+
+
+def _network_values(names: dict[str, Any], door: _Doorway, given: Any,
+                    args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    """The data and settings by argument name, or what is missing (a message with the flags)."""
+    from gradcheck.model import CACHE_ARGS, PARAMETER_ARGS
+
+    values = {**_cli_args.parse_kwargs(args.kwarg),
+              **_fixed_data(given, [n for n in given.shapes if n not in given.ints], args)}
+    skip = {*PARAMETER_ARGS, *CACHE_ARGS, names.get("wrt")}
+    missing = [p for role in ("forward", "init", "cost", "backward")
+               if names.get(role) in door.info.functions
+               for p in _fed_by_user(role, door.info.functions[names[role]].required, names)
+               if p not in values and p not in skip]
+    if not missing:
+        return values, ""
+    flags = " ".join(f"--kwarg {n}=JSON" if n in ("layer_dims", "layers_dims", "lambd",
+                                                  "keep_prob") else f"--shape {n}=D1,D2"
+                     for n in dict.fromkeys(missing))
+    return values, (f"a network: no value for {', '.join(dict.fromkeys(missing))}: add "
+                    f"--network {names['forward']} {flags} (--int NAME=LOW:HIGH for labels)")
+
+
+def _fed_by_user(role: str, required: Sequence[str], names: dict[str, Any]) -> list[str]:
+    """The arguments the user must give: a cost's first takes the forward's output, and so
+    does the backward's with a separate cost (``L_model_backward(AL, Y, caches)``)."""
+    from gradcheck.model import CACHE_ARGS
+
+    rest = [p for p in required if p not in CACHE_ARGS]
+    fed = role == "cost" or (role == "backward" and names.get("cost"))
+    return rest[1:] if fed else rest
+
+
+def _check_network(args: argparse.Namespace, door: _Doorway, given: Any,
+                   names: dict[str, Any] | None = None) -> Any:
+    """One network's report, checked at its starting parameters (every parameter array)."""
+    from dataclasses import replace
+
+    from gradcheck.check import check_layer
+
+    names = names or _network_names(args, door)
+    unknown = [n for n in [*given.shapes, *given.ints, *given.kwargs]
+               if n not in _network_params(names, door)]
+    if unknown and _network_params(names, door):
+        raise InvalidArgument(f"`{unknown[0]}` names no argument of {names['forward']} or the "
+                              f"functions around it; their arguments are "
+                              f"{', '.join(sorted(_network_params(names, door)))}")
+    values, missing = _network_values(names, door, given, args)
+    if missing:
+        raise InvalidArgument(missing)
+    layer = door.workshop.network(names, values, args.seed)
+    params, note = _off_ties(layer.parameters(), args.seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GradcheckWarning)
+        report = check_layer(layer, params, method=args.method, mode=args.mode, seed=args.seed)
+    report = replace(report, case=f"{names['forward']} / {names['backward']}",
+                     warnings=report.warnings + ((note,) if note else ()))
+    return _one_line_problems(report)
+
+
+def _off_ties(params: dict[str, Any], seed: int) -> tuple[dict[str, Any], str]:
+    """The starting parameters, with arrays that are one constant (biases initialised to zeros)
+    replaced by small seeded random values: at zero biases, an example whose previous layer is
+    all zero puts every ReLU of the next exactly on its kink, and a constant hides bugs (the
+    reason classes are also checked at random parameters)."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 0x6E6574])
+    flat = [k for k, v in params.items() if v.size > 1 and np.all(v == v.flat[0])]
+    if not flat:
+        return params, ""
+    moved = {k: (v + rng.normal(0.0, 0.1, size=v.shape)).astype(v.dtype)
+             for k, v in params.items() if k in flat}
+    values = ", ".join(f"{params[k].flat[0]:g}" for k in flat)
+    note = (f"{', '.join(flat)} started constant ({values}): checked at those values plus small "
+            f"random ones (seed {seed}), off the ReLU kinks a constant bias puts examples on")
+    return {**params, **moved}, note
+
+
+def _network_row(net: dict[str, Any], door: _Doorway, given: Any,
+                 args: argparse.Namespace) -> tuple[Any, list[str]]:
+    """A network found in a whole-file run: checked when its data were given, else a row
+    saying which flags check it."""
+    names = {**net, "wrt": None}
+    row = [names["forward"], names["forward"], names["backward"]]
+    _, missing = _network_values(names, door, given, args)
+    if missing:
+        return None, [*row, "skipped", "-", missing]
+    try:
+        report = _check_network(args, door, given, names)
+    except GradcheckError as exc:
+        return None, [*row, "ERROR", "-", _one_line(exc)]
+    verdict = report.verdict if report.passed else report.verdict.upper()
+    return report, [*row, verdict, _gradient_words(report), _one_line("; ".join(report.problems))]
+
+
 def _check_property(args: argparse.Namespace, door: _Doorway, given: Any,
                     symbolic: dict[str, Any]) -> _Outcome:
     from gradcheck.discover import plan
@@ -735,14 +1042,19 @@ def _check_property(args: argparse.Namespace, door: _Doorway, given: Any,
 
 
 def _check_outcome(args: argparse.Namespace, door: _Doorway) -> _Outcome:
-    if args.debug and door.info.how:
-        print(f"gradcheck: {door.info.how}", file=sys.stderr)
+    info = door.info
+    if info.how and (args.debug or info.definitions_only or info.notebook):
+        print(f"gradcheck: {_one_line(info.how, 4000)}", file=sys.stderr)
     _select_target(args, door)
+    _cli_args.target_kind(args)  # FILE:NAME may have named a second kind
     given, symbolic = _overrides(args)
     if args.layer:
         return _check_class(args, door, given)
     if args.cost:
         return _check_model(args, door)
+    if args.network is not None:
+        report = _check_network(args, door, given)
+        return _Outcome([report], _exit_code([report]))
     if symbolic:
         return _check_property(args, door, given, symbolic)
     return _check_file(args, door, given)
@@ -763,6 +1075,8 @@ def _finish(args: argparse.Namespace, outcome: _Outcome) -> int:
     if outcome.summary and outcome.reports:
         print(outcome.summary, file=sys.stderr)
     if not outcome.reports:
+        if outcome.code == ExitCode.LAYER:
+            raise LayerError(outcome.summary)
         raise InvalidArgument(outcome.summary)
     return outcome.code
 
@@ -853,5 +1167,5 @@ def _fail(args: argparse.Namespace, exc: BaseException, code: int, text: str = "
                                                                  "")
         if remote:
             print(f"in the layer's process:\n{remote}", file=sys.stderr)
-    print(f"gradcheck: error: {text or exc}", file=sys.stderr)
+    print(f"gradcheck: error: {_one_line(text or exc, 4000)}", file=sys.stderr)
     return code

@@ -50,7 +50,8 @@ def _pair_backward(name: str, funcs: Collection[str]) -> Pair:
     for forward in (f"{op}_forward{suffix}", f"{op}_forward"):
         if forward in funcs:
             return Pair(op, forward, name)
-    return Pair(op, "", name, problem=f"no {op}_forward{suffix} or {op}_forward to pair it with")
+    tried = " or ".join(dict.fromkeys((f"{op}_forward{suffix}", f"{op}_forward")))
+    return Pair(op, "", name, problem=f"no {tried} to pair it with")
 
 
 def find_pairs(names: Iterable[str]) -> list[Pair]:

@@ -10,6 +10,7 @@ line runs them: the parent plans and judges from :class:`ModuleInfo`, the worker
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from types import ModuleType
@@ -19,7 +20,11 @@ import numpy as np
 
 from gradcheck.errors import InvalidArgument, LayerError
 
-__all__ = ["FunctionInfo", "ModuleInfo", "Workshop", "lookup_error", "open_module"]
+__all__ = ["BUDGET_VARIABLE", "FunctionInfo", "ModuleInfo", "Workshop", "lookup_error",
+           "open_module"]
+
+BUDGET_VARIABLE = "GRADCHECK_IMPORT_BUDGET"
+"""The environment variable through which the command line gives the worker its import budget."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,10 @@ class ModuleInfo:
 
     ``functions`` are its public functions (imported ones included); ``classes`` those public
     classes with ``forward`` and ``backward``; ``callables`` every public callable name and
-    ``values`` every other public name (for messages and for ``--parameters``).
+    ``values`` every other public name (for messages and for ``--parameters``). ``how`` says how
+    it was loaded; ``definitions_only`` that its top-level work was left out (the plain import
+    raised or overran the budget) and ``notebook`` that it came from a notebook's cells: the
+    command line always tells the user both.
     """
 
     file: str
@@ -45,6 +53,8 @@ class ModuleInfo:
     classes: tuple[str, ...]
     callables: tuple[str, ...]
     values: tuple[str, ...]
+    definitions_only: bool = False
+    notebook: bool = False
 
     def to_data(self) -> dict[str, Any]:
         return {**asdict(self), "functions": {n: asdict(f) for n, f in self.functions.items()}}
@@ -56,7 +66,8 @@ class ModuleInfo:
                      for n, f in dict(data["functions"]).items()}
         return cls(str(data["file"]), str(data["how"]), functions,
                    tuple(map(str, data["classes"])), tuple(map(str, data["callables"])),
-                   tuple(map(str, data["values"])))
+                   tuple(map(str, data["values"])), bool(data.get("definitions_only")),
+                   bool(data.get("notebook")))
 
     def callable_named(self, name: str, what: str) -> None:
         """Raise :class:`InvalidArgument` unless ``name`` is a callable of the module."""
@@ -82,20 +93,24 @@ def _signature(func: Callable[..., Any]) -> FunctionInfo:
 class Workshop:
     """An imported module, and the layers the command line builds from it."""
 
-    def __init__(self, module: ModuleType, how: str = "") -> None:
+    def __init__(self, module: ModuleType, how: str = "", *, definitions_only: bool = False,
+                 notebook: bool = False) -> None:
         self._module, self._how = module, how
+        self._flags = {"definitions_only": definitions_only, "notebook": notebook}
 
     def info(self) -> dict[str, Any]:
         """The module as :class:`ModuleInfo` data (``ModuleInfo.from_data`` reads it)."""
         public = {n: v for n, v in vars(self._module).items() if not n.startswith("_")}
         functions = {n: _signature(f) for n, f in public.items() if inspect.isfunction(f)}
-        classes = tuple(n for n, c in public.items() if inspect.isclass(c) and all(
-            callable(getattr(c, m, None)) for m in ("forward", "backward")))
+        classes = tuple(n for n, c in public.items() if inspect.isclass(c) and (all(
+            callable(getattr(c, m, None)) for m in ("forward", "backward"))
+            or callable(getattr(c, "loss", None))))
         callables = tuple(n for n, v in public.items() if callable(v))
         values = tuple(n for n, v in public.items() if not callable(v)
                        and not inspect.ismodule(v))
         file = str(getattr(self._module, "__file__", None) or self._module.__name__)
-        return ModuleInfo(file, self._how, functions, classes, callables, values).to_data()
+        return ModuleInfo(file, self._how, functions, classes, callables, values,
+                          **self._flags).to_data()
 
     def _lookup(self, name: str, what: str) -> Callable[..., Any]:
         found = getattr(self._module, name, None)
@@ -119,19 +134,60 @@ class Workshop:
 
     def class_layer(self, name: str, kwargs: Mapping[str, Any], input_name: str,
                     options: Mapping[str, Any], example: np.ndarray) -> Any:
-        """``name(**kwargs)`` adapted with :func:`~gradcheck.layer.from_class`; ``options``
-        holds ``params``, ``grads`` (attribute names or None) and ``names`` (``--grad``)."""
-        from gradcheck.layer import from_class
+        """``name(**kwargs)`` (:func:`~gradcheck.layer.construct`: JSON lists become arrays)
+        adapted with :func:`~gradcheck.layer.from_class` at ``example``; ``options`` holds
+        ``params``, ``grads`` (attribute names or None), ``names`` (``--grad``) and
+        ``forward_kwargs`` (``--forward-kwarg``, ``--int``: coerced the same way)."""
+        from gradcheck.layer import coerce, construct, from_class
+        from gradcheck.model import ModelObjectLayer, is_model_object
 
-        cls = self._lookup(name, "--layer")
-        try:
-            obj = cls(**kwargs)
-        except Exception as exc:
-            raise InvalidArgument(f"{name}(**{dict(kwargs)}) raised {type(exc).__name__}: "
-                                  f"{exc}") from exc
+        obj = construct(self._lookup(name, "--layer"), kwargs)
+        forward_kwargs = {str(k): coerce(v) for k, v in
+                          dict(options.get("forward_kwargs") or {}).items()}
+        if is_model_object(obj):  # params + loss(X, y): the data are its arguments
+            return ModelObjectLayer(obj, {input_name: example, **forward_kwargs})
         return from_class(obj, input_name=input_name, params=options.get("params"),
                           grads=options.get("grads"), names=dict(options.get("names", {})),
-                          example=example)
+                          example=example, forward_kwargs=forward_kwargs or None)
+
+    def unimplemented(self, forward: str, backward: str, config: Mapping[str, Any],
+                      inputs: Mapping[str, np.ndarray]) -> str:
+        """Why a pair (``backward`` empty: a loss) is not written yet, or ``""``.
+
+        One call of each function, the way an unfinished assignment shows it: returning None
+        (an empty body, ``pass``, ``return None`` left in a template) or raising
+        ``NotImplementedError``. Anything else the functions do is for the check to judge.
+        """
+        from gradcheck.layer import unfinished
+
+        back = self._lookup(backward, "backward") if backward else None
+        return unfinished(self._lookup(forward, "forward"), back, config, inputs)
+
+    def networks(self) -> list[dict[str, str | None]]:
+        """The networks :func:`gradcheck.model.find_networks` recognises in the module."""
+        from gradcheck.model import find_networks
+
+        return find_networks(vars(self._module))
+
+    def network(self, names: Mapping[str, str | None], values: Mapping[str, Any],
+                seed: int) -> Any:
+        """A course network (:func:`gradcheck.model.from_network`): ``names`` holds the
+        ``forward``, ``backward``, and optional ``cost``, ``init`` and ``wrt``; ``values``
+        the data and settings bound by argument name."""
+        from gradcheck.model import from_network
+
+        def named(role: str, what: str) -> Any:
+            return self._lookup(str(names[role]), what) if names.get(role) else None
+
+        init = names.get("init")
+        if init and not callable(getattr(self._module, init, None)):  # a dict in the file
+            values = {"parameters": getattr(self._module, init, None), **values}
+            init = None
+        net = from_network(named("forward", "--network"), named("backward", "--grads"),
+                           values, cost=named("cost", "--cost-fn"),
+                           init=self._lookup(init, "--parameters") if init else None,
+                           wrt=names.get("wrt"), seed=seed)
+        return net
 
     def model(self, cost: str, grads: str, parameters: str) -> tuple[Any, dict[str, Any]]:
         """A network in the parameter-dict convention: its layer and its parameters."""
@@ -151,16 +207,33 @@ class Workshop:
         return ModelLayer(cost_fn, grads_fn, cost), arrays
 
 
-def open_module(target: str, *, seed: int | None = None) -> Workshop:
-    """Import ``target`` (:func:`gradcheck.loading.load`) as a workshop; ``seed`` seeds the global
-    generators first (``random``, ``np.random``): frameworks draw initial weights from them, and
-    the same command must check the same numbers every time."""
-    from gradcheck.loading import load
+def _budget(given: float | None) -> float | None:
+    """Seconds for the plain import: ``given``, else :data:`BUDGET_VARIABLE`, else the default;
+    0 means no budget (wait for the import)."""
+    from gradcheck.loading import DEFAULT_IMPORT_BUDGET
 
-    if seed is not None:
-        import random
+    if given is None:
+        try:
+            given = float(os.environ.get(BUDGET_VARIABLE, DEFAULT_IMPORT_BUDGET))
+        except ValueError:
+            given = DEFAULT_IMPORT_BUDGET
+    return given if given > 0 else None
 
-        random.seed(seed)
-        np.random.seed(seed % 2**32)  # noqa: NPY002 - the legacy global generator is the point
-    loaded = load(target)
-    return Workshop(loaded.module, loaded.how)
+
+def open_module(target: str, *, seed: int | None = None,
+                import_budget: float | None = None) -> Workshop:
+    """Import ``target`` (:func:`gradcheck.loading.load`) as a workshop.
+
+    ``seed`` seeds the global generators first (``random``, ``np.random``): frameworks draw
+    initial weights from them, and the same command must check the same numbers every time.
+    ``import_budget`` is the seconds the plain import may take before the file is loaded
+    definitions only (a script that trains at import); None takes it from the environment
+    variable :data:`BUDGET_VARIABLE` (how the command line reaches the worker), else
+    :data:`gradcheck.loading.DEFAULT_IMPORT_BUDGET`; 0 waits however long the import takes.
+    """
+    from gradcheck.loading import load, split_target
+
+    seed = None if seed is None else seed % 2**32  # the legacy generator's range
+    loaded = load(target, seed=seed, import_budget=_budget(import_budget))
+    return Workshop(loaded.module, loaded.how, definitions_only=loaded.definitions_only,
+                    notebook=split_target(target)[0].endswith(".ipynb"))

@@ -51,6 +51,7 @@ __all__ = [
     "from_functions",
     "layer_name",
     "plan_calls",
+    "unfinished",
 ]
 
 
@@ -462,11 +463,12 @@ class _Calls:
     input: str  # the name of the forward's input parameter
     kwargs: Mapping[str, Any]  # flags and extra arguments for the forward
     roles: tuple[str, ...]  # per backward argument: "dout", "x" or "cache"
+    loss: bool = False  # backward(prediction, labels): the gradient of the mean loss
 
     @property
     def derivative(self) -> bool:
         """``backward(x) -> f'(x)``: an activation's elementwise derivative."""
-        return "dout" not in self.roles
+        return "dout" not in self.roles and not self.loss
 
     @property
     def douts(self) -> int:
@@ -499,13 +501,16 @@ def _forward_kwargs(cls: str, method: str, params: list[inspect.Parameter],
     return kwargs
 
 
-def _roles(params: list[inspect.Parameter], input_name: str) -> tuple[str, ...]:
+def _roles(params: list[inspect.Parameter], input_name: str,
+           kwargs: Mapping[str, Any] | None = None) -> tuple[str, ...]:
     roles = []
     for p in params:
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         if p.name in CACHE_NAMES:
             roles.append("cache")
+        elif kwargs and p.name in kwargs and p.kind is not p.KEYWORD_ONLY:
+            roles.append(f"kw:{p.name}")  # the labels a loss's backward takes again
         elif p.default is not p.empty:
             continue  # retain_grads=True and the like keep their defaults
         elif p.name == input_name or p.name in INPUT_NAMES:
@@ -548,8 +553,19 @@ def plan_calls(obj: Any, forward_kwargs: Mapping[str, Any] | None = None) -> _Ca
     if not fparams or fparams[0].kind in (fparams[0].VAR_POSITIONAL, fparams[0].VAR_KEYWORD):
         return _Calls(forward, backward, "x", dict(forward_kwargs or {}), ("dout",))
     kwargs = _forward_kwargs(cls, forward, fparams, forward_kwargs or {})
-    roles = _roles(_parameters(getattr(obj, backward)), fparams[0].name)
-    return _Calls(forward, backward, fparams[0].name, kwargs, roles or ("dout",))
+    roles = _roles(_parameters(getattr(obj, backward)), fparams[0].name, kwargs)
+    loss = _is_loss(cls, roles)
+    if loss:
+        roles = ("x", *roles[1:])
+    return _Calls(forward, backward, fparams[0].name, kwargs, roles or ("dout",), loss)
+
+
+def _is_loss(cls: str, roles: tuple[str, ...]) -> bool:
+    """A loss object (named like one, as ``*_loss`` functions are): its backward takes the
+    prediction and the labels the forward took (``backward(y_pred, y_true)``), and gives the
+    gradient of the mean of what the forward returns (per-sample losses, or their mean)."""
+    return ("loss" in cls.lower() and len(roles) >= 2 and roles[0] == "dout"
+            and any(r.startswith("kw:") for r in roles[1:]))
 
 
 # --- classes: finding arrays by what the calls do to them ---------------------------------------
@@ -695,6 +711,8 @@ class ClassLayer:
         """(output, forward's own cache, shapes of several outputs or None)."""
         with fixed_global_rng(seed):
             result = getattr(work, self._calls.forward)(x, **self._calls.kwargs)
+        if self._calls.loss and result is not None:
+            return np.mean(result), None, None  # per-sample losses: the mean is the loss
         cache = None
         if isinstance(result, tuple):
             if "cache" in self._calls.roles and len(result) == 2:
@@ -717,9 +735,12 @@ class ClassLayer:
                                                   call.shapes, strict=True)]
         values = {"x": iter([call.x] * len(self._calls.roles)), "dout": iter(douts),
                   "cache": iter([call.cache] * len(self._calls.roles))}
-        args = [next(values[role]) for role in self._calls.roles]
+        args = [copy.deepcopy(self._calls.kwargs[role[3:]]) if role.startswith("kw:")
+                else next(values[role]) for role in self._calls.roles]
         with fixed_global_rng():
             result = getattr(call.work, self._calls.backward)(*args)
+        if self._calls.loss:  # the gradient of the loss itself: times the scalar dout
+            return None if result is None else np.asarray(dout) * np.asarray(result)
         if self._calls.derivative:
             return np.asarray(dout) * np.asarray(result)
         return result
@@ -746,7 +767,7 @@ class ClassLayer:
         self._base = work
         again = copy.deepcopy(work)
         template = _copies(_arrays(work))
-        x2 = x * 0.5 + 0.25
+        x2 = np.roll(x, 1) if x.dtype.kind in "iub" else x * 0.5 + 0.25  # indices stay ints
         self._run_forward(again, x2, _CALL_SEED + 1)  # a random mask is drawn anew too
         new, rewritten = _changed(template, _arrays(again))
         caches = new | rewritten | {p for p in template if _find(work, p) is x}
@@ -762,7 +783,8 @@ class ClassLayer:
         if out is None:
             new, changed = _changed(before, _arrays(work))
             fresh = [p for p in new | changed if _find(work, p) is not x]
-            named = [p for p in fresh if len(p) == 1 and p[0][1] in OUTPUT_ATTRS]
+            named = [p for p in new | changed if len(p) == 1 and p[0][1] in OUTPUT_ATTRS]
+            named.sort(key=lambda p: OUTPUT_ATTRS.index(p[0][1]))  # self.output = inputs too
             self._out = named[0] if named else (fresh[0] if len(fresh) == 1 else None)
             if self._out is None:
                 raise LayerError(f"{self.name}: {self._calls.forward} returned None and stored no "
@@ -793,7 +815,7 @@ class ClassLayer:
         self._find_grads(work, returned, appeared - claimed - {self._dx}, caches)
 
     def _find_dx(self, work: Any, x: np.ndarray, returned: Any, appeared: set[_Path]) -> None:
-        if returned is not None:
+        if returned is not None or x.dtype.kind in "iub":  # indices have no gradient
             return
         names = (f"d{self._calls.input}", *DX_ATTRS)
         named = [(("a", n),) for n in names if (("a", n),) in appeared]
@@ -892,7 +914,9 @@ class ClassLayer:
                 "zeroes them before every backward; zero them yourself between steps")
 
     def required_inputs(self) -> tuple[tuple[str, ...], str]:
-        """The one input ``forward`` takes."""
+        """The one input ``forward`` takes (none when it is integer: the example's indices)."""
+        if self._fixed_input() is not None:
+            return (), f"{self.name} takes integer indices (the example's): parameters only"
         return (self._input,), (f"the input of {self.name}.forward "
                                 "(from_class(input_name=...))")
 
@@ -906,6 +930,11 @@ class ClassLayer:
 
     def _example_input(self) -> np.ndarray:
         return self._example
+
+    def _fixed_input(self) -> np.ndarray | None:
+        """The example, when it is integer (indices): every call uses it, only parameters vary."""
+        example = getattr(self, "_example", None)
+        return example if example is not None and example.dtype.kind in "iub" else None
 
     def parameters(self) -> dict[str, np.ndarray]:
         """Copies of the object's parameters, checked along with the input."""
@@ -924,7 +953,8 @@ class ClassLayer:
                 )
             for path in self._params[key].paths:
                 _set(work, path, value)
-        x = inputs[self._input]
+        fixed = self._fixed_input()
+        x = inputs[self._input] if fixed is None or self._input in inputs else fixed.copy()
         seen = _SEEN[self]
         if seen.lazy_unchecked:  # once: does the first forward create parameters?
             seen.lazy_unchecked = False
@@ -979,6 +1009,8 @@ class ClassLayer:
         dx = returned[0] if isinstance(returned, (tuple, list)) and self._dx is None else returned
         if self._dx is not None:
             dx = np.array(_get(work, self._dx), copy=True)
+            if self._calls.loss:
+                dx = np.asarray(dout) * dx
         grads = {n: self._read_grad(work, p, returned) for n, p in self._params.items()}
         return {self._input: dx, **grads}
 
@@ -1007,7 +1039,9 @@ class ClassLayer:
         call = copy.deepcopy(cache)  # the object's backward stores grads on itself, by design
         call.x = cache.x
         grads = self._gradients(call, dout)
-        if grads[self._input] is None:
+        if np.asarray(cache.x).dtype.kind in "iub":  # an embedding's indices: parameters only
+            grads.pop(self._input)
+        elif grads[self._input] is None:
             raise LayerError(f"{self.name}: backward returned None, expected dx")
         missing = [n for n, v in grads.items() if v is None]
         if missing:
@@ -1142,6 +1176,58 @@ def coerce(value: Any) -> Any:
     if array.ndim >= 2 or array.dtype.kind == "f":
         return array.astype(np.float64)
     return value
+
+
+def _nothing(value: Any) -> bool:
+    """None, or a tuple or list of Nones: what a template's placeholders return."""
+    if isinstance(value, (tuple, list)):
+        return bool(value) and all(v is None for v in value)
+    return value is None
+
+
+def unfinished(forward: Callable[..., Any], backward: Callable[..., Any] | None,
+               config: Mapping[str, Any], inputs: Mapping[str, np.ndarray]) -> str:
+    """Why a course pair (``backward`` None: a loss) is not written yet, or ``""``.
+
+    One call of each, with the global generators fixed: returning None (or a tuple of Nones:
+    ``return dx, dw, db`` with every one still ``None``) or raising ``NotImplementedError`` is
+    how a half-finished assignment shows it. Any other error is left for the check to report.
+
+    Examples
+    --------
+    >>> def relu_forward(x): return np.maximum(x, 0), x
+    >>> def relu_backward(dout, cache): pass
+    >>> unfinished(relu_forward, relu_backward, {}, {"x": np.ones(3)})
+    'not implemented: relu_backward returns None'
+    """
+    def call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, str]:
+        name = getattr(func, "__name__", "function")
+        try:
+            with fixed_global_rng():
+                result = func(*args, **kwargs)
+        except NotImplementedError as exc:
+            said = " ".join(str(exc).split())[:80]
+            return None, f"not implemented: {name} raises NotImplementedError" + (
+                f" ({said})" if said else "")
+        except (Exception, SystemExit):  # the check reports these
+            return None, "-"
+        return result, f"not implemented: {name} returns None" if _nothing(result) else ""
+
+    arrays = {k: np.array(v, copy=True) for k, v in inputs.items()}
+    result, why = call(forward, **arrays, **copy.deepcopy(dict(config)))
+    if why or backward is None:
+        return "" if why == "-" else why
+    if isinstance(result, tuple) and result and result[0] is None:
+        name = getattr(forward, "__name__", "forward")
+        return f"not implemented: {name} returns None as its output"
+    if not isinstance(result, tuple) or len(result) != 2:
+        return ""  # multi-output or unusual: the check calls it properly
+    try:
+        dout = np.ones_like(np.asarray(result[0], dtype=np.float64))
+    except Exception:
+        return ""
+    _, why = call(backward, dout, result[1])
+    return "" if why == "-" else why
 
 
 def construct(cls: Any, kwargs: Mapping[str, Any]) -> Any:

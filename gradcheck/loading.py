@@ -11,7 +11,9 @@ A target is one of::
 How a file is imported
 ----------------------
 The way its author runs it, ``python path/to/file.py``: under a private module name, with the
-file's own directory first on ``sys.path`` (so ``from utils.gradcheck import ...`` finds the
+file's own directory first on ``sys.path`` (and the directory gradcheck runs in last, as a
+notebook beside the file's folder has it: ``from cs231n.layers import *`` in
+``cs231n/rnn_layers.py``) (so ``from utils.gradcheck import ...`` finds the
 folder beside it) and, when the file sits in a folder with an ``__init__.py``, the *import root*
 (the first directory up that has none) second, so ``python -m pkg.file``-style absolute imports
 of its own package work too. Only a file that uses relative imports (``from .layers import *``)
@@ -196,9 +198,13 @@ def _without_magics(lines: list[str]) -> tuple[list[str], list[str]]:
     out = []
     for line in lines:
         stripped = line.lstrip()
-        if stripped.startswith(("%", "!")):
+        indent = line[: len(line) - len(stripped)]
+        script = stripped[len("%run "):].split() if stripped.startswith("%run ") else []
+        if script and not script[0].startswith("-"):  # a helper script: run, as IPython does
+            out.append(f"{indent}{_RUN}({script[0].strip(chr(39) + chr(34))!r})")
+        elif stripped.startswith(("%", "!")):
             dropped.append(stripped)
-            out.append(line[: len(line) - len(stripped)] + "pass")
+            out.append(indent + "pass")
         else:
             out.append(line)
     return out, dropped
@@ -269,6 +275,9 @@ def _dropped_because(stmt: ast.stmt) -> str | None:
                          ast.ClassDef, ast.Pass, ast.Global)):
         return None
     if isinstance(stmt, ast.Expr):
+        if (isinstance(stmt.value, ast.Call) and isinstance(stmt.value.func, ast.Name)
+                and stmt.value.func.id == _RUN):
+            return None  # a notebook's %run of a helper: like an import
         is_doc = isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
         return None if is_doc else ("a call" if isinstance(stmt.value, ast.Call)
                                     else "an expression")
@@ -328,7 +337,7 @@ class MissingImport:
             f"(definitions only): {reason}. Install it, or move its use out of the checked code")
 
     def __getattr__(self, attr: str) -> Any:
-        if attr.startswith("__"):
+        if attr.startswith("_"):  # introspection (inspect.signature, copy) is not a use
             raise AttributeError(attr)
         raise self._error()
 
@@ -345,16 +354,84 @@ def _bound_names(stmt: ast.Import | ast.ImportFrom) -> list[str]:
     return [a.asname or a.name for a in stmt.names if a.name != "*"]
 
 
+def _user_roots(folder: Path) -> list[Path]:
+    """Where the user's own modules are: the file's folder, and the entries of ``sys.path`` that
+    contain it (its import root) or are the directory gradcheck runs in."""
+    here = Path.cwd().resolve()
+    roots = [folder]
+    for entry in sys.path:
+        path = Path(entry or ".").resolve()
+        if path not in roots and (path in folder.parents or path == here):
+            roots.append(path)
+    return roots
+
+
+def _neighbours(stmt: ast.stmt, folder: Path) -> list[tuple[str, Path]]:
+    """The user's modules ``stmt`` imports, by name and file: beside the file
+    (``from reg_utils import ...``) or in its package (``from cs231n.layers import *``)."""
+    if isinstance(stmt, ast.ImportFrom):
+        names = [stmt.module] if stmt.level == 0 and stmt.module else []
+    elif isinstance(stmt, ast.Import):
+        names = [a.name for a in stmt.names]
+    else:
+        return []
+    found = []
+    for name in names:
+        if not all(part.isidentifier() for part in name.split(".")):
+            continue
+        for root in _user_roots(folder):
+            file = root.joinpath(*name.split(".")).with_suffix(".py")
+            if file.is_file():
+                found.append((name, file))
+                break
+    return found
+
+
+def _neighbour_definitions(stmt: ast.stmt, folder: Path, loading: set[Path]) -> list[str]:
+    """Load the user's modules ``stmt`` imports definitions only (their own top level failed: a
+    course's ``reg_utils.py`` imports matplotlib to plot, cs231n's ``layers.py`` torch), so
+    their functions can be used."""
+    done = []
+    for name, file in _neighbours(stmt, folder):
+        if file in loading or getattr(sys.modules.get(name), "__file__", None):
+            continue
+        parent, _, leaf = name.rpartition(".")
+        try:
+            package = importlib.import_module(parent) if parent else None
+        except Exception:  # its package itself fails: nothing to load into
+            continue
+        loading.add(file)
+        module = _new_module(name, file)
+        _run_definitions(module, _parse(_read(file)), str(file), loading)
+        _drop_notebook_names(module)
+        if package is not None:
+            setattr(package, leaf, module)
+        done.append(file.name)
+    return done
+
+
 def _run_definitions(module: ModuleType, tree: ast.Module, filename: str,
+                     loading: set[Path] | None = None,
                      ) -> tuple[list[tuple[int, int, str]], list[tuple[str, int, str]]]:
     """Execute the kept statements one by one; returns what was dropped and what was stubbed
-    (name, line, why)."""
+    (name, line, why). An import of a file beside this one that fails is tried again with that
+    file loaded definitions only."""
     kept, dropped = definitions(tree)
     stubbed: list[tuple[str, int, str]] = []
+    loading = {Path(filename)} if loading is None else loading
     for stmt in kept:
         code = compile(ast.Module(body=[stmt], type_ignores=[]), filename, "exec")
         try:
-            exec(code, module.__dict__)
+            try:
+                exec(code, module.__dict__)
+            except Exception:
+                again = _neighbour_definitions(stmt, Path(filename).parent, loading)
+                if not again:
+                    raise
+                exec(code, module.__dict__)
+                dropped.append((stmt.lineno, stmt.end_lineno or stmt.lineno,
+                                f"nothing, but {', '.join(again)} (it imports) was loaded "
+                                "definitions only too"))
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
             end = stmt.end_lineno or stmt.lineno
@@ -390,7 +467,33 @@ def _display(*args: Any, **kwargs: Any) -> None:
     return None
 
 
-_NOTEBOOK_NAMES = {"get_ipython": _get_ipython, "display": _display}
+_RUN = "_gradcheck_run"  # what a notebook's `%run helper.py` line becomes
+_DEFINITIONS_ONLY: list[bool] = []  # set while a definitions-only load runs
+
+
+def _run_script(path: str) -> None:
+    """``%run path``: the script runs and its names land in the notebook's namespace. A path
+    from the author's machine that is not here is looked for beside the notebook (the working
+    directory while it loads); in a definitions-only load, the script loads definitions only."""
+    target = Path(path)
+    if not target.is_file():
+        target = Path(target.name)
+    if not target.is_file():
+        raise FileNotFoundError(f"%run {path}: no such file, nor {target.name} beside the "
+                                "notebook")
+    namespace = sys._getframe(1).f_globals
+    module = ModuleType(target.stem)
+    module.__file__ = str(target.resolve())
+    source = _read(target)
+    tree = _parse(source)
+    if _DEFINITIONS_ONLY:
+        _run_definitions(module, tree, str(target.resolve()))
+    else:
+        exec(compile(tree, str(target.resolve()), "exec"), module.__dict__)
+    namespace.update({k: v for k, v in vars(module).items() if not k.startswith("__")})
+
+
+_NOTEBOOK_NAMES = {"get_ipython": _get_ipython, "display": _display, _RUN: _run_script}
 
 
 def _notebook_names(module: ModuleType) -> None:
@@ -442,6 +545,7 @@ class _Source:
     text: str
     where: list[str] | None  # a notebook: the cell and line of each line
     magics: list[str]
+    absolute: Path = Path()  # the file, resolved before the load changes directory
 
     def line(self, number: int) -> str:
         if self.where is not None and 0 < number <= len(self.where):
@@ -462,10 +566,14 @@ class _Source:
 
 def _read(file: Path) -> _Source:
     if file.suffix == ".ipynb":
+        import linecache
+
         text, where, magics = notebook_source(file)
-        return _Source(file, text, where, magics)
+        # tracebacks show the cells' code, not the notebook's JSON
+        linecache.cache[str(file)] = (len(text), None, text.splitlines(True), str(file))
+        return _Source(file, text, where, magics, file.resolve())
     try:
-        return _Source(file, file.read_text(encoding="utf-8"), None, [])
+        return _Source(file, file.read_text(encoding="utf-8"), None, [], file.resolve())
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"FILE {str(file)!r} cannot be read: {exc}") from exc
 
@@ -521,7 +629,11 @@ def _plain(name: str, source: _Source, tree: ast.Module, budget: float | None,
 def _definitions_only(name: str, source: _Source, tree: ast.Module,
                       ) -> tuple[ModuleType, tuple[str, ...], tuple[str, ...]]:
     module = _new_module(name, source.file)
-    dropped, stubbed = _run_definitions(module, tree, str(source.file))
+    _DEFINITIONS_ONLY.append(True)
+    try:
+        dropped, stubbed = _run_definitions(module, tree, str(source.absolute))
+    finally:
+        _DEFINITIONS_ONLY.pop()
     lines = tuple(f"{source.span(a, b)}: {why}" for a, b, why in dropped)
     stubs = tuple(f"{name} ({source.line(line)}: {why})" for name, line, why in stubbed)
     return module, lines, stubs
@@ -544,11 +656,17 @@ def _run(name: str, source: _Source, seed: int | None,
         raise LayerError(f"importing {source.file} raised {type(error).__name__}: {error} "
                          "(and it defines no function or class to load without it)") from error
     text = (f"; {failure}, so it was loaded again, definitions only (imports, def, class, "
-            f"constants): dropped {'; '.join(dropped) or 'nothing'}")
+            f"constants): dropped {_listed(dropped) or 'nothing'}")
     if stubbed:
         text += (f"; imports that failed, bound to a stub that raises when used: "
-                 f"{'; '.join(stubbed)}")
+                 f"{_listed(stubbed)}")
     return module, text, dropped, stubbed
+
+
+def _listed(items: tuple[str, ...], most: int = 8) -> str:
+    """The first ``most`` items; the count of the rest (:attr:`Loaded.dropped` has them all)."""
+    more = len(items) - most
+    return "; ".join(items[:most]) + (f"; and {more} more" if more > 0 else "")
 
 
 def _defines_something(module: ModuleType) -> bool:
@@ -565,6 +683,9 @@ def _load_file(file: Path, attr: str | None, seed: int | None, budget: float | N
     root, dotted = import_root(file)
     folder = file.resolve().parent
     kind = "notebook" if source.where is not None else "file"
+    here = os.getcwd()
+    if here not in sys.path:  # last: where a notebook beside `pkg/` imports `pkg.mod` from
+        sys.path.append(here)
     if file.name == "__init__.py" and dotted is not None:
         _seed(seed)
         how = f"imported {file} as package {dotted}, import root {root} first on sys.path"

@@ -414,3 +414,27 @@ class RemoteWorkshop:
         if not isinstance(layer, tuple) or len(layer) != 2 or not isinstance(layer[0], Handle):
             raise errors.LayerError("the layer's process sent a network gradcheck cannot read")
         return RemoteLayer(self._worker, Kept(self._worker, layer[0])), dict(layer[1])
+
+    def _call_as(self, phase: str, method: str, args: list[Any], keep: str = "") -> Any:
+        """``_call`` with the phase named for messages ("the network's setup raised ...")."""
+        with _exits_named(phase):
+            return call(self._worker, self._kept.handle, method, args, keep=keep,
+                        phase=phase)["result"]
+
+    def unimplemented(self, forward: str, backward: str, config: Mapping[str, Any],
+                      inputs: Mapping[str, np.ndarray]) -> str:
+        found = self._call_as(f"a first call of {forward}", "unimplemented",
+                              [forward, backward, dict(config), dict(inputs)])
+        return found if isinstance(found, str) else ""
+
+    def networks(self) -> list[dict[str, str | None]]:
+        found = self._call_as("a lookup", "networks", [])
+        if not isinstance(found, list) or not all(isinstance(n, dict) for n in found):
+            raise errors.LayerError("the layer's process sent networks gradcheck cannot read")
+        return [{str(k): (None if v is None else str(v)) for k, v in n.items()} for n in found]
+
+    def network(self, names: Mapping[str, str | None], values: Mapping[str, Any],
+                seed: int) -> RemoteLayer:
+        handle = self._call_as("the network's setup", "network", [dict(names), dict(values),
+                                                                  seed], keep="result")
+        return RemoteLayer(self._worker, Kept(self._worker, handle))
