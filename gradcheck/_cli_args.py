@@ -2,8 +2,13 @@
 
 Every value a user types is parsed strictly: a ``--shape`` that is not a list of positive
 integers or symbolic names, a name given twice, a ``--kwarg`` that is neither JSON nor a bare
-word, an ``--out`` that cannot be written, a negative seed: each is an error (exit 2) that names
-the option, the expected and the received value, before the layer's file is even imported.
+word (or nests deeper than :data:`MAX_JSON_DEPTH`), an ``--int`` or ``--range`` whose LOW is not
+below HIGH, options naming two kinds of target (``--layer`` with ``--op``: :data:`TARGET_KINDS`)
+or an option without its target (``--grads`` alone), an ``--out`` that cannot be written, a
+negative seed: each is an error (exit 2) that names the option, the expected and the received
+value, before the layer's file is even imported. (The kinds are checked here rather than by an
+argparse mutually exclusive group: ``--op``, ``--forward`` and ``--backward`` combine with each
+other, which such a group cannot say, and one message names both options.)
 
 ``--kwarg`` values: valid JSON is JSON (``eps=1e-5``, ``bn_param='{"mode": "train"}'``,
 ``flag=true``); a bare identifier-like word that is not JSON is a string (``mode=train``);

@@ -58,13 +58,12 @@ CONVENTIONS = [
                                     "backward_propagation_with_regularization", "--cost-fn",
                                     "compute_cost_with_regularization", *NET_DATA,
                                     "--parameters", "initialize_parameters",
-                                    "--kwarg", "layer_dims=[3,4,1]", "--kwarg", "lambd=0.7",
-                                    "--import-budget", "1"],
+                                    "--kwarg", "layer_dims=[3,4,1]", "--kwarg", "lambd=0.7"],
                  "lambd * W2 / m", "lambd * W2 / (2 * m)", "W2", id="network-L2-lambd"),
     pytest.param("reg_network.py", ["--network", "forward_propagation_with_dropout", "--cost-fn",
                                     "compute_cost", *NET_DATA, "--parameters",
                                     "initialize_parameters", "--kwarg", "layer_dims=[3,4,1]",
-                                    "--kwarg", "keep_prob=0.8", "--import-budget", "1"],
+                                    "--kwarg", "keep_prob=0.8"],
                  "* D1 / keep_prob", "* D1", "W1", id="network-dropout-keep_prob"),
     pytest.param("framework_classes.py", ["--layer", "Layer_Dense", "--kwarg", "n_inputs=4",
                                           "--kwarg", "n_neurons=3", "--shape", "inputs=5,4"],
@@ -116,8 +115,18 @@ def test_each_convention_passes_and_its_mutant_fails(tmp_path, capsys, name, arg
     assert _statuses(capsys).get(wrong) == "fail"
 
 
+TRAINING = """
+import time
+
+parameters = initialize_parameters([3, 4, 1])
+for i in range(10 ** 6):  # the script trains at import, as the assignment's last cell does
+    time.sleep(0.01)
+"""
+
+
 def test_a_script_that_trains_at_import_is_loaded_definitions_only_and_says_so(tmp_path, capsys):
     path = _copy(tmp_path, "reg_network.py")
+    path.write_text(path.read_text() + TRAINING)
     argv = ["check", str(path), "--network", "forward_propagation", "--cost-fn", "compute_cost",
             "--grads", "backward_propagation_with_regularization", *NET_DATA, "--parameters",
             "initialize_parameters", "--kwarg", "layer_dims=[3,4,1]", "--kwarg", "lambd=0"]
