@@ -32,7 +32,7 @@ def _signature(func):
     pytest.param(["svm_loss", "_private_forward", "_private_backward"],
                  [Pair("svm_loss", "svm_loss", "", kind="loss")], id="loss-and-private"),
     pytest.param(["x_backward"], [Pair("x", "", "x_backward",
-                                       problem="no x_forward or x_forward to pair it with")],
+                                       problem="no x_forward to pair it with")],
                  id="orphan-backward"),
     pytest.param(["y_forward"], [Pair("y", "y_forward", "", problem="no backward pairs with it")],
                  id="orphan-forward"),
