@@ -1074,6 +1074,11 @@ def _finish(args: argparse.Namespace, outcome: _Outcome) -> int:
         _overview(outcome.rows, args)
     if outcome.summary and outcome.reports:
         print(outcome.summary, file=sys.stderr)
+    crashed = [row[0] for row in outcome.rows or () if row[3] == "ERROR"]
+    if crashed and outcome.reports and outcome.code == ExitCode.LAYER:
+        print(f"gradcheck: exit 3: {len(crashed)} of the {len(outcome.rows or ())} rows raised "
+              f"({', '.join(crashed)}; see ERROR in the table), though what ran passed",
+              file=sys.stderr)
     if not outcome.reports:
         if outcome.code == ExitCode.LAYER:
             raise LayerError(outcome.summary)

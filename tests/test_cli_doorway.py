@@ -801,7 +801,9 @@ def test_a_pair_that_raises_is_listed_and_the_rest_still_run(tmp_path, capsys, b
             return None
     ''').replace("BODY", body))
     assert main(["check", str(path)]) == code  # by what was checked: relu
-    lines = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    assert ("1 of the 2 rows raised (affine" in captured.err) == (code == 3)
+    lines = captured.out.splitlines()
     affine = next(ln for ln in lines if ln.startswith("affine "))
     assert verdict in affine and note in affine
     assert " pass " in next(ln for ln in lines if ln.startswith("relu "))
