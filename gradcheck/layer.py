@@ -733,7 +733,8 @@ class ClassLayer:
             sizes = np.cumsum([int(np.prod(s)) for s in call.shapes])[:-1]
             douts = [p.reshape(s) for p, s in zip(np.split(np.asarray(dout), sizes),
                                                   call.shapes, strict=True)]
-        values = {"x": iter([call.x] * len(self._calls.roles)), "dout": iter(douts),
+        values = {"x": iter([self._prediction(call)] * len(self._calls.roles)),
+                  "dout": iter(douts),
                   "cache": iter([call.cache] * len(self._calls.roles))}
         args = [copy.deepcopy(self._calls.kwargs[role[3:]]) if role.startswith("kw:")
                 else next(values[role]) for role in self._calls.roles]
@@ -744,6 +745,15 @@ class ClassLayer:
         if self._calls.derivative:
             return np.asarray(dout) * np.asarray(result)
         return result
+
+    def _prediction(self, call: _Call) -> Any:
+        """What a backward taking the input gets: the input, or for a loss object whose forward
+        stored an ``output`` shaped like its input (softmax and cross-entropy in one class),
+        that output: its backward is called as ``backward(self.output, y_true)``."""
+        out = getattr(call.work, "output", None) if self._calls.loss else None
+        if _is_float_array(out) and np.shape(out) == np.shape(call.x):
+            return out
+        return call.x
 
     # -- the exploratory calls --
 

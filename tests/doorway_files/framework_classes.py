@@ -32,6 +32,22 @@ class Loss_CategoricalCrossentropy:
         self.dinputs = -y_true / dvalues / samples
 
 
+class Activation_Softmax_Loss_CategoricalCrossentropy:
+    """Softmax and cross-entropy in one (nnfs): forward(inputs, y_true) stores the softmax as
+    ``self.output`` and returns the mean loss; the book calls backward(self.output, y_true)."""
+
+    def forward(self, inputs, y_true):
+        e = np.exp(inputs - np.max(inputs, axis=1, keepdims=True))
+        self.output = e / np.sum(e, axis=1, keepdims=True)
+        return np.mean(-np.log(np.clip(self.output[range(len(inputs)), y_true], 1e-7, 1)))
+
+    def backward(self, dvalues, y_true):
+        samples = len(dvalues)
+        self.dinputs = dvalues.copy()
+        self.dinputs[range(samples), y_true] -= 1
+        self.dinputs = self.dinputs / samples
+
+
 class Affine:
     """Arrays passed to the constructor."""
 
