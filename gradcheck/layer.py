@@ -751,7 +751,7 @@ class ClassLayer:
         stored an ``output`` shaped like its input (softmax and cross-entropy in one class),
         that output: its backward is called as ``backward(self.output, y_true)``."""
         out = getattr(call.work, "output", None) if self._calls.loss else None
-        if _is_float_array(out) and np.shape(out) == np.shape(call.x):
+        if out is not None and _is_float_array(out) and np.shape(out) == np.shape(call.x):
             return out
         return call.x
 
