@@ -252,3 +252,20 @@ def test_progress_over_whole_checks_counts_every_finished_check():
     for k in (1, 2, 3):
         assert f"gradcheck: {k} of 3 checks" in text
     assert text.endswith("\r")  # erased at the end
+
+
+def test_quiet_keeps_the_problem_that_failed_a_check():
+    """-q: a check failed by a problem (a random forward) and no gradient row still says why."""
+    from gradcheck import check_layer, from_functions
+    from gradcheck._text import render_text
+
+    def forward(x):
+        return x * np.random.default_rng().uniform(0.5, 1.5, x.shape), None
+
+    def backward(dout, cache):
+        return (dout,)
+
+    report = check_layer(from_functions(forward, backward), {"x": np.ones((3, 2))})
+    assert not report.passed and report.problems
+    text = render_text([report], verbosity=-1)
+    assert report.problems[0].split()[0] in text and "random" in text
