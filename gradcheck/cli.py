@@ -731,7 +731,7 @@ def _check_file(args: argparse.Namespace, door: _Doorway, given: Any) -> _Outcom
         rows.append(row)
     errors = sum(row[3] in ("ERROR", UNFINISHED) for row in rows)
     if not named:
-        rows += _class_rows(door.info.classes, args.file)
+        rows += _class_rows(door.info, args.file)
     if not reports:
         if errors:  # the layer's code ran and crashed or returned None: exit 3, not usage
             return _Outcome([], ExitCode.LAYER, forward, rows, f"nothing in {args.file} could "
@@ -744,11 +744,25 @@ def _check_file(args: argparse.Namespace, door: _Doorway, given: Any) -> _Outcom
     return _Outcome(reports, _forward_exit(_exit_code(reports, crashed), forward), forward, show)
 
 
-def _class_rows(classes: Sequence[str], target: str) -> list[list[str]]:
-    """Classes with forward/backward are not checked in a whole-file run: say how to."""
-    return [[name, "-", "-", "skipped", "-",
-             f"a class: add --layer {name} --shape x=N,D (or {target}:{name})"]
-            for name in classes]
+def _class_rows(info: Any, target: str) -> list[list[str]]:
+    """Classes with forward/backward are not checked in a whole-file run: say how to, with
+    their constructor's arguments and their forward's input by name."""
+    return [[name, "-", "-", "skipped", "-", f"a class: add {_class_hint(info, name)} (or "
+             f"{target}:{name} with the same flags)"] for name in info.classes]
+
+
+def _class_hint(info: Any, name: str) -> str:
+    init, forward = info.class_calls.get(name, ((), ())) or ((), ())
+    flags = [f"--layer {name}"]
+    flags += [f"--kwarg {p}=VALUE" for p in getattr(init, "required", ())]
+    params = list(getattr(forward, "params", ())) or ["x"]
+    flags.append(f"--shape {params[0]}=N,D")
+    extra = [p for p in getattr(forward, "required", ()) if p != params[0]]
+    hint = " ".join(flags)
+    if extra:
+        hint += (f"; its forward also takes {', '.join(extra)}: give each with --shape/--int "
+                 "(labels: --int NAME=0:K --shape NAME=N) or --forward-kwarg NAME=JSON")
+    return hint
 
 
 def _exit_code(reports: Sequence[Any], errors: int = 0) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -55,24 +55,34 @@ class ModuleInfo:
     values: tuple[str, ...]
     definitions_only: bool = False
     notebook: bool = False
+    # per class: its constructor's and its forward's signatures (without self), for hints
+    class_calls: Mapping[str, tuple[FunctionInfo, FunctionInfo]] = field(default_factory=dict)
 
     def to_data(self) -> dict[str, Any]:
-        return {**asdict(self), "functions": {n: asdict(f) for n, f in self.functions.items()}}
+        return {**asdict(self), "functions": {n: asdict(f) for n, f in self.functions.items()},
+                "class_calls": {n: [asdict(i), asdict(f)] for n, (i, f) in
+                                self.class_calls.items()}}
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> ModuleInfo:
         functions = {str(n): FunctionInfo(tuple(map(str, f["params"])),
                                           tuple(map(str, f["required"])))
                      for n, f in dict(data["functions"]).items()}
+        calls = {str(n): (_info(pair[0]), _info(pair[1]))
+                 for n, pair in dict(data.get("class_calls", {})).items()}
         return cls(str(data["file"]), str(data["how"]), functions,
                    tuple(map(str, data["classes"])), tuple(map(str, data["callables"])),
                    tuple(map(str, data["values"])), bool(data.get("definitions_only")),
-                   bool(data.get("notebook")))
+                   bool(data.get("notebook")), calls)
 
     def callable_named(self, name: str, what: str) -> None:
         """Raise :class:`InvalidArgument` unless ``name`` is a callable of the module."""
         if name not in self.callables:
             raise lookup_error(name, what, self.file, self.callables)
+
+
+def _info(data: Mapping[str, Any]) -> FunctionInfo:
+    return FunctionInfo(tuple(map(str, data["params"])), tuple(map(str, data["required"])))
 
 
 def lookup_error(name: str, what: str, file: str, names: tuple[str, ...]) -> InvalidArgument:
@@ -88,6 +98,16 @@ def _signature(func: Callable[..., Any]) -> FunctionInfo:
         return FunctionInfo((), ())
     return FunctionInfo(tuple(p.name for p in params),
                         tuple(p.name for p in params if p.default is p.empty))
+
+
+def _method_signature(cls: type, name: str) -> FunctionInfo:
+    """A method's signature without ``self`` (empty when the class has no such method)."""
+    method = getattr(cls, name, None)
+    if method is None or method is object.__init__:
+        return FunctionInfo((), ())
+    found = _signature(method)
+    drop = 1 if found.params[:1] == ("self",) else 0
+    return FunctionInfo(found.params[drop:], tuple(p for p in found.required if p != "self"))
 
 
 class Workshop:
@@ -109,8 +129,10 @@ class Workshop:
         values = tuple(n for n, v in public.items() if not callable(v)
                        and not inspect.ismodule(v))
         file = str(getattr(self._module, "__file__", None) or self._module.__name__)
+        calls = {n: (_method_signature(public[n], "__init__"),
+                     _method_signature(public[n], "forward")) for n in classes}
         return ModuleInfo(file, self._how, functions, classes, callables, values,
-                          **self._flags).to_data()
+                          class_calls=calls, **self._flags).to_data()
 
     def _lookup(self, name: str, what: str) -> Callable[..., Any]:
         found = getattr(self._module, name, None)

@@ -299,3 +299,14 @@ def test_a_package_module_whose_import_fails_is_loaded_definitions_only(tmp_path
             "--shape", "w=3,2", "--shape", "b=2"]
     assert main(argv) == ExitCode.PASS
     assert "layers.py (it imports) was loaded definitions only too" in capsys.readouterr().err
+
+
+def test_a_whole_file_run_says_how_to_check_each_class_with_its_own_arguments(tmp_path, capsys):
+    """The hint names the constructor's arguments and the forward's input (new-user trial:
+    `--layer Layer_Dense --shape x=N,D` alone raised TypeError for n_inputs)."""
+    path = _copy(tmp_path, "framework_classes.py")
+    main(["check", str(path)])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--layer Layer_Dense --kwarg n_inputs=VALUE --kwarg n_neurons=VALUE --shape inputs=N,D" \
+        in out
+    assert "its forward also takes y_true" in out
