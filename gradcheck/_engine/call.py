@@ -263,9 +263,26 @@ def call_forward_many(spec: Spec, inputs: Mapping[str, np.ndarray], name: str,
             local[name] = arr
             outs.append(call_forward(spec, local, context)[0])
         return outs
+    return _batched(spec, context, lambda: hook(inputs, name, base, ks, values, fresh))
+
+
+def call_forward_points(spec: Spec, points: Sequence[Mapping[str, np.ndarray]], context: str,
+                        fresh: bool) -> list[Any]:
+    """The forward's outputs at each of ``points`` (whole sets of inputs). A layer may evaluate
+    them itself with ``forward_many(points, fresh) -> [forward's result, ...]`` (one message for
+    a layer in a worker); otherwise they are evaluated here one by one."""
+    hook = getattr(spec.layer, "forward_many", None)
+    if hook is None:
+        return [call_forward(spec, p, context)[0] for p in points]
+    return _batched(spec, context, lambda: hook(list(points), fresh))
+
+
+def _batched(spec: Spec, context: str, evaluate: Any) -> list[Any]:
+    """A layer's own batch of forward calls, its errors named as :func:`call_forward` names
+    them, and each result checked as one forward's."""
     _guard.raise_if_expired()
     try:
-        results = hook(inputs, name, base, ks, values, fresh)
+        results = evaluate()
     except GradcheckError:
         raise
     except SystemExit as exc:

@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 
 from gradcheck import numeric
-from gradcheck._engine.call import Run, Spec, as_output, call_forward, call_forward_many
+from gradcheck._engine.call import (
+    Run,
+    Spec,
+    as_output,
+    call_forward,
+    call_forward_many,
+    call_forward_points,
+)
 from gradcheck.errors import LayerError
 from gradcheck.numeric import local_scale
 
@@ -224,11 +231,11 @@ def observed_noise(spec: Spec, ref: Reference) -> float:
         start += x.size
     values = [float(np.sum(ref.g * ref.out))]
     with np.errstate(all="ignore"):
-        for j in range(1, _NOISE_POINTS):
-            try:
-                values.append(float(np.real(f(v + (j * _NOISE_STEP) * u))))
-            except LayerError:
-                return 0.0  # the forward does not run off the inputs: nothing measured
+        try:
+            found = f.points([v + (j * _NOISE_STEP) * u for j in range(1, _NOISE_POINTS)])
+        except LayerError:
+            return 0.0  # the forward does not run off the inputs: nothing measured
+    values += [float(np.real(x)) for x in found]
     return _deviation(np.array(values))
 
 
@@ -383,17 +390,29 @@ def joint_objective(spec: Spec, ref: Reference,
              if k not in names}
     inner = _Inner(ref.g.reshape(-1))
 
-    def f(v: np.ndarray) -> Any:
-        local = dict(fixed)
+    def local(v: np.ndarray) -> dict[str, np.ndarray]:
+        found = dict(fixed)
         for k, shape, lo, hi in zip(names, shapes, bounds[:-1], bounds[1:], strict=True):
-            local[k] = _laid_out(v[lo:hi].reshape(shape), ref.inputs[k])
-        out = np.asarray(call_forward(spec, local, "joint numerical pass")[0])
+            found[k] = _laid_out(v[lo:hi].reshape(shape), ref.inputs[k])
+        return found
+
+    def value(out: Any) -> Any:
+        out = np.asarray(out)
         if out.shape != ref.g.shape:
             raise LayerError(f"{spec.name}: forward returned shape {out.shape} in the joint "
                              f"numerical pass, but "
                              f"{ref.g.shape} in the analytic pass")
         return inner(out.reshape(-1))
 
+    def f(v: np.ndarray) -> Any:
+        return value(call_forward(spec, local(v), "joint numerical pass")[0])
+
+    def points(vs: Sequence[np.ndarray]) -> list[Any]:  # several points, in one batch
+        outs = call_forward_points(spec, [local(v) for v in vs], "joint numerical pass",
+                                   ref.copy_inputs)
+        return [value(out) for out in outs]
+
+    f.points = points  # type: ignore[attr-defined]
     v = np.concatenate([ref.inputs[k].reshape(-1) for k in names])
     return f, v
 

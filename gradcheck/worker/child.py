@@ -7,6 +7,7 @@ keeping the objects it cannot send (the module, layers, caches) in a table of ha
 ``call``      call ``target.method(*args, **kwargs)``; answer the result, the arguments the call
               changed in place, and the handle arguments it changed (their stored objects are
               never changed: each call gets a deep copy)
+``points``    the forward at several whole sets of inputs
 ``perturb``   the forward at many one-element changes of one input (a numerical stage)
 ``attrs``     the values of named attributes of a kept object, and which are methods
 ``unpickle``  a layer (or a factory of one) the parent pickled
@@ -133,6 +134,9 @@ def _serve(table: _Table, rfd: int, wfd: int) -> None:
                 answer = _attrs(table.get(header["target"]), header.get("names", ()))
             elif op == "unpickle":
                 answer = _unpickle(header, buffers)
+            elif op == "points":
+                points = decode(header["args"], buffers)
+                answer = _points(table.get(header["target"]), bool(header.get("fresh")), points)
             elif op == "perturb":
                 inputs, base, ks, values = decode(header["args"], buffers)
                 answer = _perturb(table.get(header["target"]), str(header["name"]),
@@ -165,6 +169,20 @@ def _perturb(layer: Any, name: str, fresh: bool, inputs: dict[str, Any], base: A
                  for n, a in inputs.items()}
         local[name] = arr
         result = layer.forward(local)
+        results.append((result[0], None) if isinstance(result, tuple) and len(result) == 2
+                       else result)
+    return results
+
+
+def _points(layer: Any, fresh: bool, points: list[dict[str, Any]]) -> list[Any]:
+    """The forward at each set of inputs; the caches are dropped."""
+    results = []
+    for inputs in points:
+        if not fresh:  # as in process: inputs shared read-only
+            for value in inputs.values():
+                if hasattr(value, "flags"):
+                    value.flags.writeable = False
+        result = layer.forward(inputs)
         results.append((result[0], None) if isinstance(result, tuple) and len(result) == 2
                        else result)
     return results

@@ -207,6 +207,14 @@ class RemoteLayer:
         self._replicas.append((other._worker, other._kept))
         self._verified = False
 
+    def forward_many(self, points: list[Mapping[str, np.ndarray]], fresh: bool) -> list[Any]:
+        """The forward at several whole sets of inputs, in one message (the engine's hook, see
+        ``call_forward_points``)."""
+        self._worker.phase = "forward"
+        answer = self._worker.request({"op": "points", "target": self._kept.handle.id,
+                                       "fresh": fresh}, [dict(p) for p in points])
+        return _batch(answer, len(points))
+
     def forward_perturbed(self, inputs: Mapping[str, np.ndarray], name: str, base: np.ndarray,
                           ks: np.ndarray, values: np.ndarray, fresh: bool) -> list[Any]:
         """The forward at many one-element changes of ``inputs[name]``, batched (the engine's
