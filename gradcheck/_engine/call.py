@@ -216,11 +216,16 @@ def _call(spec: Spec, phase: str, fn: Any, *args: Any) -> Any:
 
 
 def call_forward(spec: Spec, inputs: Mapping[str, np.ndarray], context: str) -> tuple[Any, Any]:
-    # _call inlined, with the phase formatted only on the way out: this runs once per
-    # numerical evaluation, and a small layer's forward takes a few microseconds
+    return _forward_result(spec, _guarded(spec, context, spec.layer.forward, inputs), context)
+
+
+def _guarded(spec: Spec, context: str, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` calling the layer's forward (once, or a batch of it): ``sys.exit``, the
+    time limit and the layer's exceptions named with the phase. This runs once per numerical
+    evaluation, so the phase is formatted only on the way out."""
     _guard.raise_if_expired()
     try:
-        result = spec.layer.forward(inputs)
+        return fn(*args)
     except GradcheckError:
         raise
     except SystemExit as exc:
@@ -231,7 +236,6 @@ def call_forward(spec: Spec, inputs: Mapping[str, np.ndarray], context: str) -> 
         raise
     except Exception as exc:
         raise _forward_error(spec, exc, context) from exc
-    return _forward_result(spec, result, context)
 
 
 def _forward_result(spec: Spec, result: Any, context: str) -> tuple[Any, Any]:
@@ -263,7 +267,8 @@ def call_forward_many(spec: Spec, inputs: Mapping[str, np.ndarray], name: str,
             local[name] = arr
             outs.append(call_forward(spec, local, context)[0])
         return outs
-    return _batched(spec, context, lambda: hook(inputs, name, base, ks, values, fresh))
+    results = _guarded(spec, context, hook, inputs, name, base, ks, values, fresh)
+    return [_forward_result(spec, r, context)[0] for r in results]
 
 
 def call_forward_points(spec: Spec, points: Sequence[Mapping[str, np.ndarray]], context: str,
@@ -274,25 +279,7 @@ def call_forward_points(spec: Spec, points: Sequence[Mapping[str, np.ndarray]], 
     hook = getattr(spec.layer, "forward_many", None)
     if hook is None:
         return [call_forward(spec, p, context)[0] for p in points]
-    return _batched(spec, context, lambda: hook(list(points), fresh))
-
-
-def _batched(spec: Spec, context: str, evaluate: Any) -> list[Any]:
-    """A layer's own batch of forward calls, its errors named as :func:`call_forward` names
-    them, and each result checked as one forward's."""
-    _guard.raise_if_expired()
-    try:
-        results = evaluate()
-    except GradcheckError:
-        raise
-    except SystemExit as exc:
-        phase = f"forward ({context})"
-        raise LayerError(f"{spec.name}: {_guard.exit_message(exc, phase)}") from None
-    except _guard.Overrun as exc:
-        exc.phase = exc.phase or f"forward ({context})"
-        raise
-    except Exception as exc:
-        raise _forward_error(spec, exc, context) from exc
+    results = _guarded(spec, context, hook, list(points), fresh)
     return [_forward_result(spec, r, context)[0] for r in results]
 
 

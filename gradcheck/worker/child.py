@@ -157,10 +157,8 @@ def _perturb(layer: Any, name: str, fresh: bool, inputs: dict[str, Any], base: A
              values: Any) -> list[Any]:
     """The forward at ``inputs`` with ``inputs[name] = base`` changed at ``ks[i]`` to
     ``values[i]``, for each ``i``; the caches are dropped (no backward will use them)."""
-    if not fresh:  # shared between calls, as in process: a forward that writes to them raises
-        for value in inputs.values():
-            if hasattr(value, "flags"):
-                value.flags.writeable = False
+    if not fresh:
+        _shared(inputs)
     results = []
     for k, v in zip(ks, values, strict=True):
         arr = base.copy(order="K")
@@ -168,9 +166,7 @@ def _perturb(layer: Any, name: str, fresh: bool, inputs: dict[str, Any], base: A
         local = {n: (a.copy(order="K") if fresh and hasattr(a, "copy") else a)
                  for n, a in inputs.items()}
         local[name] = arr
-        result = layer.forward(local)
-        results.append((result[0], None) if isinstance(result, tuple) and len(result) == 2
-                       else result)
+        results.append(_without_cache(layer.forward(local)))
     return results
 
 
@@ -178,14 +174,21 @@ def _points(layer: Any, fresh: bool, points: list[dict[str, Any]]) -> list[Any]:
     """The forward at each set of inputs; the caches are dropped."""
     results = []
     for inputs in points:
-        if not fresh:  # as in process: inputs shared read-only
-            for value in inputs.values():
-                if hasattr(value, "flags"):
-                    value.flags.writeable = False
-        result = layer.forward(inputs)
-        results.append((result[0], None) if isinstance(result, tuple) and len(result) == 2
-                       else result)
+        if not fresh:
+            _shared(inputs)
+        results.append(_without_cache(layer.forward(inputs)))
     return results
+
+
+def _shared(inputs: dict[str, Any]) -> None:
+    """As in process: inputs shared between calls are read-only (a forward writing raises)."""
+    for value in inputs.values():
+        if hasattr(value, "flags"):
+            value.flags.writeable = False
+
+
+def _without_cache(result: Any) -> Any:
+    return (result[0], None) if isinstance(result, tuple) and len(result) == 2 else result
 
 
 def _attrs(target: Any, names: Any) -> dict[str, Any]:
