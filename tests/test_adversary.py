@@ -31,40 +31,7 @@ FAILING = {"fail", "shape", "nonfinite"}
 CATALOGS = [name for name in ("adversary_catalog", "adversary2_catalog")
             if importlib.util.find_spec(name) is not None]
 # (catalog, family, case name, mode): why the verdict is still wrong there (see the issue note)
-_OWN_SCALE = ("Richardson's steps follow the input's spread, not an element's own magnitude "
-              "(values far below their neighbours', a pole or a kink near them)")
-_LONGDOUBLE = ("a long double constant makes the forward's output long double: the budget is "
-               "measured in the wrong precision")
-KNOWN = {
-    ("adversary_catalog", "log_clamp_tiny", "correct", "full"): _OWN_SCALE,
-    ("adversary_catalog", "periodic_time_gate", "correct", "full"): _OWN_SCALE,
-    ("adversary_catalog", "periodic_time_gate", "correct", "directional"): _OWN_SCALE,
-    ("adversary2_catalog", "gammaln_digamma", "correct", "full"): _OWN_SCALE,
-    ("adversary2_catalog", "mixed_magnitudes", "correct", "full"): _OWN_SCALE,
-    ("adversary2_catalog", "i0e_kink", "correct", "full"):
-        "a kink inside a compiled special function (i0e of |x|) is invisible to the trace",
-    ("adversary2_catalog", "longdouble_const", "chain_rule_inner_dropped", "full"): _LONGDOUBLE,
-    ("adversary2_catalog", "longdouble_const", "synth_element_1e-09_dw", "full"): _LONGDOUBLE,
-    ("adversary2_catalog", "longdouble_const", "synth_noise_1e-06_dx", "full"): _LONGDOUBLE,
-    ("adversary2_catalog", "longdouble_const", "synth_slice_1e-03_dx", "full"): _LONGDOUBLE,
-    ("adversary2_catalog", "longdouble_const", "synth_uniform_1e-05_dw", "full"): _LONGDOUBLE,
-    ("adversary_catalog", "mp_softmax_f32", "correct", "full"):
-        "float32 inside a forward with a max: the measured noise is not trusted where kinks are",
-    ("adversary_catalog", "mp_softmax_f32", "correct", "directional"):
-        "float32 inside a forward with a max: the measured noise is not trusted where kinks are",
-    ("adversary_catalog", "attn_padmask_1e9", "correct", "full"):
-        "-1e9 masks quantise the scores inside a softmax with a max: as above",
-    ("adversary_catalog", "attn_padmask_1e9", "correct", "directional"):
-        "-1e9 masks quantise the scores inside a softmax with a max: as above",
-    ("adversary2_catalog", "gammaln_digamma", "correct", "directional"):
-        "a pole at 1e-5 beside values of 1e5: one direction's step crosses it",
-    ("adversary_catalog", "log_clamp_tiny", "correct", "directional"):
-        "inputs spanning 300 decades: one direction's step cannot be small for every element",
-    ("adversary_catalog", "mp_layerscale_f16", "correct", "directional"):
-        "a float16 staircase: the measured noise underestimates a quantised forward's steps",
-    ("adversary_catalog", "dtype_eps_normalize", "correct", "directional"):
-        "rows of norm 1e-8 under an eps guard: Richardson along a direction misjudges its bound",
-}
+KNOWN: dict[tuple[str, str, str, str], str] = {}
 
 
 def _cases(kinds: set[str]) -> list[Any]:

@@ -783,3 +783,18 @@ def test_every_parameter_is_documented(func: Callable) -> None:
     documented = {p.strip() for line in params.splitlines() if not line.startswith(" ")
                   for p in line.split(":")[0].split(",")}
     assert documented == set(inspect.signature(func).parameters)
+
+
+def test_richardson_follows_an_element_far_below_its_steps() -> None:
+    """An element of 9e-9 beside elements of 1: steps from the spread cross the kink of
+    softplus(1e8·x) at 0, where every iterate agrees on the mean of the two slopes (5e7). The
+    estimate runs on the element's own magnitude too, and its bound must hold."""
+    x = np.array([9e-9, 0.5, -0.7, 1.3])
+
+    def f(a: np.ndarray) -> float:
+        return float(np.logaddexp(0.0, 1e8 * a[0]) + np.sum(a[1:] ** 2))
+
+    est = richardson(f, x)
+    truth = np.array([1e8 / (1 + np.exp(-0.9)), 1.0, -1.4, 2.6])  # by hand
+    assert np.all(np.abs(est.value - truth) <= est.error), (est.value, est.error)
+    assert est.error[0] < 1e-4 * truth[0]  # and it is measured, not given up on

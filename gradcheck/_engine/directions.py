@@ -178,6 +178,16 @@ def _confirm(num: Numeric, u: np.ndarray, measured: float) -> float | None:
     return abs(measured - float(wide.value))
 
 
+def _across_zero(x: np.ndarray, u: np.ndarray, a: np.ndarray, step: float, excess: float
+                 ) -> bool:
+    """Whether the elements a real step of ``step`` along ``u`` moves across 0 (``|x_k| <
+    step·|u_k|``: where a log, a reciprocal, a pole or a clamp of the smallest float sits) could
+    carry the discrepancy's ``excess`` over budget: the direction then says nothing about the
+    others (inputs spanning many decades, an element of 1e-300 beside ones of 1)."""
+    over = np.abs(x.reshape(-1)) < step * np.abs(u.reshape(-1))
+    return bool(over.any()) and float(np.sum(np.abs(a[over] * u.reshape(-1)[over]))) >= excess
+
+
 def _measure(name: str, num: Numeric, side: Side, tol: Tolerance, u: np.ndarray,
              p: _Projected, rows: list[numeric.Estimate], s: float,
              project: Callable[[Sequence[np.ndarray]], np.ndarray]) -> Directions:
@@ -200,7 +210,10 @@ def _measure(name: str, num: Numeric, side: Side, tol: Tolerance, u: np.ndarray,
             if change is not None:
                 allowed[k] += CONFIRM_FACTOR * change
                 certified[k] = side.witnessed
-        if diff > allowed[k] and (num.piecewise or num.method != "complex"):
+        if diff > allowed[k] and num.method != "complex" and _across_zero(
+                num.x, direction, side.a, float(rows[k].step), diff - float(allowed[k])):
+            crossing[k] = True
+        elif diff > allowed[k] and (num.piecewise or num.method != "complex"):
             other = u[(k + 1) % len(rows)].reshape(num.x.shape)
             linear, used = linear_along(num, direction, other, float(allowed[k]))
             nfev += used

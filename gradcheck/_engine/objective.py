@@ -133,6 +133,8 @@ class Reference:
     copy_inputs: bool  # the forward mutates its inputs: give each evaluation copies
     random: str = ""  # why the forward is not a function of its inputs, if it is not
     observed: float = 0.0  # the noise of one evaluation of L, measured (see observed_noise)
+    confirmed: bool = False  # ... confirmed as noise on smaller steps (see Observed)
+    signal: bool = False  # ... or shown to be the forward's own shape
     differs: str = ""  # why the float64 reference is not the function the layer computes
     # per input, made once: the local scale, the conditioning (see the module docstring) and
     # the natural size of an element's share of L (see gradcheck.tolerance)
@@ -181,7 +183,8 @@ def reference(spec: Spec, run: Run) -> Reference:
     ref = Reference(inputs64, g64, out64, total, mutates, _randomness(out64, again))
     if ref.random:
         return ref
-    ref = replace(ref, observed=observed_noise(spec, ref))
+    seen = observed_noise(spec, ref)
+    ref = replace(ref, observed=seen.sigma, confirmed=seen.confirmed, signal=seen.signal)
     return replace(ref, differs=_differs(spec, run, ref))
 
 
@@ -204,39 +207,113 @@ def _differs(spec: Spec, run: Run, ref: Reference) -> str:
 # Noise is measured from differences of order 6 to 8 along one random direction, on steps of
 # 2^-12 of each input's spread: large enough to cross many units in the last place of a float32
 # or float16 intermediate (smaller steps see a quantised forward as constant), small enough that
-# the smooth part's eighth difference stays far below float64's rounding. A kink inside the span
-# measures like noise too, so only a forward without kinks has its measurement trusted (noise()).
+# the smooth part's eighth difference stays far below float64's rounding for most layers. Where
+# what it measures is far above float64's rounding, it is measured again on a 16 times smaller
+# step. Independent noise does not shrink with the step, and a staircase about 4 times (the
+# jumps crossed, as the square root); a kink's differences shrink 16 times or more, and a smooth
+# part's 16^6 times (a forward periodic on the step's own scale): that one was signal, and is
+# measured again lower, up to _NOISE_LEVELS times. What is left is measured once more on steps
+# scaled by each element's own magnitude, which noise survives too (a staircase loosely: its
+# smaller elements cross fewer steps); a function of an input's direction near the origin (a
+# norm of 1e-9 under an eps clamp) or a pole crossed looks the same at every step above that
+# magnitude but is smooth on it, and falls by ten orders or more: signal. Kinks within a step
+# of the inputs keep their differences on one smaller step, so noise is confirmed (trusted where
+# the forward has kinks) only when kept on two in a row. (Kinks at 1e-6 beside the inputs still
+# pass this now and then: their elements are then inconclusive, never failed. A third step
+# would lose a float32 intermediate's noise, which a max in the forward leaves a false alarm.)
 _NOISE_STEP = 2.0**-12
 _NOISE_POINTS = 9
 _NOISE_ORDERS = (6, 7, 8)
+_NOISE_SHRINK = 16.0
+_NOISE_KEEPS = 1 / 4  # noise or a staircase: kept on the smaller step (a kink keeps 1/16)
+_NOISE_SIGNAL = 1 / 64  # fell further than this on the smaller or the own step: signal
+_NOISE_LEVELS = 3
+_NOISE_KEPT = 1  # smaller steps after the first on which confirmed noise must be kept
 
 
-def observed_noise(spec: Spec, ref: Reference) -> float:
+@dataclass(frozen=True)
+class Observed:
+    """The forward's measured noise: one evaluation of ``L``'s deviation; whether a 16 times
+    smaller step and one on the elements' own magnitudes confirmed it as noise, or showed it is
+    the forward's own shape (a kink neither confirms nor shows)."""
+
+    sigma: float = 0.0
+    confirmed: bool = False
+    signal: bool = False
+
+
+def observed_noise(spec: Spec, ref: Reference) -> Observed:
     """The noise of one evaluation of ``L`` near the inputs, measured (Hamming's difference
     table, as in Moré & Wild's ECnoise): for independent noise of deviation ``σ``, the ``k``-th
     differences have ``E[(Δᵏf)²] = σ² (2k)!/(k!)²``; the median over orders 6, 7 and 8
-    (8 forward calls per check).
+    (8 forward calls per check; where the noise is in excess, 8 more per smaller step and 8 to
+    test it on the elements' own magnitudes, at most 50 in all).
 
     This is what lets a float64 layer that computes in float32 or float16 inside be judged by
     its real precision rather than the one its inputs declare.
     """
     f, v = joint_objective(spec, ref)
     rng = np.random.default_rng([spec.seed, 0x6E6F6973])
-    u = np.empty(v.size)
+    u, own = np.empty(v.size), np.empty(v.size)
     start = 0
     for name in spec.wrt:
         x = ref.inputs[name]
         s = float(np.std(x)) or float(np.max(np.abs(x), initial=0.0)) or 1.0
-        u[start:start + x.size] = rng.uniform(-1.0, 1.0, x.size) * s
+        r = rng.uniform(-1.0, 1.0, x.size)
+        u[start:start + x.size] = r * s
+        own[start:start + x.size] = r * np.abs(x.reshape(-1))
         start += x.size
-    values = [float(np.sum(ref.g * ref.out))]
+    centre = float(np.sum(ref.g * ref.out))
+    excess = NOISE_EXCESS * max(float(np.max(noise_model(ref, k))) for k in spec.wrt)
+    step = _NOISE_STEP
+    sigma = _deviation_along(f, v, u, step, centre)
+    for _ in range(_NOISE_LEVELS):
+        if sigma is None or sigma <= excess:
+            return Observed(sigma or 0.0)
+        smaller = _deviation_along(f, v, u, step / _NOISE_SHRINK, None)
+        if smaller is None:
+            break
+        step /= _NOISE_SHRINK
+        if smaller >= _NOISE_SIGNAL * sigma:
+            mine = _deviation_along(f, v, own, step, centre)
+            if mine is None or mine < _NOISE_SIGNAL * smaller:
+                return Observed(max(sigma, smaller), signal=True)
+            return Observed(max(sigma, smaller),
+                            confirmed=_keeps(f, v, u, step, centre, sigma, smaller))
+        sigma = smaller
+    return Observed(sigma or 0.0, signal=sigma is not None and sigma > excess)
+
+
+def _keeps(f: Any, v: np.ndarray, u: np.ndarray, step: float, centre: float, sigma: float,
+           smaller: float) -> bool:
+    """Whether the noise is kept on two 16 times smaller steps in a row, each on a grid off the
+    inputs: a kink within a step of them (offsets of 1e-6 to 1e-3 from a clip's bounds) gives
+    differences of about its distance ``d`` on a grid through them at any step above ``d``."""
+    for _ in range(_NOISE_KEPT):
+        if smaller < _NOISE_KEEPS * sigma:
+            return False
+        step /= _NOISE_SHRINK
+        found = _deviation_along(f, v, u, step, None)
+        if found is None:
+            return False
+        sigma, smaller = smaller, found
+    return smaller >= _NOISE_KEEPS * sigma
+
+
+def _deviation_along(f: Any, v: np.ndarray, u: np.ndarray, step: float,
+                     centre: float | None) -> float | None:
+    """The deviation on the points ``v + j·step·u``, ``j = 0..8`` (``centre`` is ``L(v)``), or,
+    without ``centre``, on ``j + 1/2``: a grid off the inputs, on which a kink within ``d`` of
+    them gives differences of the step's size, not ``d``'s (9 calls)."""
+    offsets = [j + (0.0 if centre is not None else 0.5) for j in range(_NOISE_POINTS)]
+    ahead = offsets[1:] if centre is not None else offsets
     with np.errstate(all="ignore"):
         try:
-            found = f.points([v + (j * _NOISE_STEP) * u for j in range(1, _NOISE_POINTS)])
+            found = f.points([v + (j * step) * u for j in ahead])
         except LayerError:
-            return 0.0  # the forward does not run off the inputs: nothing measured
-    values += [float(np.real(x)) for x in found]
-    return _deviation(np.array(values))
+            return None
+    first = [] if centre is None else [centre]
+    return _deviation(np.array(first + [float(np.real(x)) for x in found]))
 
 
 def _deviation(table: np.ndarray) -> float:
@@ -255,7 +332,7 @@ def _deviation(table: np.ndarray) -> float:
 def internal_precision(ref: Reference, names: Sequence[str], smooth: bool) -> float:
     """The unit roundoff the layer's forward shows, when it is far coarser than float64's
     (a float32 or float16 intermediate, a quantising offset) and can be trusted: else 0."""
-    if not smooth:
+    if not trusted(ref, smooth):
         return 0.0
     model = max(float(np.max(noise_model(ref, k))) for k in names)
     if ref.observed <= NOISE_EXCESS * model or ref.total == 0.0:
@@ -325,13 +402,20 @@ def noise_model(ref: Reference, name: str) -> np.ndarray:
     return _EPS * ref.total * kappa
 
 
+def trusted(ref: Reference, smooth: bool) -> bool:
+    """Whether the measured noise is the layer's precision: confirmed on smaller steps, or, in a
+    forward without kinks, not shown to be its shape (a quantised one looks flat on small steps,
+    and nothing else there measures like noise)."""
+    return ref.confirmed or (smooth and not ref.signal)
+
+
 def noise(ref: Reference, name: str, smooth: bool = False) -> np.ndarray:
     """``noise_k``: the model's, or the measured noise where that is far larger (a layer that
-    computes in a narrower dtype inside than its inputs declare) and can be trusted: the forward
-    has no kinks (dense kinks near the inputs measure like noise, and a larger step would cross
+    computes in a narrower dtype inside than its inputs declare) and can be :func:`trusted`
+    (dense kinks near the inputs measure like noise on one step, and a larger step would cross
     them)."""
     model = noise_model(ref, name)
-    if smooth and ref.observed > NOISE_EXCESS * float(np.max(model)):
+    if trusted(ref, smooth) and ref.observed > NOISE_EXCESS * float(np.max(model)):
         return np.maximum(model, OBSERVED_SAFETY * ref.observed)
     return model
 

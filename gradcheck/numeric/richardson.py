@@ -94,6 +94,12 @@ def _richardson_steps(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.exp2(np.round(np.log2(first)))
 
 
+def _own_steps(xk: np.ndarray) -> np.ndarray:
+    """``|x_k|/8`` as a power of two (infinite for ``x_k = 0``: no magnitude to follow)."""
+    with np.errstate(divide="ignore"):
+        return np.where(xk != 0.0, np.exp2(np.round(np.log2(np.abs(xk) * _RICH_FIRST))), np.inf)
+
+
 def _richardson_run(stencil: _Stencil, todo: np.ndarray, h0: np.ndarray) -> np.ndarray:
     """One SciPy run over the elements ``todo``; every iterate, NaN for the other elements."""
     recorder = _Recorder(todo, stencil.base.size)
@@ -182,21 +188,41 @@ def _richardson_core(
     evaluate: Callable[[np.ndarray, np.ndarray], np.ndarray], base: np.ndarray, h0: np.ndarray,
     f0: float,
     noise: Any,
+    noise_own: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Runs SciPy from ``h0``, then again 2**-11 lower for elements that have not settled."""
+    """Runs SciPy from ``h0``, then again 2**-11 lower for elements that have not settled.
+    ``noise_own`` is the noise on steps at an element's own magnitude, where that differs."""
     stencil = _Stencil(evaluate, base, f0)
     floor = _RICH_FLOOR * np.abs(base)
+    own = _own_steps(base)
     todo, h = np.arange(base.size), h0
     histories, steps = [], []
-    for _ in range(_RICH_RUNS):
+    for run in range(_RICH_RUNS):
         histories.append(_richardson_run(stencil, todo, h))
         steps.append(h / 2.0 ** np.arange(_RICH_MAXITER)[:, None])
-        bound, settled = _iterate_bounds(np.vstack(histories), np.vstack(steps), stencil, noise)
-        h = h * 2.0 ** (1 - _RICH_MAXITER)
-        todo = np.flatnonzero(~settled.any(axis=0) & (h >= floor))
+        taken = np.vstack(steps)
+        rows = noise if noise_own is None else np.where(taken <= own, noise_own, noise)
+        bound, settled = _iterate_bounds(np.vstack(histories), taken, stencil, rows)
+        # A restart starts 2**-11 lower, or at the element's own magnitude where that is lower
+        # still: a step wider than |x_k| crosses 0, where a log, a reciprocal, a pole or a
+        # clamp of the smallest float sits. Across a kink at 0, a symmetric stencil's iterates
+        # agree on the mean of the two slopes at every step wider than |x_k| and look settled,
+        # so an element far below the first run's steps runs once at its own magnitude in any
+        # case (a settled iterate there overrules the wider ones, _later_excess)
+        lower = h * 2.0 ** (1 - _RICH_MAXITER)
+        if run == 0:
+            below = own < lower
+        h = np.minimum(lower, own)
+        todo = np.flatnonzero((~settled.any(axis=0) | (below if run == 0 else False))
+                              & (h >= floor))
         if todo.size == 0:
             break
-    return _choose(np.vstack(histories), np.vstack(steps), bound, settled)
+    history, step = np.vstack(histories), np.vstack(steps)
+    # ... and its wider steps' agreement is worth no more than what its own magnitude can
+    # vouch for: no bound below the best settled on its own magnitude (infinite where none is).
+    mine = np.min(np.where(settled & (step <= own), bound, np.inf), axis=0)
+    bound = np.where(below[None, :], np.maximum(bound, mine[None, :]), bound)
+    return _choose(history, step, bound, settled)
 
 
 def richardson(
@@ -247,9 +273,19 @@ def richardson(
         return ev.at_many(idx[js], values, nan=True)
 
     measured = measured_noise(evaluate, xk, steps, f0)
+    # Elements far below their first steps also run on their own magnitude (_richardson_core),
+    # where the noise is measured again: the wider steps' measurement sees the forward's shape
+    # across 0 as noise.
+    own = np.minimum(_own_steps(xk), steps)
+    below = np.flatnonzero(own < steps * 2.0 ** (1 - _RICH_MAXITER))
+    mine = measured.copy()
+    if below.size:
+        mine[below] = measured_noise(lambda js, values: evaluate(below[js], values), xk[below],
+                                     own[below], f0)
     value, error, step = _richardson_core(
         evaluate, xk, steps, f0,
         np.maximum(noise_k, _NOISE_SAFETY * measured),
+        np.maximum(noise_k, _NOISE_SAFETY * mine),
     )
     return _finish(problem, value, error, ev.nfev, "richardson", step)
 
