@@ -108,6 +108,17 @@ def default_rtol(dtype: np.dtype | type) -> float:
     return RTOL_ULPS * unit_roundoff(dtype)
 
 
+def judged_dtype(grad: np.dtype, layer: np.dtype) -> np.dtype:
+    """The dtype a gradient is judged in: its own, or the layer's where the gradient is narrower
+    (a float64 layer that returns float16 gradients is held to float64 slack; the rounding of
+    its values and of its backward is measured, :mod:`gradcheck._engine.side`)."""
+    if grad.kind != "f":
+        return layer
+    if layer.kind == "f" and np.finfo(layer).eps < np.finfo(grad).eps:
+        return layer
+    return grad
+
+
 def resolve(tolerance: Tolerance, dtype: np.dtype) -> Tolerance:
     """The tolerance actually used for a layer that ran in ``dtype``."""
     if tolerance.rtol is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from typing import Any
 
 import bn_catalog as cat
 import numpy as np
@@ -315,3 +316,40 @@ def test_directional_mode_catches_bugs(name):
     failing = [r for r in report.results if not r.passed]
     assert all(r.mode == "directional" and r.elements == 0 and r.directions > 0 for r in failing)
     assert all("direction" in r.message for r in failing)
+
+
+# --- a backward that computes or returns in a narrower dtype than its float64 layer ------------
+
+
+def _tanh_affine(backward_dtype: type, returned: type, bug: float) -> Any:
+    def forward(x: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, Any]:
+        return np.tanh(x @ W), (x, W)
+
+    def backward(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, np.ndarray]:
+        x, W = cache
+        dz = (dout * (1 - np.tanh(x @ W) ** 2)).astype(backward_dtype)
+        dx = (dz @ W.T.astype(backward_dtype)).astype(np.float64) * (1 + bug)
+        dW = (x.T.astype(backward_dtype) @ dz).astype(np.float64)
+        return dx.astype(returned), dW.astype(returned)
+
+    return from_functions(forward, backward)
+
+
+@pytest.mark.parametrize("inside, returned", [(np.float16, np.float64), (np.float32, np.float64),
+                                              (np.float64, np.float16)])
+def test_a_narrower_backward_is_judged_by_its_measured_rounding(inside: type,
+                                                                returned: type) -> None:
+    """Mixed precision in the backward of a float64 layer: no false alarm (its rounding is
+    measured from the backward's linearity in dout), a 1e-2 error fails, and ``detectable``
+    is what the narrower dtype allows, not float64's nor a loose float16 tolerance."""
+    rng = np.random.default_rng(3)
+    inputs = {"x": rng.normal(size=(8, 6)), "W": rng.normal(size=(6, 4))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        good = check_layer(_tanh_affine(inside, returned, 0.0), inputs)
+        bad = check_layer(_tanh_affine(inside, returned, 1e-2), inputs)
+    assert good.passed, [(r.name, r.status, r.message) for r in good.results]
+    dx = {r.name: r for r in bad.results}["x"]
+    assert dx.status == "fail", dx.message
+    narrow = np.finfo(inside if inside != np.float64 else returned).eps
+    assert narrow <= dx.detectable <= 1e-2, dx.detectable

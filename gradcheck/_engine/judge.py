@@ -38,7 +38,7 @@ from gradcheck.results import (
     KinkElement,
     WorstElement,
 )
-from gradcheck.tolerance import Tolerance, budget, resolve, unit_roundoff
+from gradcheck.tolerance import Tolerance, budget, judged_dtype, resolve, unit_roundoff
 
 __all__ = ["AUTO_WORK", "DIRECTIONS", "FULL_MODE_MAX_ELEMENTS", "MISS_PROBABILITY", "Sides",
            "judge", "modes", "shared"]
@@ -237,8 +237,7 @@ def judge(spec: Spec, run: Run, ref: Reference, sides: Sides, name: str,
     t0 = time.perf_counter()
     x = spec.inputs[name]
     raw = _gradient_array(spec, run, name)
-    dtype = raw.dtype if raw.dtype.kind == "f" else x.dtype
-    tol = resolve(spec.tolerance, dtype)
+    tol = resolve(spec.tolerance, judged_dtype(raw.dtype, x.dtype))
     if raw.shape != x.shape:
         return _shape_failure(name, raw, x, tol)
     if not np.all(np.isfinite(raw)):
@@ -307,7 +306,7 @@ class Sides:
 
     def get(self, name: str, raw: np.ndarray) -> Side:
         if name not in self._made:
-            dtype = raw.dtype if raw.dtype.kind == "f" else self._spec.inputs[name].dtype
+            dtype = judged_dtype(raw.dtype, self._spec.inputs[name].dtype)
             self._made[name] = side(raw, self._shadow.get(), name, unit_roundoff(dtype),
                                     self._ref.natural(name))
         return self._made[name]

@@ -2,8 +2,12 @@
 
 The *witness* re-runs the layer's forward and backward in a wider dtype on the same values; the
 *terms* run applies the backward to the upstream gradient with random signs, whose result has
-the magnitude of the terms each element of the gradient sums. Both are measurements, made once
-per check and only when a verdict needs them (:class:`Lazy`), and both fail soft: a layer that
+the magnitude of the terms each element of the gradient sums; the *linearity* run applies it,
+in the layer's own dtype, to the upstream gradient times ``c = 1 + 2⁻⁷ + 2⁻¹⁰`` and ``2c - 1``:
+a backward is linear in it, so the second difference of the three is the rounding the backward
+actually has (a float64 layer whose backward computes in float16 inside, or returns float16,
+shows it here, where the witness runs the same casts and sees none). All are measurements, made
+once per check and only when a verdict needs them (:class:`Lazy`), and all fail soft: a layer that
 cannot run in the wider dtype (a SciPy function, a cast back to float64, an error) simply has no
 witness for those gradients, and the verdict says what it could not measure.
 """
@@ -13,7 +17,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -23,6 +27,7 @@ from gradcheck._state import safe_deepcopy
 from gradcheck.tolerance import witness_dtype
 
 TERM_DRAWS = 4  # random-sign backwards whose RMS is the term magnitude
+LINEAR_FACTOR = 1.0 + 2.0**-7 + 2.0**-10  # c and 2c - 1 are exact in float16: c·g rounds once
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class Shadow:
     dtype: str = ""  # the witness dtype, "" when none ran
     note: str = ""  # why some gradient has no witness
     differs: bool = False  # the wider dtype computes another function: no wide run is trusted
+    linearity: Mapping[str, np.ndarray] = field(default_factory=dict)  # float64, >= 0
 
 
 def _quiet_call(fn: Any, *args: Any) -> Any:
@@ -96,10 +102,38 @@ def _same_function(run: Run, out: np.ndarray, allowance: float) -> float:
     return gap if gap > allowance else 0.0
 
 
+def _linearity(spec: Spec, run: Run) -> dict[str, np.ndarray]:
+    """``|B(c₂·g) - 2 B(c·g) + B(g)| / 2`` per gradient, ``c₂ = 2c - 1``, in the layer's own
+    dtype (empty where it fails): the second difference along the scale of ``g``, zero for any
+    backward affine in ``g`` (a term that ignores ``dout`` is a bug to find, not rounding)."""
+    c = LINEAR_FACTOR
+    try:
+        grads, (far,), _ = _run(spec, np.dtype(np.result_type(*spec.inputs.values())),
+                                run.g * c, [run.g * (2 * c - 1)])
+    except Exception:
+        return {}
+    found = {}
+    for name in spec.wrt:
+        arrays = [run.grads.get(name), grads.get(name), far.get(name)]
+        if any(a is None for a in arrays):
+            continue
+        a, b, d = (np.asarray(v) for v in arrays)
+        kinds = {a.dtype.kind, b.dtype.kind, d.dtype.kind}
+        if not (a.shape == b.shape == d.shape) or kinds != {"f"}:
+            continue
+        gap = np.abs(d.astype(np.float64) - 2 * b.astype(np.float64) + a.astype(np.float64)) / 2
+        found[name] = np.where(np.isfinite(gap), gap, 0.0)
+    return found
+
+
 def measure(spec: Spec, run: Run, allowance: float = math.inf) -> Shadow:
-    """The witness gradients and the term magnitudes of one check (never raises); a witness
-    whose forward disagrees with the layer's by more than ``allowance`` in ``<g, out>`` is
-    discarded, and the note says why."""
+    """The witness gradients, the term magnitudes and the backward's linearity of one check
+    (never raises); a witness whose forward disagrees with the layer's by more than
+    ``allowance`` in ``<g, out>`` is discarded, and the note says why."""
+    return replace(_measure(spec, run, allowance), linearity=_linearity(spec, run))
+
+
+def _measure(spec: Spec, run: Run, allowance: float) -> Shadow:
     layer_dtype = np.result_type(*spec.inputs.values())
     wide = witness_dtype(layer_dtype)
     extra = _signed_upstreams(spec, run.g.astype(np.float64))

@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from gradcheck._engine.shadow import Shadow
-from gradcheck.tolerance import FLOOR_ULPS, NOISE_RATIO, analytic_rounding
+from gradcheck.tolerance import (
+    FLOOR_ULPS,
+    NOISE_RATIO,
+    WITNESS_FACTOR,
+    analytic_rounding,
+    unit_roundoff,
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,20 @@ def side(grad: np.ndarray, shadow: Shadow, name: str, eps: float, natural: Any) 
             scaled_norm(small) <= NOISE_RATIO * scaled_norm(a) or np.all(small <= resolution))
     exact = grad.reshape(-1) if flat_w is None else grad.reshape(-1).astype(flat_w.dtype)
     rounding = analytic_rounding(exact, flat_w, t, eps, natural).astype(np.float64)
+    # What the backward's own rounding was measured to be, and a gradient returned in a dtype
+    # narrower than the layer's holds its values to that dtype's unit roundoff.
+    # Its differences are random per element (one may round alike twice), so their largest
+    # share of an element's magnitude is the backward's unit roundoff, for every element.
+    linear = measured.linearity.get(name)
+    if linear is not None:
+        lin = np.asarray(linear, dtype=np.float64).reshape(-1)
+        size = np.abs(a) + t
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(size > 0, lin / size, 0.0)
+        unit = float(np.max(share, initial=0.0)) if np.all(np.isfinite(share)) else 0.0
+        rounding = rounding + WITNESS_FACTOR * (lin + unit * size)
+    if grad.dtype.kind == "f":
+        rounding = rounding + 2 * unit_roundoff(grad.dtype) * np.abs(a)
     return Side(a, rounding, t, noise_like, flat_w is not None, eps)
 
 
