@@ -151,8 +151,10 @@ def diagnosis_lines(result: GradientResult) -> list[str]:
     lines = []
     if d.findings:
         best = d.findings[0]
-        lines.append(f"diagnosis: {best.text} (explains {explained(best.explained)} of "
-                     "||analytic - numeric||²)")
+        lines.append(f"diagnosis: {best.text}")
+        because = f"{best.evidence}; " if best.evidence else ""
+        lines.append(f"evidence: {because}explains {explained(best.explained)} of "
+                     "||analytic - numeric||²")
         lines += [f"also consistent with: {f.text} ({explained(f.explained)})"
                   for f in d.findings[1:]]
     if d.note:
