@@ -132,8 +132,8 @@ def _quantities(case: Case, inputs: Mapping[str, np.ndarray], dout: np.ndarray,
 
 def _candidates(case: Case, ev: Evidence, others: Sequence[Case],
                 model: NormModel | None) -> list[Candidate]:
-    counts = counts_of(ev.inputs)
     dout = np.asarray(ev.dout, dtype=np.float64)
+    counts = counts_of({**ev.inputs, "dout": dout})
     found = (gen.scale(case, counts) + gen.swapped(case, others)
              + gen.times_input(case, ev.inputs))
     if model is not None:

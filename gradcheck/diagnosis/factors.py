@@ -76,14 +76,13 @@ def counts_of(inputs: Mapping[str, np.ndarray]) -> list[Count]:
 
 
 def named_factors(counts: Sequence[Count]) -> list[Factor]:
-    out = [Factor(-1.0, "−1", "sign"), Factor(0.0, "0", "zero"), Factor(2.0, "2", "two"),
-           Factor(0.5, "½", "half")]
-    for c in counts:
+    out = [Factor(-1.0, "−1", "sign"), Factor(0.0, "0", "zero")]
+    for c in counts:  # a count first: ×½ at N = 2 is 1/N, said with the count it equals
         s, m = c.symbol, float(c.value)
         out += [Factor(m, s, "count", c), Factor(1.0 / m, f"1/{s}", "inverse", c),
                 Factor(m / (m - 1.0), f"{s}/({s}−1)", "bessel", c),
                 Factor((m - 1.0) / m, f"({s}−1)/{s}", "inverse-bessel", c)]
-    return out
+    return [*out, Factor(2.0, "2", "two"), Factor(0.5, "½", "half")]
 
 
 def name_factor(c: float, counts: Sequence[Count]) -> Factor | None:

@@ -263,7 +263,8 @@ def sign_subset(case: Case, inputs: Mapping[str, np.ndarray]) -> list[Candidate]
 def accumulation(case: Case, dout: np.ndarray) -> list[Candidate]:
     """Each wrong row equals a single row of ``dout``: one update where several accumulate."""
     a, n = case.grid(case.a), case.grid(case.n)
-    if a is None or n is None or a.ndim != 2 or dout.size % a.shape[1] or dout.ndim < 2:
+    if (a is None or n is None or a.ndim != 2 or dout.ndim < 2 or dout.size % a.shape[1]
+            or dout.size // a.shape[1] <= a.shape[0]):  # fewer updates than rows: none repeat
         return []
     rows = np.asarray(dout, dtype=np.float64).reshape(-1, a.shape[1])
     e = a - n
@@ -335,7 +336,7 @@ def parity(case: Case) -> list[Finding]:
         return []
     found, total = [], float(np.sum(e * e))
     for axis in range(e.ndim):
-        if e.shape[axis] < 3:
+        if e.shape[axis] < 6:  # fewer: even or odd indices are a coincidence, not a pattern
             continue
         for par, word in ((0, "even"), (1, "odd")):
             part = np.take(e, np.arange(par, e.shape[axis], 2), axis=axis)

@@ -56,9 +56,8 @@ class NormModel:
         std = np.sqrt(self.var() + self.eps)
         s = std if s is None else s
         xhat = self.xc / (std if xhat_s is None else xhat_s)
-        factor = (self.gamma if gamma else 1.0) / s
-        t0, t1, t2 = factor * self.g, factor * self.mean(self.g), factor * xhat * self.mean(
-            self.g * xhat)
+        g = self.g * self.gamma if gamma else self.g  # dxhat: γ inside the means (LayerNorm)
+        t0, t1, t2 = g / s, self.mean(g) / s, xhat * self.mean(g * xhat) / s
         return k[0] * t0 + k[1] * t1 + k[2] * t2
 
     def terms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -43,13 +43,16 @@ def shape_findings(name: str, got: tuple[int, ...], want: tuple[int, ...],
         if got == v.shape:
             return [_found("not-summed", f"{g} has `{k}`'s shape {got}: it is not summed over "
                                          "the batch axes", got, want)]
+    if len(got) > len(want) and (got[:len(want)] == want or got[-len(want):] == want):
+        return [_found("partly-summed", f"{g} has shape {got} for `{name}` of shape {want}: "
+                                        "summed over some axes but not all; sum over every "
+                                        f"axis but the one `{name}` runs along", got, want)]
+    for k, v in inputs.items():
+        if k == name or v.ndim <= len(want):
+            continue
         for axis in range(v.ndim):
             rest = v.shape[:axis] + v.shape[axis + 1:]
             if got == rest and rest != want:
                 return [_found("wrong-axis", f"{g} has shape {got}: summed over axis {axis} of "
                                              f"`{k}` instead of the batch axes", got, want)]
-    if len(got) > len(want) and (got[:len(want)] == want or got[-len(want):] == want):
-        return [_found("partly-summed", f"{g} has shape {got} for `{name}` of shape {want}: "
-                                        "summed over some axes but not all; sum over every "
-                                        f"axis but the one `{name}` runs along", got, want)]
     return []
