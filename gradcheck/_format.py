@@ -10,8 +10,10 @@ from gradcheck.errors import InvalidArgument
 from gradcheck.results import MISS_PROBABILITY, CheckReport, GradientResult
 
 # Over all reports, for the documents (every column: markdown, --wide).
-TABLE_HEADERS = ("layer", "case", "gradient", "method", "mode", "max abs error", "max rel error",
-                 "budget", "verdict", "evaluations", "time (s)")
+# The error and the budget are the same element's (the worst, by error over budget) and their
+# ratio is the worst ratio: a row never sets the largest error beside another element's budget.
+TABLE_HEADERS = ("layer", "case", "gradient", "method", "mode", "error at worst", "its budget",
+                 "err/budget", "verdict", "evaluations", "time (s)")
 TABLE_ALIGN = ("left",) * 5 + ("right",) * 3 + ("left", "right", "right")
 VERDICT_COLUMN = TABLE_HEADERS.index("verdict")
 WORST_HEADERS = ("index", "analytic", "numeric", "abs error", "budget")
@@ -151,8 +153,10 @@ def diagnosis_lines(result: GradientResult) -> list[str]:
     lines = []
     if d.findings:
         best = d.findings[0]
-        lines.append(f"diagnosis: {best.text} (explains {explained(best.explained)} of "
-                     "||analytic - numeric||²)")
+        lines.append(f"diagnosis: {best.text}")
+        because = f"{best.evidence}; " if best.evidence else ""
+        lines.append(f"evidence: {because}explains {explained(best.explained)} of "
+                     "||analytic - numeric||²")
         lines += [f"also consistent with: {f.text} ({explained(f.explained)})"
                   for f in d.findings[1:]]
     if d.note:
@@ -170,7 +174,21 @@ def sweep_rows(result: GradientResult) -> list[list[str]]:
                                                       strict=True)]
 
 
+def worst_error(result: GradientResult) -> float:
+    """The error at the worst element (the one :func:`ratio` and ``result.budget`` are of)."""
+    return abs(result.analytic_at_worst - result.numeric_at_worst)
+
+
+def ratio_text(result: GradientResult) -> str:
+    value = ratio(result)
+    return "-" if value != value else f"{value:.2g}"
+
+
+def worst_cells(result: GradientResult) -> list[str]:
+    """Error, budget and their ratio, all of the worst element."""
+    return [num(worst_error(result)), num(result.budget), ratio_text(result)]
+
+
 def summary_cells(report: CheckReport, r: GradientResult) -> list[str]:
     return [report.layer, report.case or "-", f"d{r.name}", r.method, mode(r),
-            num(r.max_abs_error), num(r.max_rel_error), num(r.budget), verdict_word(r),
-            str(r.nfev), seconds(r.seconds)]
+            *worst_cells(r), verdict_word(r), str(r.nfev), seconds(r.seconds)]

@@ -21,8 +21,8 @@ from gradcheck._version import __version__
 from gradcheck.results import CheckReport, Evidence, GradientResult
 from gradcheck.tolerance import budget
 
-HEADERS = ("verdict", "gradient", "layer", "case", "method", "mode", "max abs error",
-           "max rel error", "budget", "worst at", "analytic", "numeric", "evaluations",
+HEADERS = ("verdict", "gradient", "layer", "case", "method", "mode", "error at worst",
+           "its budget", "err/budget", "worst at", "analytic", "numeric", "evaluations",
            "time (s)")
 
 CSS = """
@@ -83,7 +83,7 @@ def _row(i: int, rep: CheckReport, r: GradientResult) -> str:
                if fmt.needs_detail(r) else f'<span class="{_cls(r)}">{word}</span>')
     index = "-" if r.worst_index is None else str(r.worst_index)
     cells = [f"d{r.name}", rep.layer, rep.case or "-", r.method, fmt.mode(r)]
-    numbers = [fmt.num(r.max_abs_error), fmt.num(r.max_rel_error), fmt.num(r.budget)]
+    numbers = fmt.worst_cells(r)
     tail = [fmt.num(r.analytic_at_worst), fmt.num(r.numeric_at_worst), str(r.nfev),
             fmt.seconds(r.seconds)]
     return ("<tr>" + f'<td class="sticky">{verdict}</td>'

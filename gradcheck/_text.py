@@ -4,7 +4,8 @@ Layout (``verbosity`` 0): the verdict line; one row per gradient, failures first
 worst element inline (index, analytic, numeric, and its error in units of its budget); then,
 per failing gradient, its message, diagnosis, step sweep and worst elements; the problems and
 warnings (each once, with how many checks raised it); the verdict again. ``verbosity`` -1
-(``-q``) keeps the verdict, the failing rows and the problems that failed a check; 1 (``-v``)
+(``-q``) keeps the verdict, the failing rows, each failing gradient's diagnosis headline
+and the problems that failed a check; 1 (``-v``)
 adds the details of passing gradients and the coverage of sampled ones. ``wide`` prints every
 column instead (the table then fits no fixed width). Long sentences wrap at
 :data:`gradcheck._terminal.WIDTH`.
@@ -172,6 +173,11 @@ def render_text(reports: Sequence[CheckReport], *, wide: bool = False, color: bo
             for note in notes:
                 lines += _wrap(note, indent="- ", wide=wide)
     else:  # -q: the problems that failed a check stay (a random forward fails with no row)
+        for _, report, r in shown:  # the headline of every failing gradient's diagnosis
+            head = fmt.diagnosis_lines(r)[:1]
+            if head:
+                lines += _wrap(f"{fmt.label(report)} d{r.name}: {head[0]}", indent="- ",
+                               wide=wide)
         problems = list(dict.fromkeys(p for r in reports if not r.passed for p in r.problems))
         if problems:
             lines.append("")

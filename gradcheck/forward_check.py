@@ -244,7 +244,24 @@ def _reproduces(residual: float) -> str:
     return f"that mistake, made on the same inputs, reproduces the values {within}"
 
 
+def _pairs(ref: np.ndarray, mistakes: Sequence[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """Every two mistakes made together, their deviations from ``ref`` added."""
+    usable = [(t, np.asarray(v, dtype=np.float64)) for t, v in mistakes]
+    usable = [(t, v) for t, v in usable if v.shape == ref.shape and np.all(np.isfinite(v))]
+    return [(f"two mistakes at once: {t1} and {t2}", v1 + v2 - ref)
+            for (t1, v1), (t2, v2) in itertools.combinations(usable, 2)]
+
+
 def _explain(user: np.ndarray, ref: np.ndarray, mistakes: Sequence[tuple[str, Any]]) -> str:
+    """The mistake (or pair of mistakes) that best explains ``user - ref``, with how well."""
+    single = _explain_one(user, ref, mistakes)
+    if not single.startswith("no known"):
+        return single
+    pair = _explain_one(user, ref, _pairs(ref, mistakes))
+    return single if pair.startswith("no known") else pair
+
+
+def _explain_one(user: np.ndarray, ref: np.ndarray, mistakes: Sequence[tuple[str, Any]]) -> str:
     """The mistake that best explains ``user - ref``, with how well it does."""
     miss = float(np.linalg.norm(user - ref))
     best, best_share = "", -np.inf
@@ -260,7 +277,7 @@ def _explain(user: np.ndarray, ref: np.ndarray, mistakes: Sequence[tuple[str, An
     if best_share >= _EXPLAINS:
         return f"{best}? (explains {100 * best_share:.0f}% of the deviation)"
     closest = f" (closest: {best}, {100 * max(best_share, 0.0):.0f}%)" if best else ""
-    return f"no known mistake explains it{closest}"
+    return f"no known mistake, alone or in a pair, explains it{closest}"
 
 
 def _finding(quantity: str, user: np.ndarray, ref: np.ndarray,

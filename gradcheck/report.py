@@ -89,7 +89,7 @@ COVERAGE_KEYS = ("mode", "elements", "size", "directions", "miss_norm", "detecta
 WORST_KEYS = ("index", "analytic", "numeric", "abs_error", "budget")
 EXPLAINED_KEYS = ("index", "explanation", "analytic", "numeric", "budget")
 DIAGNOSIS_KEYS = ("cause", "findings", "sweep", "note")
-FINDING_KEYS = ("cause", "text", "explained")
+FINDING_KEYS = ("cause", "text", "explained", "evidence")
 SWEEP_KEYS = ("index", "steps", "discrepancies", "verdict", "text")
 
 OUTPUT_FILES = {"summary.txt": kinds.TEXT, "summary.md": kinds.MARKDOWN,

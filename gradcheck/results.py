@@ -145,6 +145,8 @@ class Evidence:
 class Finding:
     """One cause a failing gradient's error is consistent with, and how much of it it explains.
 
+    ``text`` is the headline a learner can act on (the gradient, the term, the measured factor,
+    the likely line); ``evidence`` says what was measured to support it (a fit, a count).
     ``explained`` is the fraction of ``||e||²`` (``e = analytic - numeric`` over the compared
     elements) that the cause's prediction accounts for: ``1 - ||e - e_pred||² / ||e||²``.
     """
@@ -152,6 +154,7 @@ class Finding:
     cause: str
     text: str
     explained: float
+    evidence: str = ""
 
 
 @dataclass(frozen=True)

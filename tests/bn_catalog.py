@@ -341,6 +341,6 @@ GENERIC = {
     "per-column-offset": (lambda x: 0.5 * np.sum(x**2),
                           lambda x: x + np.array([0.1, -0.2, 0.3]), _XR, "constant-along-axis"),
     "plus-input": (lambda x: np.sum(np.sin(x)), lambda x: np.cos(x) + 0.1 * x, _X1,
-                   "proportional"),
+                   "regulariser"),
     "times-two": (lambda x: np.sum(x**3), lambda x: 6 * x**2, _X1, "scale"),
 }

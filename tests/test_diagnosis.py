@@ -192,8 +192,8 @@ def test_diagnosis_json_keys_are_documented():
 def test_every_document_states_the_diagnosis_with_its_evidence(fmt):
     report = check_layer(course_layer(cat.swapped_dgamma_dbeta), bn_inputs(0))
     text = " ".join(rep.render([report], fmt).replace("&gt;", ">").split())  # unwrapped
-    assert "diagnosis: analytic dgamma equals the numerical dbeta" in text
-    assert "explains > 99.99%" in text
+    assert "diagnosis: dgamma holds the values of dbeta: the two gradients are swapped" in text
+    assert "evidence: analytic dgamma equals the numerical dbeta; explains > 99.99%" in text
     assert "a bug, not numerical error" in text
 
 

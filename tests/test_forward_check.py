@@ -235,8 +235,22 @@ def test_an_unknown_mistake_is_not_guessed():
         return out + 1e-3 * np.sin(7 * x), None
 
     train = check_forward(forward, convention="cs231n").findings[0]
-    assert "no known mistake explains it" in train.diagnosis
+    assert "no known mistake, alone or in a pair, explains it" in train.diagnosis
     assert "not an affine map of the correct xhat" in train.diagnosis
+
+
+def test_two_mistakes_at_once_are_named_as_a_pair():
+    """A test mode applying neither gamma nor beta: no single known mistake, the pair does."""
+    def forward(x, gamma, beta, bn_param):
+        if bn_param["mode"] == "train":
+            return make_batchnorm()(x, gamma, beta, bn_param)
+        rm, rv = bn_param["running_mean"], bn_param["running_var"]
+        return (x - rm) / np.sqrt(rv + bn_param.get("eps", 1e-5)), None
+
+    test = check_forward(forward, convention="cs231n").findings[1]
+    assert test.quantity == "test output" and not test.passed
+    assert "two mistakes at once: gamma not applied and beta not added?" in test.diagnosis, (
+        test.diagnosis)
 
 
 def test_float32_arithmetic_is_recognised_by_its_size():

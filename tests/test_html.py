@@ -178,7 +178,7 @@ def test_repr_html_is_a_fragment_and_str_is_the_text_report():
     assert "<html" not in fragment and "<!DOCTYPE" not in fragment
     page = parse(fragment)
     assert page.find("div", **{"class": "gradcheck"})
-    assert "diagnosis: dx misses the mean-of-dout term" in fragment
+    assert "diagnosis: dx misses the mean(dout) term" in fragment
     assert len(_svgs(fragment)) == 4
     assert str(FAILING) == rep.render([FAILING], "text")
     assert str(FAILING).splitlines()[0].startswith("FAIL: 0 of 1 checks passed")
