@@ -896,10 +896,12 @@ def _check_framework(args: argparse.Namespace, door: _Doorway, given: Any) -> _O
     layer = door.workshop.framework_layer(args.layer, _cli_args.parse_kwargs(args.kwarg), data,
                                           args.seed)
     params = {k: v.astype(args.dtype) for k, v in layer.parameters().items()}
-    if not floats and not params:
-        names = ", ".join(layer.required_inputs()[0]) or "x"
-        raise InvalidArgument(f"{args.layer} ({kind}) needs the shapes of its inputs "
-                              f"({names}): add --shape NAME=D1,D2 for each")
+    missing = [n for n in layer.required_inputs()[0] if n not in floats]
+    if missing or not (floats or params):
+        names = ", ".join(missing) or "x"
+        raise InvalidArgument(f"{args.layer} ({kind}) needs the shapes of its inputs: add "
+                              f"{' '.join(f'--shape {n}=D1,D2' for n in missing or ['x'])} "
+                              f"(an integer input: --int {names.split(',')[0]}=LOW:HIGH too)")
     inputs = {**_ranged(random_inputs(floats, args.dtype, args.seed), args), **params}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GradcheckWarning)

@@ -157,6 +157,11 @@ class FrameworkLayer:
         """Arrays the code owns (an ``nn.Module``'s weights), checked with the inputs."""
         return {}
 
+    def state_owners(self) -> dict[str, Any]:
+        """What a check protects from changes (the engine's hook): the objects holding state
+        (an ``nn.Module``), not this adapter, whose compiled code cannot be copied."""
+        return {}
+
     # --- what subclasses provide ----------------------------------------------------------
 
     def run(self, values: Mapping[str, Any], log: list[str] | None = None) -> list[Any]:

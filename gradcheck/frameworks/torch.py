@@ -6,8 +6,8 @@ a straight-through estimator) is what is checked. An ``nn.Module``'s parameters 
 too, under their own names (``weight``, ``bias``, ``0.weight``): the module is called through
 ``torch.func.functional_call`` with the arrays the check passes, its floating buffers (running
 statistics) copied in the input's dtype for every call, so the module itself never changes.
-Every call runs under ``torch.manual_seed(0)`` in a forked generator: a dropout mask is the same
-in each call, and the caller's generator is left as it was.
+Every call runs with the CPU generator seeded with 0 (a dropout mask is the same in each call)
+and on one thread; the caller's generator and thread count are put back after.
 
 The forward runs on inputs of the dtype given (float32 stays float32: a float32 rule is judged
 as it runs, with its float64 run as the engine's witness), and on complex inputs where the
@@ -38,10 +38,21 @@ def is_function_class(target: Any) -> bool:
 
 
 @contextlib.contextmanager
-def _seeded() -> Iterator[None]:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+def _one_call() -> Iterator[None]:
+    """One call of the user's code: the CPU generator seeded with 0 (a dropout mask is the same
+    in every call), on one thread; both put back after. (``torch.manual_seed`` would also seed
+    every CUDA device and record a stack trace to do it lazily: 1 ms a call. The checks run on
+    small tensors, which threads do not speed up, and on a loaded two-core machine torch's
+    thread pool made a small module's check 20 times slower.)"""
+    generator, threads = torch.default_generator, torch.get_num_threads()
+    state = generator.get_state()
+    generator.manual_seed(0)
+    torch.set_num_threads(1)
+    try:
         yield
+    finally:
+        torch.set_num_threads(threads)
+        generator.set_state(state)
 
 
 class _Recorder(torch.overrides.TorchFunctionMode):
@@ -88,6 +99,9 @@ class TorchLayer(FrameworkLayer):
             return {}
         return {k: p.detach().cpu().numpy().copy() for k, p in self._module.named_parameters()}
 
+    def state_owners(self) -> dict[str, Any]:
+        return {} if self._module is None else {f"{self.name}.": self._module}
+
     def _apply(self, tensors: Mapping[str, Any]) -> Any:
         args = [tensors[n] for n in self._names if n in tensors]
         if self._module is None:
@@ -102,7 +116,7 @@ class TorchLayer(FrameworkLayer):
     def run(self, values: Mapping[str, Any], log: list[str] | None = None) -> list[Any]:
         tensors = _together({k: _tensor(v, grad=False) for k, v in values.items()})
         watch = _Recorder(log) if log is not None else contextlib.nullcontext()
-        with torch.no_grad(), _seeded(), watch:
+        with torch.no_grad(), _one_call(), watch:
             outs = _outputs(self._apply(tensors), self.name)
         return [o.detach().cpu().numpy() for o in outs]
 
@@ -110,7 +124,7 @@ class TorchLayer(FrameworkLayer):
              upstream: Sequence[np.ndarray]) -> list[Any]:
         tensors = {k: _tensor(v, grad=k in wrt) for k, v in values.items()}
         leaves = [tensors[k] for k in wrt]
-        with torch.enable_grad(), _seeded():
+        with torch.enable_grad(), _one_call():
             outs = _outputs(self._apply(_together(tensors)), self.name)
             pairs = [(o, torch.as_tensor(np.asarray(u), dtype=o.dtype))
                      for o, u in zip(outs, upstream, strict=True) if o.requires_grad]
