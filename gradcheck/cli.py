@@ -333,6 +333,8 @@ def _replay_layer(args: argparse.Namespace, door: Any, case: str) -> Any:
 
     _select_target(args, door)
     given, symbolic = _overrides(args)
+    if args.layer and args.layer in door.info.frameworks:
+        return _framework_layer(args, door, given)[0]
     if args.layer:
         return _class_layer(args, door, given)[0]
     pairs, _ = _selected_pairs(args, door)
@@ -880,14 +882,12 @@ def _check_class(args: argparse.Namespace, door: _Doorway, given: Any) -> _Outco
     return _Outcome(reports, _exit_code(reports))
 
 
-def _check_framework(args: argparse.Namespace, door: _Doorway, given: Any) -> _Outcome:
-    """A torch or JAX target (:mod:`gradcheck.frameworks`): every float ``--shape`` is an input,
-    ``--int`` arrays are labels, ``--kwarg`` constructs an ``nn.Module`` class or gives a
-    setting; a module's parameters are checked too, in ``--dtype``."""
-    from dataclasses import replace
-
-    from gradcheck.check import check_layer
-    from gradcheck.layer import annotate
+def _framework_layer(args: argparse.Namespace, door: _Doorway, given: Any
+                     ) -> tuple[Any, dict[str, Any]]:
+    """A torch or JAX target (:mod:`gradcheck.frameworks`) and its inputs: every float
+    ``--shape`` is an input, ``--int`` arrays are labels, ``--kwarg`` constructs an
+    ``nn.Module`` class or gives a setting; a module's parameters are inputs too, in
+    ``--dtype``."""
     from gradcheck.properties import random_inputs
 
     kind = door.info.frameworks[args.layer]
@@ -902,11 +902,20 @@ def _check_framework(args: argparse.Namespace, door: _Doorway, given: Any) -> _O
         raise InvalidArgument(f"{args.layer} ({kind}) needs the shapes of its inputs: add "
                               f"{' '.join(f'--shape {n}=D1,D2' for n in missing or ['x'])} "
                               f"(an integer input: --int {names.split(',')[0]}=LOW:HIGH too)")
-    inputs = {**_ranged(random_inputs(floats, args.dtype, args.seed), args), **params}
+    return layer, {**_ranged(random_inputs(floats, args.dtype, args.seed), args), **params}
+
+
+def _check_framework(args: argparse.Namespace, door: _Doorway, given: Any) -> _Outcome:
+    from dataclasses import replace
+
+    from gradcheck.check import check_layer
+    from gradcheck.layer import annotate
+
+    layer, inputs = _framework_layer(args, door, given)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GradcheckWarning)
         report = check_layer(layer, inputs, method=args.method, mode=args.mode, seed=args.seed)
-    report = annotate(replace(report, case=kind), layer)
+    report = annotate(replace(report, case=door.info.frameworks[args.layer]), layer)
     return _Outcome([report], _exit_code([report]))
 
 

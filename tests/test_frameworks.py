@@ -265,3 +265,58 @@ def test_cli_module_class_with_constructor_arguments(tmp_path, capsys):
     assert '"name": "scale"' in capsys.readouterr().out
     assert main(["check", f"{path}:Scaled", "--kwarg", "features=6", "--in-process"]) == 2
     assert "needs the shapes of its inputs" in capsys.readouterr().err
+
+
+def test_cli_replays_a_framework_failure(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from gradcheck.cli import main
+
+    path = tmp_path / "my_ops.py"
+    path.write_text(OPS.replace("{bug}", " * 1.001"))
+    out = tmp_path / "out"
+    assert main(["check", f"{path}:Swish", "--shape", "x=4,6", "--out", str(out),
+                 "--in-process"]) == 1
+    assert main(["replay", str(out / "replay.npz"), "--in-process", "-q"]) == 1
+    assert "Swish [torch.autograd.Function]  dx        FAIL" in capsys.readouterr().out
+
+
+JAX_OPS = '''\
+import jax
+
+
+@jax.custom_vjp
+def swish(x):
+    return x * jax.nn.sigmoid(x)
+
+
+def swish_fwd(x):
+    return swish(x), x
+
+
+def swish_bwd(x, g):
+    s = jax.nn.sigmoid(x)
+    return (g * s * (1 + x * (1 - s)){bug},)
+
+
+swish.defvjp(swish_fwd, swish_bwd)
+'''
+
+
+@pytest.mark.parametrize(("bug", "code"), [("", 0), (" * 1.01", 1)])
+def test_cli_detects_a_custom_vjp(tmp_path, capsys, bug, code):
+    pytest.importorskip("jax")
+    from gradcheck.cli import main
+
+    path = tmp_path / "jax_ops.py"
+    path.write_text(JAX_OPS.replace("{bug}", bug))
+    assert main(["check", f"{path}:swish", "--shape", "x=4,6", "--dtype", "float32",
+                 "--in-process"]) == code
+    assert "swish [jax function]" in capsys.readouterr().out
+
+
+def test_the_pytest_fixture_takes_a_framework_layer(torch_rules, check_gradients):
+    from gradcheck.frameworks import torch_layer
+
+    check_gradients(torch_layer(torch_rules["swish"]), {"x": X})
+    with pytest.raises(AssertionError, match=r"dx: .* over budget"):
+        check_gradients(torch_layer(torch_rules["one channel"]), {"x": X})

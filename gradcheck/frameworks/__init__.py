@@ -88,26 +88,32 @@ def detect(obj: Any) -> str:
     """
     torch = sys.modules.get("torch")
     if torch is not None and hasattr(torch, "nn") and hasattr(torch, "autograd"):
-        if inspect.isclass(obj) and issubclass(obj, torch.autograd.Function) \
-                and obj is not torch.autograd.Function:
-            return TORCH_FUNCTION
         if isinstance(obj, torch.nn.Module):
             return TORCH_MODULE
-        if inspect.isclass(obj) and issubclass(obj, torch.nn.Module) \
-                and obj.__module__.split(".")[0] != "torch":
+        if _library(obj):  # the frameworks' own functions and classes, imported by the file
+            return ""
+        if inspect.isclass(obj) and issubclass(obj, torch.autograd.Function):
+            return TORCH_FUNCTION
+        if inspect.isclass(obj) and issubclass(obj, torch.nn.Module):
             return TORCH_MODULE_CLASS
     jax = sys.modules.get("jax")
-    if jax is not None and hasattr(jax, "custom_vjp") and (
-            isinstance(obj, (jax.custom_vjp, jax.custom_jvp))
-            or (callable(obj) and not inspect.isclass(obj) and inspect.isroutine(
-                getattr(obj, "__wrapped__", None)) and _is_jax_wrapper(obj))):
+    if jax is not None and hasattr(jax, "custom_vjp") and not _library(obj) and (
+            isinstance(obj, (jax.custom_vjp, jax.custom_jvp)) or _is_jax_wrapper(obj)):
         return JAX_FUNCTION
     return ""
 
 
+def _library(obj: Any) -> bool:
+    """Defined in torch or JAX themselves (``jax.nn.relu``, ``torch.nn.Linear``)."""
+    return str(getattr(obj, "__module__", "") or "").split(".")[0] in ("torch", "jax", "jaxlib")
+
+
 def _is_jax_wrapper(obj: Any) -> bool:
-    """``jax.jit(f)`` and friends: a wrapper whose type lives in jax or jaxlib."""
-    return type(obj).__module__.split(".")[0] in ("jax", "jaxlib")
+    """``jax.jit(f)`` and friends: a callable wrapping a function, of a type from jax or
+    jaxlib."""
+    return (callable(obj) and not inspect.isclass(obj) and callable(getattr(obj, "__wrapped__",
+                                                                            None))
+            and type(obj).__module__.split(".")[0] in ("jax", "jaxlib"))
 
 
 def build(obj: Any, kind: str, settings: Mapping[str, Any], data: Mapping[str, Any],
