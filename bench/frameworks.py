@@ -266,9 +266,20 @@ parentheses; the other checkers only say pass or fail.
 
 {summary(rows)}
 
-Where a row says `inc.`, gradcheck saw the error but could not rule out rounding: the frameworks
-cannot run the rule in a dtype wider than float64 (no long double), which is how gradcheck
-confirms a small error on a NumPy layer (see the engine notes in issue 26's report).
+Reading the table:
+
+- `inc.`: gradcheck saw the error but could not rule it out as rounding, so it did not fail the
+  rule. torch and JAX have no dtype wider than float64 (no long double), and gradcheck confirms
+  a small error by re-measuring it in extended precision, which it can do on a NumPy layer but
+  not here. On float32 rules this also covers errors of up to a few 1e-4.
+- float32's unit roundoff is 6e-8, and each element of a float32 gradient carries rounding
+  errors of a few to a few tens of that, relative to the terms it sums. A planted error of 1e-8
+  of max|grad| is below that and one of 1e-6 within reach of it, so a pass there is the dtype's
+  limit, not a blind spot. torch's gradcheck misses nothing in float32 only because it fails
+  every rule, correct ones included.
+- `deliberate passed`: rules that are on purpose not the gradient. Every checker fails them,
+  but only gradcheck's diagnosis describes the error's shape: `e ≈ 1 × dout` for an identity
+  backward, `analytic = -numeric: the sign is flipped` for gradient reversal (see README).
 
 ## By bug pattern
 
