@@ -752,7 +752,15 @@ def _class_rows(info: Any, target: str) -> list[list[str]]:
     rows = [[name, "-", "-", "skipped", "-", f"a class: add {_class_hint(info, name)} (or "
              f"{target}:{name} with the same flags)"] for name in info.classes]
     return rows + [[name, "-", "-", "skipped", "-", f"a {kind}: check it with {target}:{name} "
-                    "--shape NAME=D1,D2 for each input"] for name, kind in info.frameworks.items()]
+                    f"{_framework_hint(info, name)}"] for name, kind in info.frameworks.items()]
+
+
+def _framework_hint(info: Any, name: str) -> str:
+    """``--kwarg`` for a module class's constructor, ``--shape`` for each input."""
+    init, forward = info.class_calls.get(name, ((), ())) or ((), ())
+    flags = [f"--kwarg {p}=VALUE" for p in getattr(init, "required", ())]
+    flags += [f"--shape {p}=D1,D2" for p in getattr(forward, "required", ()) or ("NAME",)]
+    return " ".join(flags)
 
 
 def _class_hint(info: Any, name: str) -> str:

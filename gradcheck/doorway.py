@@ -55,7 +55,8 @@ class ModuleInfo:
     values: tuple[str, ...]
     definitions_only: bool = False
     notebook: bool = False
-    # per class: its constructor's and its forward's signatures (without self), for hints
+    # per class (and torch or JAX target): its constructor's and its forward's signatures
+    # (without self or ctx), for hints
     class_calls: Mapping[str, tuple[FunctionInfo, FunctionInfo]] = field(default_factory=dict)
     # torch and JAX targets (gradcheck.frameworks.detect): name -> what it is
     frameworks: Mapping[str, str] = field(default_factory=dict)
@@ -123,7 +124,7 @@ class Workshop:
 
     def info(self) -> dict[str, Any]:
         """The module as :class:`ModuleInfo` data (``ModuleInfo.from_data`` reads it)."""
-        from gradcheck.frameworks import detect
+        from gradcheck.frameworks import arguments, detect
 
         public = {n: v for n, v in vars(self._module).items() if not n.startswith("_")}
         frameworks = {n: kind for n, v in public.items() if (kind := detect(v))}
@@ -138,6 +139,9 @@ class Workshop:
         file = str(getattr(self._module, "__file__", None) or self._module.__name__)
         calls = {n: (_method_signature(public[n], "__init__"),
                      _method_signature(public[n], "forward")) for n in classes}
+        calls.update({n: (_method_signature(public[n], "__init__") if inspect.isclass(public[n])
+                          else FunctionInfo((), ()), FunctionInfo(*arguments(public[n], kind)))
+                      for n, kind in frameworks.items()})
         return ModuleInfo(file, self._how, functions, classes, callables, values,
                           class_calls=calls, frameworks=frameworks, **self._flags).to_data()
 

@@ -320,3 +320,15 @@ def test_the_pytest_fixture_takes_a_framework_layer(torch_rules, check_gradients
     check_gradients(torch_layer(torch_rules["swish"]), {"x": X})
     with pytest.raises(AssertionError, match=r"dx: .* over budget"):
         check_gradients(torch_layer(torch_rules["one channel"]), {"x": X})
+
+
+def test_a_whole_file_run_says_how_to_check_each_target(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from gradcheck.cli import main
+
+    path = tmp_path / "my_ops.py"
+    path.write_text(OPS.replace("{bug}", ""))
+    assert main(["check", str(path), "--in-process"]) == 2
+    out = capsys.readouterr().out
+    assert f"{path}:Swish --shape x=D1,D2" in out
+    assert f"{path}:Scaled --kwarg features=VALUE --shape x=D1,D2" in out

@@ -20,8 +20,8 @@ from typing import Any
 
 from gradcheck.errors import InvalidArgument
 
-__all__ = ["JAX_FUNCTION", "TORCH_FUNCTION", "TORCH_MODULE", "TORCH_MODULE_CLASS", "build",
-           "detect", "jax_layer", "torch_layer"]
+__all__ = ["JAX_FUNCTION", "TORCH_FUNCTION", "TORCH_MODULE", "TORCH_MODULE_CLASS", "arguments",
+           "build", "detect", "jax_layer", "torch_layer"]
 
 # What detect() finds; the command line names them in messages.
 TORCH_FUNCTION = "torch.autograd.Function"
@@ -101,6 +101,30 @@ def detect(obj: Any) -> str:
             isinstance(obj, (jax.custom_vjp, jax.custom_jvp)) or _is_jax_wrapper(obj)):
         return JAX_FUNCTION
     return ""
+
+
+def arguments(obj: Any, kind: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The inputs a target of ``kind`` (:func:`detect`) takes by name, and those without a
+    default (``ctx`` and ``self`` left out), as the adapters bind them; ``((), ())`` when its
+    signature cannot be read.
+
+    Examples
+    --------
+    >>> arguments(lambda x, eps=1e-5: x, JAX_FUNCTION)
+    (('x', 'eps'), ('x',))
+    """
+    from gradcheck.frameworks.common import argument_names
+
+    torch = sys.modules.get("torch")
+    try:
+        if kind == TORCH_FUNCTION and torch is not None:
+            plain = getattr(obj, "setup_context", None) is torch.autograd.Function.setup_context
+            return argument_names(obj.forward, skip=1 if plain else 0)
+        if kind in (TORCH_MODULE, TORCH_MODULE_CLASS):
+            return argument_names(obj.forward, skip=1 if kind == TORCH_MODULE_CLASS else 0)
+        return argument_names(getattr(obj, "fun", obj))
+    except InvalidArgument:
+        return (), ()
 
 
 def _library(obj: Any) -> bool:
