@@ -19,9 +19,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e . --group dev
 	touch $(STAMP)
 
+# The frameworks gradcheck.frameworks adapts (optional extras), so their tests run in CI: once
+# per venv. The exact torch pin takes the CPU build from the machine's wheels (/opt/wheels via
+# pip's find-links): a plain `torch` would download a multi-GB CUDA build. jax[cpu] is CPU-only.
+FRAMEWORKS ?= torch==2.13.0 jax[cpu]>=0.4
+FRAMEWORKS_STAMP := $(VENV)/.installed-frameworks
+$(FRAMEWORKS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet $(foreach r,$(FRAMEWORKS),'$(r)')
+	touch $(FRAMEWORKS_STAMP)
+
 # Two workers (pytest-xdist): the machines this runs on have two cores, and the verdict catalogs
 # (the adversaries' layers among them) keep both busy.
-test: $(STAMP)
+test: $(STAMP) $(FRAMEWORKS_STAMP)
 	$(BIN)/python -m pytest -n 2 $(if $(CI),--hypothesis-show-statistics,)
 
 # The reference suite through the public API; exits non-zero on a failure. Writes into build/
@@ -34,13 +43,11 @@ check: $(STAMP)
 reports: $(STAMP)
 	$(BIN)/gradcheck run --out reports
 
-# Benchmarks also install the optional baselines. The pin takes the torch CPU build from the
-# machine's wheel cache; any torch >= 2.0 works (`make bench BENCH_TORCH=torch`).
-BENCH_TORCH ?= torch==2.13.0
+# Benchmarks also install the optional baselines: torch and jax as `make test` does
+# (FRAMEWORKS above; any torch >= 2.0 works: `make bench FRAMEWORKS='torch jax'`).
 BENCH_STAMP := $(VENV)/.installed-bench
-$(BENCH_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install --quiet -e . --group bench '$(BENCH_TORCH)' || \
-		echo "make bench: torch could not be installed; its baseline will be reported as skipped"
+$(BENCH_STAMP): pyproject.toml $(STAMP) $(FRAMEWORKS_STAMP)
+	$(BIN)/python -m pip install --quiet -e . --group bench $(foreach r,$(FRAMEWORKS),'$(r)')
 	touch $(BENCH_STAMP)
 
 # Then issue 16's targets (bench/targets.py): the table on stdout, reports/targets.{md,json}.
@@ -48,6 +55,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --out reports
 	$(BIN)/python bench/targets.py --out reports
 	$(BIN)/python bench/isolation.py --out reports
+	$(BIN)/python bench/frameworks.py --out reports
 
 # The adversaries' catalogs (layers written without reading the engine; issue 21): false alarms,
 # misses above `detectable` and inconclusive rates per family and mode, into reports/.

@@ -333,6 +333,8 @@ def _replay_layer(args: argparse.Namespace, door: Any, case: str) -> Any:
 
     _select_target(args, door)
     given, symbolic = _overrides(args)
+    if args.layer and args.layer in door.info.frameworks:
+        return _framework_layer(args, door, given)[0]
     if args.layer:
         return _class_layer(args, door, given)[0]
     pairs, _ = _selected_pairs(args, door)
@@ -537,7 +539,7 @@ def _select_target(args: argparse.Namespace, door: _Doorway) -> None:
     if name is None:
         return
     door.info.callable_named(name, "NAME")
-    if name in door.info.classes:
+    if name in door.info.classes or name in door.info.frameworks:
         args.layer = args.layer or name
     elif any(n["forward"] == name for n in door.networks()):
         args.network = args.network or name
@@ -745,10 +747,20 @@ def _check_file(args: argparse.Namespace, door: _Doorway, given: Any) -> _Outcom
 
 
 def _class_rows(info: Any, target: str) -> list[list[str]]:
-    """Classes with forward/backward are not checked in a whole-file run: say how to, with
-    their constructor's arguments and their forward's input by name."""
-    return [[name, "-", "-", "skipped", "-", f"a class: add {_class_hint(info, name)} (or "
+    """Classes with forward/backward, and torch or JAX targets, are not checked in a whole-file
+    run: say how to, with their constructor's arguments and their forward's input by name."""
+    rows = [[name, "-", "-", "skipped", "-", f"a class: add {_class_hint(info, name)} (or "
              f"{target}:{name} with the same flags)"] for name in info.classes]
+    return rows + [[name, "-", "-", "skipped", "-", f"a {kind}: check it with {target}:{name} "
+                    f"{_framework_hint(info, name)}"] for name, kind in info.frameworks.items()]
+
+
+def _framework_hint(info: Any, name: str) -> str:
+    """``--kwarg`` for a module class's constructor, ``--shape`` for each input."""
+    init, forward = info.class_calls.get(name, ((), ())) or ((), ())
+    flags = [f"--kwarg {p}=VALUE" for p in getattr(init, "required", ())]
+    flags += [f"--shape {p}=D1,D2" for p in getattr(forward, "required", ()) or ("NAME",)]
+    return " ".join(flags)
 
 
 def _class_hint(info: Any, name: str) -> str:
@@ -876,6 +888,43 @@ def _check_class(args: argparse.Namespace, door: _Doorway, given: Any) -> _Outco
                                  seed=args.seed)
         reports.append(annotate(replace(report, case=case), layer))
     return _Outcome(reports, _exit_code(reports))
+
+
+def _framework_layer(args: argparse.Namespace, door: _Doorway, given: Any
+                     ) -> tuple[Any, dict[str, Any]]:
+    """A torch or JAX target (:mod:`gradcheck.frameworks`) and its inputs: every float
+    ``--shape`` is an input, ``--int`` arrays are labels, ``--kwarg`` constructs an
+    ``nn.Module`` class or gives a setting; a module's parameters are inputs too, in
+    ``--dtype``."""
+    from gradcheck.properties import random_inputs
+
+    kind = door.info.frameworks[args.layer]
+    floats = {n: s for n, s in given.shapes.items() if n not in given.ints}
+    data = _fixed_data(given, [], args)
+    layer = door.workshop.framework_layer(args.layer, _cli_args.parse_kwargs(args.kwarg), data,
+                                          args.seed)
+    params = {k: v.astype(args.dtype) for k, v in layer.parameters().items()}
+    missing = [n for n in layer.required_inputs()[0] if n not in floats]
+    if missing or not (floats or params):
+        names = ", ".join(missing) or "x"
+        raise InvalidArgument(f"{args.layer} ({kind}) needs the shapes of its inputs: add "
+                              f"{' '.join(f'--shape {n}=D1,D2' for n in missing or ['x'])} "
+                              f"(an integer input: --int {names.split(',')[0]}=LOW:HIGH too)")
+    return layer, {**_ranged(random_inputs(floats, args.dtype, args.seed), args), **params}
+
+
+def _check_framework(args: argparse.Namespace, door: _Doorway, given: Any) -> _Outcome:
+    from dataclasses import replace
+
+    from gradcheck.check import check_layer
+    from gradcheck.layer import annotate
+
+    layer, inputs = _framework_layer(args, door, given)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GradcheckWarning)
+        report = check_layer(layer, inputs, method=args.method, mode=args.mode, seed=args.seed)
+    report = annotate(replace(report, case=door.info.frameworks[args.layer]), layer)
+    return _Outcome([report], _exit_code([report]))
 
 
 def _check_model(args: argparse.Namespace, door: _Doorway) -> _Outcome:
@@ -1062,6 +1111,8 @@ def _check_outcome(args: argparse.Namespace, door: _Doorway) -> _Outcome:
     _select_target(args, door)
     _cli_args.target_kind(args)  # FILE:NAME may have named a second kind
     given, symbolic = _overrides(args)
+    if args.layer and args.layer in info.frameworks:
+        return _check_framework(args, door, given)
     if args.layer:
         return _check_class(args, door, given)
     if args.cost:

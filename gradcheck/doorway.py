@@ -55,8 +55,11 @@ class ModuleInfo:
     values: tuple[str, ...]
     definitions_only: bool = False
     notebook: bool = False
-    # per class: its constructor's and its forward's signatures (without self), for hints
+    # per class (and torch or JAX target): its constructor's and its forward's signatures
+    # (without self or ctx), for hints
     class_calls: Mapping[str, tuple[FunctionInfo, FunctionInfo]] = field(default_factory=dict)
+    # torch and JAX targets (gradcheck.frameworks.detect): name -> what it is
+    frameworks: Mapping[str, str] = field(default_factory=dict)
 
     def to_data(self) -> dict[str, Any]:
         return {**asdict(self), "functions": {n: asdict(f) for n, f in self.functions.items()},
@@ -73,7 +76,8 @@ class ModuleInfo:
         return cls(str(data["file"]), str(data["how"]), functions,
                    tuple(map(str, data["classes"])), tuple(map(str, data["callables"])),
                    tuple(map(str, data["values"])), bool(data.get("definitions_only")),
-                   bool(data.get("notebook")), calls)
+                   bool(data.get("notebook")), calls,
+                   {str(n): str(k) for n, k in dict(data.get("frameworks", {})).items()})
 
     def callable_named(self, name: str, what: str) -> None:
         """Raise :class:`InvalidArgument` unless ``name`` is a callable of the module."""
@@ -120,19 +124,26 @@ class Workshop:
 
     def info(self) -> dict[str, Any]:
         """The module as :class:`ModuleInfo` data (``ModuleInfo.from_data`` reads it)."""
+        from gradcheck.frameworks import arguments, detect
+
         public = {n: v for n, v in vars(self._module).items() if not n.startswith("_")}
+        frameworks = {n: kind for n, v in public.items() if (kind := detect(v))}
         functions = {n: _signature(f) for n, f in public.items() if inspect.isfunction(f)}
-        classes = tuple(n for n, c in public.items() if inspect.isclass(c) and (all(
-            callable(getattr(c, m, None)) for m in ("forward", "backward"))
-            or callable(getattr(c, "loss", None))))
+        classes = tuple(n for n, c in public.items() if inspect.isclass(c) and n not in
+                        frameworks and (all(callable(getattr(c, m, None))
+                                            for m in ("forward", "backward"))
+                                        or callable(getattr(c, "loss", None))))
         callables = tuple(n for n, v in public.items() if callable(v))
         values = tuple(n for n, v in public.items() if not callable(v)
                        and not inspect.ismodule(v))
         file = str(getattr(self._module, "__file__", None) or self._module.__name__)
         calls = {n: (_method_signature(public[n], "__init__"),
                      _method_signature(public[n], "forward")) for n in classes}
+        calls.update({n: (_method_signature(public[n], "__init__") if inspect.isclass(public[n])
+                          else FunctionInfo((), ()), FunctionInfo(*arguments(public[n], kind)))
+                      for n, kind in frameworks.items()})
         return ModuleInfo(file, self._how, functions, classes, callables, values,
-                          class_calls=calls, **self._flags).to_data()
+                          class_calls=calls, frameworks=frameworks, **self._flags).to_data()
 
     def _lookup(self, name: str, what: str) -> Callable[..., Any]:
         found = getattr(self._module, name, None)
@@ -171,6 +182,16 @@ class Workshop:
         return from_class(obj, input_name=input_name, params=options.get("params"),
                           grads=options.get("grads"), names=dict(options.get("names", {})),
                           example=example, forward_kwargs=forward_kwargs or None)
+
+    def framework_layer(self, name: str, settings: Mapping[str, Any], data: Mapping[str, Any],
+                        seed: int) -> Any:
+        """A torch or JAX target (:func:`gradcheck.frameworks.build`): ``settings`` construct an
+        ``nn.Module`` class, or are arguments that are not differentiated; ``data`` (integer
+        labels) are arguments."""
+        from gradcheck.frameworks import build, detect
+
+        target = self._lookup(name, "NAME")
+        return build(target, detect(target), dict(settings), dict(data), seed)
 
     def unimplemented(self, forward: str, backward: str, config: Mapping[str, Any],
                       inputs: Mapping[str, np.ndarray]) -> str:

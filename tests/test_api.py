@@ -8,9 +8,9 @@ import re
 import pytest
 
 import gradcheck
-from gradcheck import invariants, numeric, properties, report, strategies
+from gradcheck import frameworks, invariants, numeric, properties, report, strategies
 
-MODULES = [gradcheck, numeric, report, properties, strategies, invariants]
+MODULES = [gradcheck, numeric, report, properties, strategies, invariants, frameworks]
 PUBLIC = sorted(
     {(m.__name__, name) for m in MODULES for name in m.__all__
      if inspect.isfunction(getattr(m, name))}

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = floors.tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 PROJECT = PYPROJECT["project"]
 pytest_plugins = ["pytester"]
-HEAVY = ("numpy", "scipy", "tabulate", "hypothesis")
+HEAVY = ("numpy", "scipy", "tabulate", "hypothesis", "torch", "jax")
 
 
 def _python(code: str) -> str:

@@ -595,7 +595,10 @@ def test_a_frame_larger_than_the_memory_limit_is_refused_unread(tmp_path):
     assert done.returncode == 3, done.stderr
     assert "more than" in done.stderr and "no verdict" in done.stderr
     after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    assert after < max(before, 400_000)  # kilobytes: the parent never held the gigabyte
+    # kilobytes: the parent never held the gigabyte. ru_maxrss is the largest of all children so
+    # far: under xdist an earlier child (a worker that imported torch, ~700 MB) may have set it,
+    # and then it stays equal.
+    assert after <= max(before, 400_000)
 
 
 def test_code_planted_in_gradcheck_after_the_worker_starts_never_runs_here(tmp_path):

@@ -364,7 +364,8 @@ def _layers(result: Any) -> list[RemoteLayer]:
 
 
 _PHASES = {"class_layer": "the construction of the layer", "model": "the parameters' setup",
-           "pair_layer": "the adapter's setup", "function": "a lookup", "info": "a lookup"}
+           "pair_layer": "the adapter's setup", "function": "a lookup", "info": "a lookup",
+           "framework_layer": "the construction of the layer"}
 
 
 @contextlib.contextmanager
@@ -415,6 +416,12 @@ class RemoteWorkshop:
                     options: Mapping[str, Any], example: np.ndarray) -> RemoteLayer:
         handle = self._call("class_layer", [name, dict(kwargs), input_name, dict(options),
                                             example], keep="result")
+        return RemoteLayer(self._worker, Kept(self._worker, handle))
+
+    def framework_layer(self, name: str, settings: Mapping[str, Any], data: Mapping[str, Any],
+                        seed: int) -> RemoteLayer:
+        handle = self._call("framework_layer", [name, dict(settings), dict(data), seed],
+                            keep="result")
         return RemoteLayer(self._worker, Kept(self._worker, handle))
 
     def model(self, cost: str, grads: str, parameters: str) -> tuple[RemoteLayer, dict[str, Any]]:
