@@ -1451,6 +1451,37 @@ def broadcast_readonly_input() -> Family:
                               "dw_untransposed": lambda d, c: (grads(d, c)[0], np.ascontiguousarray(
                                   (d * c[2]).T).reshape(d.shape))})
 
+def lse_pool_800() -> Family:
+    def fwd(x):
+        m = x.max(1, keepdims=True)
+        return (m + np.log(np.exp(x - m).sum(1, keepdims=True)))[:, 0], (x,)
+
+    def bwd(d, c):
+        (x,) = c
+        e = np.exp(x - x.max(1, keepdims=True))
+        return (d[:, None] * e / e.sum(1, keepdims=True),)
+
+    def unshifted_nan_to_num(d, c):  # exp(800) = inf in float64: inf/inf -> NaN -> 0
+        (x,) = c
+        e = np.exp(x)
+        return (d[:, None] * np.nan_to_num(e / e.sum(1, keepdims=True)),)
+
+    def uniform_fallback(d, c):  # NaN rows replaced by a uniform 1/n
+        (x,) = c
+        e = np.exp(x)
+        p = e / e.sum(1, keepdims=True)
+        p = np.where(np.isnan(p), 1.0 / x.shape[1], p)
+        return (d[:, None] * p,)
+
+    def make(rng):
+        x = rng.normal(size=(2, 4)) + 800.0  # LogSumExp pooling of unnormalised scores
+        return {"x": x}
+
+    return _fam("lse_pool_800", "LogSumExp pooling of scores ~800: a backward without the max "
+                "shift overflows in float64 only (exact in longdouble)", fwd, bwd, make,
+                {"unshifted_nan_to_num": unshifted_nan_to_num,
+                 "uniform_fallback": uniform_fallback})
+
 # ----------------------------------------------------------------------------------------------
 # the catalogue
 
@@ -1465,6 +1496,7 @@ FAMILIES: tuple[Callable[[], Family], ...] = (
     circular_pad_conv1d, reflect_pad_conv1d, avgpool_ceil_partial, pixel_shuffle,
     viterbi_maxplus, gmm_logpdf_far, swiglu, fourier_features_hf, squareplus_tails,
     huge_feature_affine, softmax_ce_unshifted, softmax_f32_unshifted, broadcast_readonly_input,
+    lse_pool_800,
 )
 
 SYNTH_SIZES = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-9)
@@ -1555,6 +1587,7 @@ def cases() -> list[Case]:
 #
 # 1. A backward that is wrong only in float64 passes with detectable = nan: gmm_logpdf_far/
 #    unshifted_resp (size 1.0, all modes), softmax_ce_unshifted/unshifted_nan_to_num (0.66),
+#    lse_pool_800/unshifted_nan_to_num (all-zero gradient reported 'zero': "no effect"),
 #    exprel_series/naive_closed_form (1e-2; the worst elements are dropped from the comparison
 #    although max_abs_error > budget). All three are exact in longdouble (no overflow/underflow,
 #    less cancellation), and the float64/longdouble disagreement of the backward seems to be taken
