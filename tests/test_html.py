@@ -1,4 +1,5 @@
-"""The HTML page: banner, failures first and linked, sticky verdict column, merged warnings, SVG.
+"""The HTML page: banner, failures first and linked, sticky verdict column, merged warnings, SVG
+with colour scales.
 
 Parsed with :mod:`html.parser` (the page) and :mod:`xml.etree` (each SVG picture); looked at in
 headless Chromium by hand (see the issue's closing note), never in a test.
@@ -147,6 +148,52 @@ def test_a_missing_mean_term_shows_as_stripes():
     assert len(set(colours[0])) == d  # a different one in each column: stripes
     spread_down = np.ptp(errors.reshape(n, d), axis=0) / np.abs(errors.reshape(n, d)[0])
     assert np.all(spread_down < 1e-3)
+
+
+def _legend(svg: ET.Element) -> tuple[dict[float, str], list[str]]:
+    """The colour scale's swatches {value: fill} and its numbers, top to bottom."""
+    [g] = [g for g in svg.findall("g") if g.get("class") == "legend"]
+    swatches = {float(r.find("title").text.rsplit(" ", 1)[1]): r.get("fill")
+                for r in g.findall("rect") if r.find("title").text != "not compared"}
+    return swatches, [t.text for t in g.findall("text")]
+
+
+def _cells(svg: ET.Element) -> tuple[np.ndarray, list[str]]:
+    cells = [c for c in svg.findall("rect") if "not compared" not in c.find("title").text]
+    return np.array([float(c.find("title").text.rsplit(" ", 1)[1]) for c in cells]), [
+        c.get("fill") for c in cells]
+
+
+HEATMAPS = [svg for svg in _svgs(PAGE) if svg.find("title").text.endswith(("error", "budget"))]
+
+
+def test_every_heat_map_has_a_colour_scale_with_numbers():
+    assert len(HEATMAPS) == 2  # the failing dx: error and ratios (1-D gradients: no map)
+    for svg in HEATMAPS:
+        swatches, ticks = _legend(svg)
+        values, fills = _cells(svg)
+        k = int(np.argmax(np.abs(values)))
+        signed = svg.find("title").text.endswith("error")
+        top = max(swatches, key=abs) if signed else max(swatches)
+        assert fills[k] == swatches[np.sign(values[k]) * abs(top) if signed else top]
+        assert np.isclose(abs(top), abs(values[k]))  # the scale spans the map's own range
+        assert ticks[-1] == "not compared"
+        if signed:
+            assert ticks[:3] == [f"{top:+.3g}".replace("-", "−"), "0",
+                                 f"{-top:+.3g}".replace("-", "−")]
+        else:
+            assert ticks[0] == f"{top:.3g}" and "1 = budget" in ticks and "1e-06" in ticks
+
+
+def test_the_colour_scale_of_ratios_splits_at_the_budget():
+    svg = ET.fromstring(_svg.heatmap(np.array([[1e-3, 5.0], [300.0, np.nan]]), "r"))
+    swatches, ticks = _legend(svg)
+    assert ticks == ["300", "5", "1 = budget", "1e-06", "not compared"]
+    values, fills = _cells(svg)
+    assert dict(zip(values, fills, strict=True))[5.0] == swatches[5.0]  # the palest red
+    assert swatches[1.0] != swatches[5.0]
+    inside = ET.fromstring(_svg.heatmap(np.array([[1e-3, 0.5]]), "r"))
+    assert _legend(inside)[1] == ["1 = budget", "1e-06", "not compared"]
 
 
 def test_a_4d_gradient_is_laid_out_as_a_mosaic():
