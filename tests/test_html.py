@@ -22,7 +22,7 @@ from gradcheck.check import check_layer
 from gradcheck.layer import from_functions
 from gradcheck.results import CheckReport
 
-VOID = {"meta", "br", "img", "input", "link", "hr"}
+VOID = {"meta", "br", "img", "input", "link", "hr", "col"}
 
 
 class Page(HTMLParser):
@@ -113,6 +113,55 @@ def test_the_verdict_column_stays_visible_while_the_table_scrolls():
     css = PAGE.split("<style>", 1)[1].split("</style>", 1)[0]
     assert re.search(r"\.scroll \{[^}]*overflow-x: auto", css)
     assert re.search(r"\.sticky \{[^}]*position: sticky; left: 0", css)
+
+
+FONT_PX, CH_EM = 16.0, 0.6  # the browsers' default font size; a digit is at most 0.6em wide
+WINDOW, SCROLLBAR = 1280, 16
+
+
+def _css() -> str:
+    return PAGE.split("<style>", 1)[1].split("</style>", 1)[0]
+
+
+def _em(pattern: str) -> float:
+    found = re.search(pattern, _css())
+    assert found, pattern
+    return float(found.group(1))
+
+
+def _summary_rows(page: Page) -> tuple[list[float], list[list[dict]]]:
+    """The summary's declared column widths (ch) and its rows of cells."""
+    [table] = page.find("table", **{"class": "summary"})
+    cols = [c for c in page.find("col") if table in c["parents"]]
+    widths = [float(re.fullmatch(r"width: ([\d.]+)ch", c["attrs"]["style"]).group(1))
+              for c in cols]
+    rows = [[c for c in page.elements if c["tag"] in ("td", "th") and c["parents"][-1] is tr]
+            for tr in page.find("tr") if table in tr["parents"]]
+    return widths, rows
+
+
+def test_the_summary_table_fits_1280_px_without_scrolling():
+    widths, rows = _summary_rows(parse(PAGE))
+    assert all(len(row) == len(widths) for row in rows)  # a declared width for every column
+    assert re.search(r"table\.summary \{[^}]*table-layout: fixed; width: 100%", _css())
+    font = _em(r"table\.summary \{[^}]*font-size: ([\d.]+)em") * FONT_PX
+    pad = _em(r"table\.summary td \{[^}]*padding: [\d.]+em ([\d.]+)em") * font
+    margin = float(re.search(r"body \{ margin: ([\d.]+)em", PAGE).group(1)) * FONT_PX
+    table = sum(widths) * CH_EM * font + len(widths) * 2 * pad + 2 + 2  # sticky and box borders
+    assert table <= WINDOW - 2 * margin - SCROLLBAR, table
+
+
+def test_no_summary_cell_can_widen_its_column():
+    widths, rows = _summary_rows(parse(PAGE))
+    assert re.search(r"table\.summary td \{[^}]*white-space: normal;\s*overflow-wrap: anywhere",
+                     _css())  # text wraps, even a long name without spaces
+    assert re.search(r"table\.summary td\.n \{ white-space: nowrap; \}", _css())
+    for row in rows:
+        for cell, width in zip(row, widths, strict=True):
+            if "n" in cell["attrs"].get("class", "").split():  # numbers do not wrap: they fit
+                assert len(cell["text"]) <= width, (cell["text"], width)
+            else:  # words fit their column; a longer one would be cut mid-word
+                assert max(len(w) for w in cell["text"].split()) <= width, (cell["text"], width)
 
 
 def test_repeated_warnings_are_merged():
