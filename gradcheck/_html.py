@@ -1,8 +1,10 @@
 """The HTML report: a verdict banner, failures first and linked to their details, pictures.
 
 A self-contained page: inline CSS, inline SVG (:mod:`gradcheck._svg`), no scripts, and a
-Content-Security-Policy that forbids every fetch. The summary table scrolls sideways inside its
-box while its first column, the verdict, stays in view (``position: sticky``). Every text that
+Content-Security-Policy that forbids every fetch. The summary table is laid out from declared
+column widths (:data:`COLUMNS`) and wraps its text, so it fits a 1280 px window; in a narrower one
+it scrolls sideways inside its box while its first column, the verdict, stays in view
+(``position: sticky``). Every text that
 gradcheck did not write itself is escaped with :func:`html.escape`. :func:`fragment` is the same
 content without the page around it, for Jupyter (``CheckReport._repr_html_``).
 """
@@ -21,9 +23,15 @@ from gradcheck._version import __version__
 from gradcheck.results import CheckReport, Evidence, GradientResult
 from gradcheck.tolerance import budget
 
-HEADERS = ("verdict", "gradient", "layer", "case", "method", "mode", "error at worst",
-           "its budget", "err/budget", "worst at", "analytic", "numeric", "evaluations",
-           "time (s)")
+# The summary's columns and their widths in ``ch`` (the width of a digit): the table is laid out
+# from these alone (``table-layout: fixed``), so no cell can widen it. A number needs 11ch
+# (−1.234e-300); text wraps. 126ch at 0.6em a ch, plus padding, is under 1200 px: the table fits a
+# 1280 px window without scrolling. How a gradient was measured (method, mode, evaluations, time)
+# shares one column, wrapped, instead of four.
+COLUMNS = (("verdict", 9), ("gradient", 8), ("layer", 12), ("case", 18), ("error at worst", 11),
+           ("its budget", 11), ("err/budget", 10), ("worst at", 9), ("analytic", 11),
+           ("numeric", 11), ("measured", 16))
+HEADERS = tuple(h for h, _ in COLUMNS)
 
 CSS = """
 .gradcheck { font-family: system-ui, sans-serif; color: #1b1f24; }
@@ -32,6 +40,10 @@ CSS = """
 .gradcheck th, .gradcheck td { border-bottom: 1px solid #d0d7de; padding: 0.25em 0.6em;
   white-space: nowrap; text-align: left; }
 .gradcheck td.n { text-align: right; }
+.gradcheck table.summary { table-layout: fixed; width: 100%; font-size: 0.875em; }
+.gradcheck table.summary th, .gradcheck table.summary td { white-space: normal;
+  overflow-wrap: anywhere; padding: 0.25em 0.4em; vertical-align: top; }
+.gradcheck table.summary td.n { white-space: nowrap; }
 .gradcheck th { background: #f6f8fa; }
 .gradcheck .scroll { overflow-x: auto; max-width: 100%; border: 1px solid #d0d7de; }
 .gradcheck .scroll table { margin: 0; }
@@ -82,23 +94,24 @@ def _row(i: int, rep: CheckReport, r: GradientResult) -> str:
     verdict = (f'<a class="{_cls(r)}" href="#{fmt.anchor(i, r)}">{word}</a>'
                if fmt.needs_detail(r) else f'<span class="{_cls(r)}">{word}</span>')
     index = "-" if r.worst_index is None else str(r.worst_index)
-    cells = [f"d{r.name}", rep.layer, rep.case or "-", r.method, fmt.mode(r)]
+    cells = [f"d{r.name}", rep.layer, rep.case or "-"]
     numbers = fmt.worst_cells(r)
-    tail = [fmt.num(r.analytic_at_worst), fmt.num(r.numeric_at_worst), str(r.nfev),
-            fmt.seconds(r.seconds)]
+    values = [fmt.num(r.analytic_at_worst), fmt.num(r.numeric_at_worst)]
+    measured = f"{r.method}, {fmt.mode(r)}; {r.nfev} evaluations, {fmt.seconds(r.seconds)} s"
     return ("<tr>" + f'<td class="sticky">{verdict}</td>'
             + "".join(f"<td>{e(c)}</td>" for c in cells)
             + "".join(f'<td class="n">{e(c)}</td>' for c in numbers)
-            + f"<td>{e(index)}</td>" + "".join(f'<td class="n">{e(c)}</td>' for c in tail)
-            + "</tr>")
+            + f"<td>{e(index)}</td>" + "".join(f'<td class="n">{e(c)}</td>' for c in values)
+            + f"<td>{e(measured)}</td></tr>")
 
 
 def _summary(reports: Sequence[CheckReport]) -> str:
+    cols = "".join(f'<col style="width: {w}ch">' for _, w in COLUMNS)
     head = "".join(f'<th class="sticky">{e(h)}</th>' if k == 0 else f"<th>{e(h)}</th>"
                    for k, h in enumerate(HEADERS))
     rows = "\n".join(_row(i, rep, r) for i, rep, r in fmt.failures_first(reports))
-    return (f'<div class="scroll"><table class="summary"><thead><tr>{head}</tr></thead>\n'
-            f"<tbody>\n{rows}\n</tbody></table></div>")
+    return (f'<div class="scroll"><table class="summary"><colgroup>{cols}</colgroup>'
+            f"<thead><tr>{head}</tr></thead>\n<tbody>\n{rows}\n</tbody></table></div>")
 
 
 def element_ratios(ev: Evidence) -> np.ndarray | None:

@@ -9,7 +9,8 @@ SVG, and the page's Content-Security-Policy forbids every fetch). Every text is 
   tiles), either the error ``analytic - numeric`` itself (blue below zero, red above: a
   per-feature mistake such as a missing mean term shows as stripes) or
   ``|analytic - numeric| / budget`` (pale green inside the budget, red outside it); grey where
-  nothing was compared.
+  nothing was compared. Each has its colour scale (:func:`legend`): swatches of its own colours,
+  numbered.
 - :func:`sweep`: ``|analytic - D(h)|`` against the step ``h`` (log-log), the budget dashed.
 """
 
@@ -124,6 +125,63 @@ def _colour(ratio: float, low: float, top: float) -> str:
     return f"#{int(255 - 130 * u):02x}{int(225 - 225 * u):02x}{int(225 - 210 * u):02x}"
 
 
+_BAR_W, _BAR_H, _BAR_STEPS = 12, 120, 16  # the colour scale: a bar of swatches, top = largest
+_GAP = 12  # between the ratios outside the budget and those within it
+_LEGEND_W = 96  # the bar, its numbers and a margin, right of the cells
+
+
+def _legend_values(signed: bool, biggest: float, low: float, top: float) -> list[float]:
+    """The values the colour bar shows, top to bottom: the map's whole range, the same mapping.
+
+    Signed: ``+biggest`` down to ``-biggest`` through 0. Ratios: outside the budget (if any cell
+    is) from the largest ratio down to the smallest above 1 on a log scale, then within it from
+    1 down to 1e-6.
+    """
+    k = _BAR_STEPS
+    if signed:  # an odd count: the middle swatch is 0
+        return [biggest * (1.0 - 2.0 * i / k) for i in range(k + 1)]
+    inside = [10.0 ** (-6.0 * i / (k // 2 - 1)) for i in range(k // 2)]
+    if top <= 1.0:
+        return [10.0 ** (-6.0 * i / (k - 1)) for i in range(k)]
+    span = math.log10(top / low) if top > low else 0.0
+    outside = [top / 10.0 ** (span * i / (k // 2 - 1)) for i in range(k // 2)]
+    return outside + inside
+
+
+def _tick(value: float, signed: bool) -> str:
+    if signed:
+        return "0" if value == 0 else f"{value:+.3g}".replace("-", "−")
+    return "1 = budget" if value == 1.0 else f"{value:.3g}"
+
+
+def legend(x: float, y: float, *, signed: bool, biggest: float, low: float, top: float) -> str:
+    """A vertical colour scale at (x, y): swatches of the map's own colours, numbered at the
+    ends and at 0 (signed) or at the budget (ratios), plus the grey of "not compared"."""
+    values = _legend_values(signed, biggest, low, top)
+    h = _BAR_H / len(values)
+    split = not signed and top > 1.0  # outside the budget above a gap, within it below
+    at = [y + i * h + (_GAP if split and i >= len(values) // 2 else 0.0)
+          for i in range(len(values))]
+    body = ['<g class="legend">']
+    for v, top_y in zip(values, at, strict=True):
+        fill = _signed_colour(v, biggest) if signed else _colour(v, low, top)
+        what = "analytic - numeric" if signed else "error/budget"
+        body.append(f'<rect x="{x:.1f}" y="{top_y:.1f}" width="{_BAR_W}" height="{h:.2f}" '
+                    f'fill="{fill}"><title>{what} {v:.4g}</title></rect>')
+    mark = 0.0 if signed else 1.0  # where the colours change meaning
+    ticks = {i: v for i, v in enumerate(values) if v == mark}
+    ticks = {**dict(list(ticks.items())[:1]), 0: values[0], len(values) - 1: values[-1]}
+    if split:
+        ticks[len(values) // 2 - 1] = values[len(values) // 2 - 1]  # the smallest ratio > 1
+    for i, v in sorted(ticks.items()):
+        body.append(_text(x + _BAR_W + 4, at[i] + h / 2 + 3, _tick(v, signed), "start", 9))
+    grey = at[-1] + h + 6
+    body += [f'<rect x="{x:.1f}" y="{grey:.1f}" width="{_BAR_W}" height="{h:.2f}" '
+             'fill="#d0d7de"><title>not compared</title></rect>',
+             _text(x + _BAR_W + 4, grey + h / 2 + 3, "not compared", "start", 9), "</g>"]
+    return "".join(body)
+
+
 def heatmap(values: np.ndarray, title: str, *, signed: bool = False,
             rows_label: str = "axis 0", cols_label: str = "axis 1") -> str:
     """A 2-D layout of ``values`` (NaN = not compared) as coloured cells.
@@ -138,7 +196,8 @@ def heatmap(values: np.ndarray, title: str, *, signed: bool = False,
     low, top = (float(np.min(over)), float(np.max(over))) if over.size else (1.0, 1.0)
     biggest = float(np.max(np.abs(finite))) if finite.size else 0.0
     cell = max(3.0, min(24.0, 280.0 / max(rows, cols)))
-    width, height = int(cols * cell + 60), int(rows * cell + 40)
+    width = int(cols * cell + 60 + _LEGEND_W)
+    height = int(max(rows * cell, _BAR_H + _GAP + 24) + 40)
     what = "analytic - numeric" if signed else "error/budget"
     body = []
     for i in range(rows):
@@ -149,10 +208,11 @@ def heatmap(values: np.ndarray, title: str, *, signed: bool = False,
             body.append(f'<rect x="{40 + j * cell:.1f}" y="{10 + i * cell:.1f}" '
                         f'width="{cell:.1f}" height="{cell:.1f}" fill="{fill}">'
                         f"<title>({i}, {j}): {html.escape(tip)}</title></rect>")
-    body += [_text(40 + cols * cell / 2, height - 8, cols_label),
+    body += [_text(40 + cols * cell / 2, rows * cell + 32, cols_label),
              f'<text x="14" y="{10 + rows * cell / 2:.0f}" font-size="10" '
              f'text-anchor="middle" transform="rotate(-90 14 {10 + rows * cell / 2:.0f})">'
-             f"{html.escape(rows_label)}</text>"]
+             f"{html.escape(rows_label)}</text>",
+             legend(40 + cols * cell + 16, 10, signed=signed, biggest=biggest, low=low, top=top)]
     return _svg(width, height, title, body)
 
 

@@ -660,6 +660,20 @@ def _overview(rows: list[list[str]], args: argparse.Namespace) -> None:
     print(table, file=_stdout(args) if args.format in (kinds.TEXT, kinds.MARKDOWN) else sys.stderr)
 
 
+def _unchecked(rows: list[list[str]], args: argparse.Namespace) -> None:
+    """The overview's rows that have no report (skipped, raised, not implemented), one line each:
+    the report above already holds a row per checked gradient, so a second table of the checked
+    pairs would repeat it (issue 24: one table per run)."""
+    left = [row for row in rows if row[4] == "-"]
+    if not left:
+        return
+    bullet = "- " if args.format == kinds.MARKDOWN else ""
+    width = max(len(row[0]) for row in left)
+    lines = [f"{bullet}{row[0]:<{width}}  " + (f"{row[1]} / {row[2]}  " if row[1] != "-" else "")
+             + f"{row[3]}: {row[5]}" for row in left]
+    print(f"\nnot checked ({len(left)}):\n" + "\n".join(lines), file=_stdout(args))
+
+
 def _check_flag_names(pairs: Sequence[Any], door: _Doorway, given: Any,
                       networks: Sequence[dict[str, Any]] = ()) -> None:
     """A --shape, --int or --kwarg that names no parameter of any selected forward (or of a
@@ -1135,14 +1149,17 @@ def _check(args: argparse.Namespace) -> int:
 def _finish(args: argparse.Namespace, outcome: _Outcome) -> int:
     if outcome.reports:
         _emit(outcome.reports, args, outcome.forward)
-    if outcome.rows is not None:
+    if outcome.rows is not None and outcome.reports and args.format in (kinds.TEXT,
+                                                                         kinds.MARKDOWN):
+        _unchecked(outcome.rows, args)
+    elif outcome.rows is not None:
         _overview(outcome.rows, args)
     if outcome.summary and outcome.reports:
         print(outcome.summary, file=sys.stderr)
     crashed = [row[0] for row in outcome.rows or () if row[3] == "ERROR"]
     if crashed and outcome.reports and outcome.code == ExitCode.LAYER:
         print(f"gradcheck: exit 3: {len(crashed)} of the {len(outcome.rows or ())} rows raised "
-              f"({', '.join(crashed)}; see ERROR in the table), though what ran passed",
+              f"({', '.join(crashed)}; see their ERROR rows), though what ran passed",
               file=sys.stderr)
     if not outcome.reports:
         if outcome.code == ExitCode.LAYER:

@@ -170,6 +170,56 @@ def _softmax_config(shape, seed):
     return {"y": _rng(shape, seed, 4).integers(0, shape[1], shape[0])}
 
 
+# --- softmax as a layer (its Jacobian is full within a row) -----------------------------------
+
+
+def softmax_forward(x):
+    y = _probs(x)[0]
+    return y, y
+
+
+def softmax_backward(dout, y):
+    return (y * (dout - (dout * y).sum(axis=1, keepdims=True)),)
+
+
+def softmax_diagonal_only(dout, y):
+    """dy_i/dx_i = y_i(1 − y_i) taken for the whole Jacobian: the −y_i·y_j terms left out."""
+    return (y * (1 - y) * dout,)
+
+
+def softmax_reversed(dout, y):
+    return (-softmax_backward(dout, y)[0],)
+
+
+def relu_reversed(dout, x):
+    return (-(dout * (x > 0)),)
+
+
+def leaky_straight_through(dout, x):
+    return (dout,)
+
+
+# --- a quantiser, round(4x)/4 (its derivative is 0 between the steps) -------------------------
+
+
+def quantise_forward(x):
+    return np.round(4 * x) / 4, x
+
+
+def quantise_backward(dout, x):
+    return (np.zeros_like(dout),)
+
+
+def quantise_straight_through(dout, x):
+    """The straight-through estimator: right for training, not the derivative a check wants."""
+    return (dout.copy(),)
+
+
+def _quantise_inputs(shape, seed):
+    rng = _rng(shape, seed, 14)  # a quarter-step from each jump: (k + u)/4 with |u| <= 0.3
+    return {"x": (rng.integers(-8, 9, shape) + rng.uniform(-0.3, 0.3, shape)) / 4}
+
+
 # --- convolution (stride 1, no padding) --------------------------------------------------------
 
 
@@ -503,6 +553,10 @@ OPS = {
                      ((4, 5), (3, 7), (6, 3))),
     "softmax-loss": Op("softmax-loss", softmax_loss, None, _softmax_inputs,
                        ((4, 5), (6, 3), (3, 7)), _softmax_config),
+    "softmax": Op("softmax", softmax_forward, softmax_backward, _softmax_inputs,
+                  ((4, 5), (6, 3), (3, 7))),
+    "quantise": Op("quantise", quantise_forward, quantise_backward, _quantise_inputs,
+                   ((4, 5), (3, 7), (6, 3))),
     "conv": Op("conv", conv_forward, conv_backward, _conv_inputs,
                ((2, 2, 5, 3, 3), (3, 1, 4, 2, 2), (2, 3, 4, 2, 3))),
     "max-pool": Op("max-pool", pool_forward, pool_backward, _pool_inputs,
@@ -528,6 +582,14 @@ MISTAKES = {
     "relu-mask-inverted": Mistake("relu", {"x": "mask-inverted"}, relu_mask_inverted),
     "leaky-relu-slope-sign": Mistake("leaky-relu", {"x": "sign-subset"},
                                      leaky_negative_slope_sign),
+    "relu-gradient-reversal": Mistake("relu", {"x": "sign"}, relu_reversed),
+    "leaky-relu-straight-through": Mistake("leaky-relu", {"x": "straight-through"},
+                                           leaky_straight_through),
+    "softmax-jacobian-diagonal": Mistake("softmax", {"x": "jacobian-diagonal"},
+                                         softmax_diagonal_only),
+    "softmax-gradient-reversal": Mistake("softmax", {"x": "sign"}, softmax_reversed),
+    "quantise-straight-through": Mistake("quantise", {"x": "straight-through"},
+                                         quantise_straight_through),
     "softmax-loss-no-mean": Mistake("softmax-loss", {"x": "sum-vs-mean"},
                                     forward=softmax_loss_no_mean),
     "softmax-loss-no-minus-one": Mistake("softmax-loss", {"x": "one-hot"},

@@ -583,6 +583,36 @@ def test_unknown_pairs_are_skipped_with_the_flags_to_add(tmp_path, capsys):
     assert main(["check", str(path), "--op", "scale", "--shape", "x=3,2", "--shape", "s=2"]) == 0
 
 
+def test_a_whole_file_run_prints_one_table(tmp_path, capsys):
+    """The report's table holds every checked gradient; what was not checked follows as lines,
+    not as a second table of the same pairs (issue 24)."""
+    path = tmp_path / "mine.py"
+    path.write_text("import numpy as np\n" + UNKNOWN_PAIR + textwrap.dedent('''
+        def relu_forward(x):
+            return np.maximum(0, x), x
+
+        def relu_backward(dout, cache):
+            return dout * (cache > 0)
+
+        def affine_forward(x, w, b):
+            return x.reshape(x.shape[0], -1) @ w + b, (x, w, b)
+
+        def affine_backward(dout, cache):
+            x, w, b = cache
+            dx = (dout @ w.T).reshape(x.shape)
+            return dx, x.reshape(x.shape[0], -1).T @ dout, dout.sum(axis=0)
+    '''))
+    assert main(["check", str(path)]) == 0
+    out = capsys.readouterr().out
+    tables = [ln for ln in out.splitlines() if set(ln.replace(" ", "")) == {"-"}]
+    assert len(tables) == 1, out  # one header rule: one table
+    assert not any(ln.split()[:3] == ["op", "forward", "backward"] for ln in out.splitlines())
+    assert sum(ln.startswith("relu ") for ln in out.splitlines()) == 1  # dx
+    assert sum(ln.startswith("affine ") for ln in out.splitlines()) == 3  # dx, dw, db
+    [scale] = [ln for ln in out.splitlines() if ln.startswith("scale ")]
+    assert "skipped: no shape" in scale
+
+
 def test_explicit_flags_override_the_registry_and_infer_the_rest(tmp_path, capsys):
     pkg = _package(tmp_path)
     assert main(["check", str(pkg / "layers.py"), "--op", "batchnorm", "--shape", "x=9,3",

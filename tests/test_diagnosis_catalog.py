@@ -35,3 +35,23 @@ def test_each_mistake_is_named_by_the_headline(name):
 def test_no_cause_is_claimed_on_a_correct_layer(op, shape_no):
     out = dc.run("", op, dc.shapes(op)[shape_no], 0, correct=True)
     assert not out.failed, out.got
+
+
+@pytest.mark.parametrize(("name", "phrase"), [
+    pytest.param("softmax-loss-no-minus-one", "dx is off by +1/N (N = ", id="one-hot-in-dout"),
+    pytest.param("relu-gradient-reversal", "looks like a gradient reversal (the sign of the "
+                 "whole gradient flipped)", id="reversal"),
+    pytest.param("quantise-straight-through", "looks like a straight-through estimator: the "
+                 "backward passes dout through unchanged", id="straight-through"),
+    pytest.param("leaky-relu-straight-through", "looks like a straight-through estimator",
+                 id="straight-through-leaky"),
+    pytest.param("softmax-jacobian-diagonal", "dx uses only the Jacobian's diagonal: it is "
+                 "y·(1−y)·dout", id="diagonal-only"),
+])
+def test_the_headline_states_the_mechanism(name, phrase):
+    """Amounts in units a learner wrote (1/N, not the check's upstream gradient times 1/N), and
+    deliberate backwards (a reversal, a straight-through estimator) named as such."""
+    op, expected = MISTAKES[name]
+    for shape in dc.shapes(op):
+        out = dc.run(name, op, shape, 1, expected=expected)
+        assert out.headline.startswith("dx") and phrase in out.headline, out.headline

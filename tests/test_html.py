@@ -1,4 +1,5 @@
-"""The HTML page: banner, failures first and linked, sticky verdict column, merged warnings, SVG.
+"""The HTML page: banner, failures first and linked, sticky verdict column, merged warnings, SVG
+with colour scales.
 
 Parsed with :mod:`html.parser` (the page) and :mod:`xml.etree` (each SVG picture); looked at in
 headless Chromium by hand (see the issue's closing note), never in a test.
@@ -21,7 +22,7 @@ from gradcheck.check import check_layer
 from gradcheck.layer import from_functions
 from gradcheck.results import CheckReport
 
-VOID = {"meta", "br", "img", "input", "link", "hr"}
+VOID = {"meta", "br", "img", "input", "link", "hr", "col"}
 
 
 class Page(HTMLParser):
@@ -114,6 +115,55 @@ def test_the_verdict_column_stays_visible_while_the_table_scrolls():
     assert re.search(r"\.sticky \{[^}]*position: sticky; left: 0", css)
 
 
+FONT_PX, CH_EM = 16.0, 0.6  # the browsers' default font size; a digit is at most 0.6em wide
+WINDOW, SCROLLBAR = 1280, 16
+
+
+def _css() -> str:
+    return PAGE.split("<style>", 1)[1].split("</style>", 1)[0]
+
+
+def _em(pattern: str) -> float:
+    found = re.search(pattern, _css())
+    assert found, pattern
+    return float(found.group(1))
+
+
+def _summary_rows(page: Page) -> tuple[list[float], list[list[dict]]]:
+    """The summary's declared column widths (ch) and its rows of cells."""
+    [table] = page.find("table", **{"class": "summary"})
+    cols = [c for c in page.find("col") if table in c["parents"]]
+    widths = [float(re.fullmatch(r"width: ([\d.]+)ch", c["attrs"]["style"]).group(1))
+              for c in cols]
+    rows = [[c for c in page.elements if c["tag"] in ("td", "th") and c["parents"][-1] is tr]
+            for tr in page.find("tr") if table in tr["parents"]]
+    return widths, rows
+
+
+def test_the_summary_table_fits_1280_px_without_scrolling():
+    widths, rows = _summary_rows(parse(PAGE))
+    assert all(len(row) == len(widths) for row in rows)  # a declared width for every column
+    assert re.search(r"table\.summary \{[^}]*table-layout: fixed; width: 100%", _css())
+    font = _em(r"table\.summary \{[^}]*font-size: ([\d.]+)em") * FONT_PX
+    pad = _em(r"table\.summary td \{[^}]*padding: [\d.]+em ([\d.]+)em") * font
+    margin = float(re.search(r"body \{ margin: ([\d.]+)em", PAGE).group(1)) * FONT_PX
+    table = sum(widths) * CH_EM * font + len(widths) * 2 * pad + 2 + 2  # sticky and box borders
+    assert table <= WINDOW - 2 * margin - SCROLLBAR, table
+
+
+def test_no_summary_cell_can_widen_its_column():
+    widths, rows = _summary_rows(parse(PAGE))
+    assert re.search(r"table\.summary td \{[^}]*white-space: normal;\s*overflow-wrap: anywhere",
+                     _css())  # text wraps, even a long name without spaces
+    assert re.search(r"table\.summary td\.n \{ white-space: nowrap; \}", _css())
+    for row in rows:
+        for cell, width in zip(row, widths, strict=True):
+            if "n" in cell["attrs"].get("class", "").split():  # numbers do not wrap: they fit
+                assert len(cell["text"]) <= width, (cell["text"], width)
+            else:  # words fit their column; a longer one would be cut mid-word
+                assert max(len(w) for w in cell["text"].split()) <= width, (cell["text"], width)
+
+
 def test_repeated_warnings_are_merged():
     page = parse(PAGE)
     notes = [li["text"] for li in page.find("li") if FLOAT32 in li["text"]]
@@ -147,6 +197,52 @@ def test_a_missing_mean_term_shows_as_stripes():
     assert len(set(colours[0])) == d  # a different one in each column: stripes
     spread_down = np.ptp(errors.reshape(n, d), axis=0) / np.abs(errors.reshape(n, d)[0])
     assert np.all(spread_down < 1e-3)
+
+
+def _legend(svg: ET.Element) -> tuple[dict[float, str], list[str]]:
+    """The colour scale's swatches {value: fill} and its numbers, top to bottom."""
+    [g] = [g for g in svg.findall("g") if g.get("class") == "legend"]
+    swatches = {float(r.find("title").text.rsplit(" ", 1)[1]): r.get("fill")
+                for r in g.findall("rect") if r.find("title").text != "not compared"}
+    return swatches, [t.text for t in g.findall("text")]
+
+
+def _cells(svg: ET.Element) -> tuple[np.ndarray, list[str]]:
+    cells = [c for c in svg.findall("rect") if "not compared" not in c.find("title").text]
+    return np.array([float(c.find("title").text.rsplit(" ", 1)[1]) for c in cells]), [
+        c.get("fill") for c in cells]
+
+
+HEATMAPS = [svg for svg in _svgs(PAGE) if svg.find("title").text.endswith(("error", "budget"))]
+
+
+def test_every_heat_map_has_a_colour_scale_with_numbers():
+    assert len(HEATMAPS) == 2  # the failing dx: error and ratios (1-D gradients: no map)
+    for svg in HEATMAPS:
+        swatches, ticks = _legend(svg)
+        values, fills = _cells(svg)
+        k = int(np.argmax(np.abs(values)))
+        signed = svg.find("title").text.endswith("error")
+        top = max(swatches, key=abs) if signed else max(swatches)
+        assert fills[k] == swatches[np.sign(values[k]) * abs(top) if signed else top]
+        assert np.isclose(abs(top), abs(values[k]))  # the scale spans the map's own range
+        assert ticks[-1] == "not compared"
+        if signed:
+            assert ticks[:3] == [f"{top:+.3g}".replace("-", "−"), "0",
+                                 f"{-top:+.3g}".replace("-", "−")]
+        else:
+            assert ticks[0] == f"{top:.3g}" and "1 = budget" in ticks and "1e-06" in ticks
+
+
+def test_the_colour_scale_of_ratios_splits_at_the_budget():
+    svg = ET.fromstring(_svg.heatmap(np.array([[1e-3, 5.0], [300.0, np.nan]]), "r"))
+    swatches, ticks = _legend(svg)
+    assert ticks == ["300", "5", "1 = budget", "1e-06", "not compared"]
+    values, fills = _cells(svg)
+    assert dict(zip(values, fills, strict=True))[5.0] == swatches[5.0]  # the palest red
+    assert swatches[1.0] != swatches[5.0]
+    inside = ET.fromstring(_svg.heatmap(np.array([[1e-3, 0.5]]), "r"))
+    assert _legend(inside)[1] == ["1 = budget", "1e-06", "not compared"]
 
 
 def test_a_4d_gradient_is_laid_out_as_a_mosaic():

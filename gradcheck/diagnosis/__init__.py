@@ -22,7 +22,8 @@ Examples
 >>> report.results[0].diagnosis.cause
 'sign'
 >>> print(report.results[0].diagnosis.findings[0].text)
-dx has the wrong sign everywhere (measured ×(−1)): a − where + belongs, in the loss or the last term
+dx has the wrong sign everywhere (measured ×(−1)): looks like a gradient reversal (the sign of
+the whole gradient flipped): a − where + belongs, in the loss or the last term
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ _RANK = {c: i for i, c in enumerate((
     "mean-term-sign", "means-term-sign", "variance-path-doubled", "variance-path-count",
     "mean-path-count", "count-in-means", "gamma-missing", "missing-inv-std",
     "unbiased-variance", "eps-outside-sqrt", "dgamma-uses-xc", "wrong-eps",
-    "no-accumulation", "time-carry", "one-hot", "mask-not-applied", "mask-inverted",
-    "sign-subset", "flipped", "moved", "scale", "missing-factor", "times-input", "regulariser",
+    "no-accumulation", "time-carry", "one-hot", "jacobian-diagonal", "mask-not-applied",
+    "mask-inverted", "sign-subset", "flipped", "moved", "scale", "straight-through",
+    "missing-factor", "times-input", "regulariser",
     "term-scale", "constant-along-axis", "proportional", "concentrated", "one-channel",
     "parity"))}
 
@@ -143,7 +145,8 @@ def _candidates(case: Case, ev: Evidence, others: Sequence[Case],
     found += (gen.constant_along(case) + gen.transposed(case) + gen.flipped(case)
               + gen.moved(case) + gen.mask(case) + gen.sign_subset(case, ev.inputs)
               + gen.accumulation(case, dout) + gen.time_steps(case, counts)
-              + gen.one_per_row(case, counts))
+              + gen.one_per_row(case, counts, unit) + gen.straight_through(case, dout)
+              + gen.diagonal_only(case, dout))
     found += [Candidate(f) for f in gen.parity(case) + gen.concentrated(case)]
     return found
 

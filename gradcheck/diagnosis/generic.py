@@ -14,7 +14,9 @@ needs) and returns candidates; none knows which layer it looks at:
   inverted; **a sign on a subset**, described by an input's sign where it is;
 - **accumulation over repeated indices**: each wrong row equals one row of ``dout``;
 - **time steps**: right at the last step, wrong before it (the recurrent path);
-- **one element per row**: a one-hot term (softmax's ``−1`` at the label);
+- **one element per row**: a one-hot term (softmax's ``−1`` at the label), per unit of ``dout``;
+- **straight-through**: ``analytic = dout``, the Jacobian taken as the identity;
+- **the Jacobian's diagonal only** (a softmax's ``y(1−y)·dout``), recovered from the numbers;
 - patterns without a prediction: **parity**, **a few elements**, **one channel**.
 """
 
@@ -36,9 +38,9 @@ from gradcheck.diagnosis.fitting import (
 )
 from gradcheck.results import Finding
 
-__all__ = ["accumulation", "concentrated", "constant_along", "flipped", "mask", "moved",
-           "one_per_row", "parity", "proportional", "scale", "sign_subset", "swapped",
-           "time_steps", "times_input", "transposed"]
+__all__ = ["accumulation", "concentrated", "constant_along", "diagonal_only", "flipped", "mask",
+           "moved", "one_per_row", "parity", "proportional", "scale", "sign_subset",
+           "straight_through", "swapped", "time_steps", "times_input", "transposed"]
 
 _EXACT = 1e-9  # relative size below which an error or a difference counts as none
 
@@ -56,8 +58,9 @@ def _scale_text(g: str, c: float, f: Factor | None) -> tuple[str, str]:
     at = f"{cnt.symbol} = {cnt.value}, {cnt.meaning}" if cnt else ""
     s = cnt.symbol if cnt else ""
     texts = {
-        "sign": ("sign", f"{g} has the wrong sign everywhere (measured ×(−1)): a − where + "
-                         "belongs, in the loss or the last term"),
+        "sign": ("sign", f"{g} has the wrong sign everywhere (measured ×(−1)): looks like a "
+                         "gradient reversal (the sign of the whole gradient flipped): a − where "
+                         "+ belongs, in the loss or the last term"),
         "zero": ("zero", f"{g} is zero: the backward never sets it"),
         "two": ("scale", f"{g} is ×2 the true gradient everywhere, as measured: one factor 2 "
                          "too many (a term added twice, or a 2 the forward does not have)"),
@@ -309,8 +312,12 @@ def _on_step(shape: tuple[int, ...], t: int) -> np.ndarray:
     return on.ravel()
 
 
-def one_per_row(case: Case, counts: Sequence[Count]) -> list[Candidate]:
-    """Wrong at exactly one element of every row, by the same amount: a one-hot term."""
+def one_per_row(case: Case, counts: Sequence[Count], unit: float = 1.0) -> list[Candidate]:
+    """Wrong at exactly one element of every row, by the same amount: a one-hot term.
+
+    ``unit`` is a scalar loss's upstream gradient: the amount is stated per unit of it (``+1/N``,
+    as the learner's code has it, not ``+0.2615`` for an upstream gradient of 1.3).
+    """
     e = case.grid(case.e)
     if e is None or e.ndim != 2 or e.shape[1] < 2:
         return []
@@ -320,14 +327,71 @@ def one_per_row(case: Case, counts: Sequence[Count]) -> list[Candidate]:
     values = e[big]
     if np.ptp(values) > 1e-6 * float(np.max(np.abs(values))):
         return []
-    v = float(values[0])
+    v = float(values[0]) / unit
     f = name_factor(abs(v), counts)
-    named = f" = {'−' if v < 0 else '+'}{f.label}" if f is not None and f.count else ""
-    return [Candidate(Finding("one-hot", f"{case.grad} is off by {v:+.4g}{named} at exactly "
-                                         "one element of every row: a one-hot term (such as "
-                                         "the −1 at the label in softmax's p − onehot(y)) is "
+    amount = (f"{'−' if v < 0 else '+'}{f.label} ({f.count})" if f is not None and f.count
+              else f"{v:+.4g}".replace("-", "−"))
+    per = (f" = {v:.6g} per unit of the loss's upstream gradient ({unit:.4g})"
+           if unit != 1.0 else "")
+    return [Candidate(Finding("one-hot", f"{case.grad} is off by {amount} at exactly one "
+                                         "element of every row: a one-hot term (such as the "
+                                         "−1 at the label in softmax's p − onehot(y)) is "
                                          f"{'doubled' if v < 0 else 'missing'}", 1.0,
-                              "one element per row, the same error in each"), case.e)]
+                              f"one element per row, the same error {values[0]:.6g} in "
+                              f"each{per}"), case.e)]
+
+
+def straight_through(case: Case, dout: np.ndarray) -> list[Candidate]:
+    """``analytic = dout``: the Jacobian taken as the identity (a straight-through estimator)."""
+    if dout.shape != case.shape:
+        return []
+    return [candidate(case, "straight-through", f"{case.grad} equals dout: looks like a "
+                                                "straight-through estimator: the backward "
+                                                "passes dout through unchanged (an identity "
+                                                "Jacobian) where the forward's own derivative "
+                                                "belongs", case.take(dout), "analytic = dout")]
+
+
+def _probabilities(small: np.ndarray, root: np.ndarray) -> np.ndarray | None:
+    """The ``y`` with ``y·(1−y) = d`` whose rows (last axis) sum to 1, from the smaller roots
+    ``(1 − root)/2``: at most one element of a row can take the larger root ``(1 + root)/2``."""
+    need = 1.0 - np.sum(small, axis=-1, keepdims=True)  # what the larger root must add
+    j = np.argmin(np.abs(root - need), axis=-1)[..., np.newaxis]
+    flip = np.abs(need) > _EXACT * 1e3  # rows that already sum to 1 keep the smaller roots
+    y = small.copy()
+    big = np.take_along_axis(small + root, j, axis=-1)
+    np.put_along_axis(y, j, np.where(flip, big, np.take_along_axis(small, j, axis=-1)), axis=-1)
+    return y if np.allclose(np.sum(y, axis=-1), 1.0, rtol=0, atol=1e-6) else None
+
+
+def diagonal_only(case: Case, dout: np.ndarray) -> list[Candidate]:
+    """Only the Jacobian's diagonal used, for a softmax along the last axis.
+
+    Diagonal only, ``analytic = y(1−y)·dout``, so ``y`` follows from ``analytic / dout`` (the
+    root whose rows sum to 1); the claim holds when the numerical gradient is then the whole
+    softmax backward ``y·(dout − Σ dout·y)``. Nothing else is needed (no forward output): the
+    mechanism is tested, not the layer's name. Other layers' Jacobians are not recoverable from
+    ``Jᵀ·dout`` alone, so the general "diagonal only" has no test here.
+    """
+    a = case.grid(case.a)
+    g = np.asarray(dout, dtype=np.float64)
+    if a is None or g.shape != a.shape or a.ndim < 1 or a.shape[-1] < 2 or np.any(g == 0):
+        return []
+    d = a / g
+    if np.any(1.0 - 4.0 * d < -1e-9) or np.any(d < -1e-9):
+        return []
+    root = np.sqrt(np.clip(1.0 - 4.0 * d, 0.0, None))
+    y = _probabilities((1.0 - root) / 2.0, root)
+    if y is None:
+        return []
+    full = (y * (g - np.sum(g * y, axis=-1, keepdims=True))).ravel()
+    return [Candidate(Finding(
+        "jacobian-diagonal", f"{case.grad} uses only the Jacobian's diagonal: it is "
+        "y·(1−y)·dout, a softmax's diagonal term, where y·(dout − Σ dout·y) belongs (the "
+        "−y_i·y_j terms between the elements of a row are missing)",
+        explained(case.e, full - case.n),
+        "y recovered from analytic/dout = y(1−y), rows summing to 1; the numerical gradient "
+        "is y·(dout − Σ dout·y) with that y"), case.a - full)]
 
 
 def parity(case: Case) -> list[Finding]:
