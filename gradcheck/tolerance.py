@@ -20,17 +20,20 @@ a saturated ``1 - tanh²``) and tiny elsewhere. With ``T_k`` the magnitude of th
 sums into element ``k`` (the backward applied to the upstream gradient with random signs: for a
 backward linear in ``dout``, ``Σ_i r_i J_ik g_i`` has the RMS ``(Σ_i (J_ik g_i)²)^½``), ::
 
-    r_k = 4 |a_k - w_k| + 16 ε_w N_k + 16 ε (|a_k| + T_k)
+    r_k = 4 min(|a_k - w_k|, (√ε + 16 ε κ)(|a_k| + T_k) + 16 ε N_k)
+          + 16 ε_w N_k + 16 ε (|a_k| + T_k)
 
-where ``ε`` is the unit roundoff of the layer's dtype; the last term is a floor for the
-rounding the witness shares (the final conversion) and for layers that do not carry the wider
-dtype through. The middle term is the witness's own resolution: ``w_k`` is off by about
-``ε_w`` times the magnitudes inside the backward, which can be far above ``|a_k|`` (a saturated
-``1 - tanh²`` subtracts numbers near 1), and where ``a_k`` happens to be as accurate as ``w_k``
-the gap ``|a_k - w_k|`` says nothing. ``N_k = Σ|g·out| / (n_out s_k)``, the size the gradient
-has when nothing cancels (moving ``x_k`` by its local scale ``s_k`` moves the output by about its
-own size), stands in for those magnitudes; at ``ε_w`` (2⁻¹¹ of float64's ``ε`` for long double)
-it is far below anything a float64 check resolves.
+where ``ε`` is the unit roundoff of the layer's dtype (a gap beyond half its digits is no
+rounding but the backward failing in that dtype: an exp that overflows, a closed form that
+cancels to nothing where the witness's wider range and precision do not); the last term is a
+floor for the rounding the witness shares (the final conversion) and for layers that do not
+carry the wider dtype through. The middle term is the witness's own resolution: ``w_k`` is off
+by about ``ε_w`` times the magnitudes inside the backward, which can be far above ``|a_k|`` (a
+saturated ``1 - tanh²`` subtracts numbers near 1), and where ``a_k`` happens to be as accurate
+as ``w_k`` the gap ``|a_k - w_k|`` says nothing. ``N_k = Σ|g·out| / (n_out s_k)``, the size the
+gradient has when nothing cancels (moving ``x_k`` by its local scale ``s_k`` moves the output by
+about its own size), stands in for those magnitudes; at ``ε_w`` (2⁻¹¹ of float64's ``ε`` for
+long double) it is far below anything a float64 check resolves.
 
 Where no witness could run (the forward raises on long double, or casts its arrays back to
 float64), only the floor is left: an element over that budget but within
@@ -51,6 +54,7 @@ no evidence and says so (status ``zero``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +74,7 @@ __all__ = [
 ]
 
 WITNESS_FACTOR = 4.0  # r_k = WITNESS_FACTOR * |a_k - w_k| + ...
+WITNESS_ROOM = 1.0  # ... with |a_k - w_k| at most WITNESS_ROOM * sqrt(eps) * (|a_k| + T_k)
 FLOOR_ULPS = 16.0  # ... + FLOOR_ULPS * eps * (|a_k| + T_k)
 RTOL_ULPS = 64.0  # default rtol = RTOL_ULPS * eps
 NOISE_RATIO = 1 / 64  # |w_k| <= NOISE_RATIO * |a_k|: the analytic value was rounding noise
@@ -136,15 +141,26 @@ def witness_dtype(dtype: np.dtype | type) -> np.dtype | None:
 
 
 def analytic_rounding(a: np.ndarray, witness: np.ndarray | None, terms: np.ndarray,
-                      eps: float, natural: Any = 0.0) -> np.ndarray:
-    """``r_k = 4 |a_k - w_k| + 16 ε_w N_k + 16 ε (|a_k| + T_k)`` (see the module docstring)."""
+                      eps: float, natural: Any = 0.0, kappa: float = 1.0) -> np.ndarray:
+    """``r_k = 4 min(|a_k - w_k|, (√ε + 16 ε κ)(|a_k| + T_k) + 16 ε N_k) + 16 ε_w N_k + 16 ε
+    (|a_k| + T_k)``, ``κ`` the inputs' largest conditioning (see the module docstring)."""
     size = np.abs(a)
     floor = FLOOR_ULPS * eps * (size + terms)
     if witness is None:
         return floor
     eps_w = float(np.finfo(np.asarray(witness).dtype).eps)
     resolution = FLOOR_ULPS * eps_w * np.asarray(natural, dtype=np.float64)
-    return WITNESS_FACTOR * np.abs(a - witness) + resolution + floor
+    # Rounding keeps at least half the digits of the terms an element sums: a gap beyond
+    # that (an exp that overflows, a closed form that cancels to nothing, in the layer's dtype
+    # and not in the witness's) is the backward failing in its dtype, a discrepancy to judge.
+    # (Half the digits of the magnitudes inside it, too: ``N_k`` stands in for those, as a
+    # saturated ``1 - tanh²`` subtracts numbers near 1 to leave 0 where the witness has 1e-18.)
+    # And the inputs' conditioning ``κ`` (an offset of 1e3 on a spread of 1e-3 in float32
+    # leaves a normalisation's gradient a fifth off, and that is rounding too).
+    room = (WITNESS_ROOM * math.sqrt(eps) + FLOOR_ULPS * eps * kappa) * (size + terms) + (
+        FLOOR_ULPS * eps * np.asarray(natural, dtype=np.float64))
+    gap = np.minimum(np.abs(a - witness), room)
+    return WITNESS_FACTOR * gap + resolution + floor
 
 
 def budget(analytic: np.ndarray, numeric: np.ndarray, numeric_error: np.ndarray,

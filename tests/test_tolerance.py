@@ -33,12 +33,23 @@ def test_budget_adds_bound_rounding_atol_and_elementwise_rtol():
 
 def test_analytic_rounding_is_four_times_the_witness_gap_plus_a_floor():
     a = np.array([1.0, 1e-10, 3e-17])
-    w = np.array([1.0, 1e-10 + 1e-16, 1e-20])
+    w = np.array([1.0, 1e-10 + 1e-19, 1e-20])
     t = np.array([0.0, 1e-10, 1.0])
     eps = float(np.finfo(np.float64).eps)
     r = analytic_rounding(a, w, t, eps)
     np.testing.assert_allclose(r, 4 * np.abs(a - w) + 16 * eps * (np.abs(a) + t))
     np.testing.assert_allclose(analytic_rounding(a, None, t, eps), 16 * eps * (np.abs(a) + t))
+
+
+def test_a_witness_gap_beyond_half_the_digits_is_not_rounding():
+    """An exp that overflowed to an analytic 0 where the wider run has 0.5: the gap counts only
+    up to sqrt(eps) of the element's terms (plus its conditioning), so the error is judged."""
+    eps = float(np.finfo(np.float64).eps)
+    a, w, t = np.array([0.0]), np.array([0.5]), np.array([0.5])
+    r = analytic_rounding(a, w, t, eps)
+    np.testing.assert_allclose(r, 4 * (np.sqrt(eps) + 16 * eps) * 0.5 + 16 * eps * 0.5)
+    wide = analytic_rounding(a, w, t, eps, kappa=1e16)  # conditioning that explains it all
+    np.testing.assert_allclose(wide, 4 * 0.5 + 16 * eps * 0.5)
 
 
 def test_witness_dtype_is_wider():

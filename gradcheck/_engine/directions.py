@@ -84,7 +84,7 @@ class Directions:
 
 def spread(x: np.ndarray) -> float:
     """The scale of the directions for ``x``: its spread, so the engines' steps are natural."""
-    return float(np.std(x)) or float(np.sqrt(np.mean(np.square(x)))) or 1.0
+    return numeric.spread(x)
 
 
 def _along(f: Any, x: np.ndarray, u: np.ndarray) -> Any:

@@ -307,8 +307,10 @@ class Sides:
     def get(self, name: str, raw: np.ndarray) -> Side:
         if name not in self._made:
             dtype = judged_dtype(raw.dtype, self._spec.inputs[name].dtype)
+            kappa = max(float(np.max(self._ref.conditioning(k), initial=1.0))
+                        for k in self._ref.inputs)
             self._made[name] = side(raw, self._shadow.get(), name, unit_roundoff(dtype),
-                                    self._ref.natural(name))
+                                    self._ref.natural(name), kappa)
         return self._made[name]
 
 
@@ -496,8 +498,10 @@ def _message(name: str, status: str, el: _Elements | None, d: Directions | None,
                      f"{MAX_KINKS} analysed (worst first), so they carry no verdict")
     unmeasured = el.counted(frozenset({ladder.UNMEASURED})) if el is not None else 0
     if unmeasured:
-        parts.append(f"{unmeasured} elements could not be measured: no step far below their own "
-                     "size keeps the complex step's numbers normal (values near 1e-300)")
+        parts.append(f"{unmeasured} elements could not be measured: the numerical side has no "
+                     "bound there, or one too wide to see the largest element's sign (no step "
+                     "far below the element's own size and above the forward's noise: values "
+                     "near 1e-300, a pole, inputs spanning many decades)")
     if el is not None and el.counted(frozenset({ladder.INCOMPARABLE})):
         parts.append("the float64 run the numerical side differentiates computes another "
                      "function than the layer's own dtype, so the discrepancies carry no verdict")

@@ -108,7 +108,14 @@ def judge_elements(ev: ElementEvidence, a: np.ndarray | None = None,
     certified = ev.certified | (ev.certifiable if simulated else False)
     outcome = np.where(over, np.where(certified | (err > band), FAILED, ROUNDING), WITHIN)
     outcome = outcome.astype(np.int8)
-    outcome[~np.isfinite(ev.e)] = UNMEASURED  # the numerical side could not measure it
+    # The numerical side could not measure it: no bound, or a budget within which even the
+    # largest element's sign flipped would lie (any value there would be within it: an
+    # element at 1e-13 whose steps the noise swamps) while the two sides differ beyond
+    # rounding (agreement to half the digits is no coincidence), unless the whole gradient is
+    # its own rounding noise (then only *zero* can be said).
+    top = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(ev.n), initial=0.0)))
+    wide = (bud > 2 * top) & (err > band) & (top > 0) & (not ev.noise_like)
+    outcome[~np.isfinite(ev.e) | wide] = UNMEASURED
     if not ev.comparable:
         outcome[outcome == FAILED] = INCOMPARABLE
     notes: list[str] = []
@@ -252,7 +259,12 @@ def judge_directions(d: DirectionEvidence, shift: np.ndarray | None = None,
     over = keep & (diff > allowed)
     certified = d.certified | (d.certifiable if simulated else False)
     failing = over & (certified | (diff > d.band)) & d.comparable
-    unsure = over & ~failing
+    # A direction whose budget would hold its own derivative's sign flipped, while the two
+    # sides differ beyond rounding, has no evidence either way (inputs of 3e155 beside ones
+    # of 1: the forward's rounding swamps the small ones' share).
+    blind = keep & (allowed > 2 * np.maximum(np.abs(claimed), np.abs(d.measured))) & (
+        diff > d.band) & (not d.noise_like)
+    unsure = (over & ~failing) | blind
     kept = int(np.count_nonzero(keep))
     zero = (d.noise_like and kept > 0
             and bool(np.all(np.abs(d.measured[keep]) <= allowed[keep])))

@@ -258,7 +258,7 @@ def observed_noise(spec: Spec, ref: Reference) -> Observed:
     start = 0
     for name in spec.wrt:
         x = ref.inputs[name]
-        s = float(np.std(x)) or float(np.max(np.abs(x), initial=0.0)) or 1.0
+        s = numeric.spread(x)
         r = rng.uniform(-1.0, 1.0, x.size)
         u[start:start + x.size] = r * s
         own[start:start + x.size] = r * np.abs(x.reshape(-1))

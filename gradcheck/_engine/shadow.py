@@ -56,12 +56,20 @@ def _run(spec: Spec, dtype: np.dtype, g: np.ndarray, extra: list[np.ndarray]
     out, cache = _quiet_call(spec.layer.forward, inputs)
     if np.asarray(out).shape != g.shape:
         raise ValueError("output shape differs from the analytic pass")
-    main = _quiet_call(spec.layer.backward, g.astype(dtype), safe_deepcopy(cache))
-    others = [_quiet_call(spec.layer.backward, e.astype(dtype), safe_deepcopy(cache))
+    main = _owned(_quiet_call(spec.layer.backward, g.astype(dtype), safe_deepcopy(cache)))
+    # each call's arrays copied before the next: a backward may return one buffer every time
+    others = [_owned(_quiet_call(spec.layer.backward, e.astype(dtype), safe_deepcopy(cache)))
               for e in extra]
     if not isinstance(main, Mapping):
         raise TypeError("backward did not return gradients by name")
     return dict(main), [dict(o) if isinstance(o, Mapping) else {} for o in others], np.asarray(out)
+
+
+def _owned(grads: Any) -> Any:
+    if not isinstance(grads, Mapping):
+        return grads
+    return {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v
+            for k, v in grads.items()}
 
 
 def _signed_upstreams(spec: Spec, g: np.ndarray) -> list[np.ndarray]:

@@ -55,7 +55,8 @@ def scaled_norm(v: np.ndarray) -> float:
     return top * float(np.sqrt(np.einsum("i,i->", w, w)))
 
 
-def side(grad: np.ndarray, shadow: Shadow, name: str, eps: float, natural: Any) -> Side:
+def side(grad: np.ndarray, shadow: Shadow, name: str, eps: float, natural: Any,
+         kappa: float = 1.0) -> Side:
     """The side of gradient ``name`` from ``shadow``'s measurements."""
     a = grad.astype(np.float64).reshape(-1)
     measured = shadow
@@ -64,17 +65,18 @@ def side(grad: np.ndarray, shadow: Shadow, name: str, eps: float, natural: Any) 
     terms = measured.terms.get(name)
     t = np.zeros_like(a) if terms is None else np.asarray(terms, dtype=np.float64).reshape(-1)
     # The gradient is rounding noise when the wider dtype shrank it as a whole (energy, so a
-    # single element's lucky rounding does not decide), or when it sits at the witness's own
-    # resolution; with no witness only an exact zero is known to be one.
-    noise_like = not np.any(a)
+    # single element's lucky rounding does not decide: sitting below the witness's resolution
+    # proves nothing, as an O(1) bias beside an input of 3e155 shows); with no witness only an
+    # exact zero is known to be one.
+    # An exact zero is one only where the witness is zero too, at float64's resolution (an
+    # analytic 0 from a norm that overflowed, beside a witness of the true 1e-160, is none).
+    noise_like = not np.any(a) and (flat_w is None or scaled_norm(np.abs(flat_w)) <= FLOOR_ULPS
+                                    * eps * scaled_norm(np.asarray(natural, dtype=np.float64)))
     if flat_w is not None:
-        eps_w = float(np.finfo(flat_w.dtype).eps)
-        resolution = FLOOR_ULPS * eps_w * np.asarray(natural, dtype=np.float64)
         small = np.abs(flat_w).astype(np.float64)
-        noise_like = noise_like or bool(
-            scaled_norm(small) <= NOISE_RATIO * scaled_norm(a) or np.all(small <= resolution))
+        noise_like = noise_like or bool(scaled_norm(small) <= NOISE_RATIO * scaled_norm(a))
     exact = grad.reshape(-1) if flat_w is None else grad.reshape(-1).astype(flat_w.dtype)
-    rounding = analytic_rounding(exact, flat_w, t, eps, natural).astype(np.float64)
+    rounding = analytic_rounding(exact, flat_w, t, eps, natural, kappa).astype(np.float64)
     # What the backward's own rounding was measured to be, and a gradient returned in a dtype
     # narrower than the layer's holds its values to that dtype's unit roundoff.
     # Its differences are random per element (one may round alike twice), so their largest

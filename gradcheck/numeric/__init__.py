@@ -110,6 +110,7 @@ from gradcheck.numeric._base import (
     _validate_seed,
     complex_step_size,
     local_scale,
+    spread,
 )
 from gradcheck.numeric.central import central
 from gradcheck.numeric.complex_step import complex_step, rebound
@@ -139,6 +140,7 @@ __all__ = [
     "rebound",
     "richardson",
     "screen",
+    "spread",
 ]
 
 

@@ -152,6 +152,16 @@ def _noise_at(noise: Any, idx: np.ndarray) -> Any:
     return float(noise)
 
 
+def spread(x: np.ndarray) -> float:
+    """The scale of a whole input: its standard deviation, else its largest magnitude, else 1;
+    computed on ``x`` divided by its largest magnitude, so inputs of 1e200 do not overflow."""
+    x = np.asarray(x, dtype=np.float64)
+    top = float(np.max(np.abs(x), initial=0.0))
+    if top == 0.0 or not np.isfinite(top):
+        return 1.0
+    return top * float(np.std(x / top)) or top
+
+
 def local_scale(x: np.ndarray) -> np.ndarray:
     """Per element, the scale on which the input varies: the smallest standard deviation of ``x``
     along any axis through the element (axes of length one skipped).
@@ -162,10 +172,12 @@ def local_scale(x: np.ndarray) -> np.ndarray:
     then be a million times off for that channel. Elements with no spread get ``max(1, |x_k|)``.
     """
     x = np.asarray(x, dtype=np.float64)
+    top = float(np.max(np.abs(x), initial=0.0))
+    unit = top if np.isfinite(top) and top > 0 else 1.0  # std of x / unit: no overflow at 1e200
     scale = np.full(x.shape, np.inf)
     for axis, n in enumerate(x.shape):
         if n > 1:
-            scale = np.minimum(scale, np.std(x, axis=axis, keepdims=True))
+            scale = np.minimum(scale, unit * np.std(x / unit, axis=axis, keepdims=True))
     fallback = np.maximum(1.0, np.abs(x))
     return np.where(np.isfinite(scale) & (scale > 0), scale, fallback)
 

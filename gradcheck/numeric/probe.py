@@ -21,6 +21,9 @@ from gradcheck.numeric._base import (
     _validate_noise,
     _validate_seed,
 )
+from gradcheck.numeric._base import (
+    spread as input_spread,
+)
 from gradcheck.numeric.complex_step import _complex_steps, complex_step
 from gradcheck.numeric.directional import directional
 from gradcheck.numeric.richardson import _richardson_core, _richardson_steps, richardson
@@ -305,7 +308,7 @@ def _dense_disagreement(problem: _Problem, rng: np.random.Generator,
     """(e) the complex step along one dense random direction (it touches every element, so an
     operation on one column of the output cannot hide from it) against Richardson's real
     differences along the same direction, confirmed on a second direction 3/4 as long."""
-    spread = float(np.std(problem.x)) or float(np.max(np.abs(problem.x), initial=0.0)) or 1.0
+    spread = input_spread(problem.x)
     u = rng.standard_normal(problem.x.shape) * spread
 
     def along(scale: float) -> Callable[[Any], Any]:
@@ -359,7 +362,7 @@ def _quick(problem: _Problem, rng: np.random.Generator, noise: float | None) -> 
     relative. When they do not (a
     disagreement, or a forward too noisy or too curved for these steps) the thorough tests
     decide."""
-    spread = float(np.std(problem.x)) or float(np.max(np.abs(problem.x), initial=0.0)) or 1.0
+    spread = input_spread(problem.x)
     u = rng.standard_normal(problem.x.shape) * spread
     h = float(_complex_steps(np.zeros(1), None if not noise else noise / _EPS)[0])
     point = problem.x.astype(np.complex128)
