@@ -62,8 +62,8 @@ bench: $(BENCH_STAMP)
 ADVERSARY_SEEDS ?= 3
 adversary: $(STAMP)
 	$(BIN)/python bench/adversary.py --seeds $(ADVERSARY_SEEDS) --jobs 2 > reports/adversary.txt
-	if [ -f tests/adversary2_catalog.py ]; then $(BIN)/python bench/adversary.py \
-		--catalog adversary2_catalog --seeds $(ADVERSARY_SEEDS) --jobs 2 > reports/adversary2.txt; fi
+	for n in 2 3; do $(BIN)/python bench/adversary.py --catalog adversary$${n}_catalog \
+		--seeds $(ADVERSARY_SEEDS) --jobs 2 > reports/adversary$$n.txt || exit 1; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check gradcheck tests bench
