@@ -67,6 +67,7 @@ __all__ = [
     "Tolerance",
     "analytic_rounding",
     "budget",
+    "confirm_dtypes",
     "default_rtol",
     "resolve",
     "unit_roundoff",
@@ -129,6 +130,15 @@ def resolve(tolerance: Tolerance, dtype: np.dtype) -> Tolerance:
     if tolerance.rtol is not None:
         return tolerance
     return Tolerance(rtol=default_rtol(dtype), atol=tolerance.atol)
+
+
+def confirm_dtypes(eps: float) -> tuple[type, ...]:
+    """The complex dtypes that confirm a numerical estimate for a layer of unit roundoff
+    ``eps``, widest first: long double, and float64 where that is 2^20 finer than the layer."""
+    wide: tuple[type, ...] = (np.clongdouble,)
+    if eps >= 2.0**20 * float(np.finfo(np.float64).eps):
+        wide += (np.complex128,)
+    return wide
 
 
 def witness_dtype(dtype: np.dtype | type) -> np.dtype | None:

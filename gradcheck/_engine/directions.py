@@ -39,7 +39,7 @@ from gradcheck._engine.ladder import DirectionEvidence, DirectionVerdict
 from gradcheck._engine.objective import Numeric
 from gradcheck._engine.side import Side, scaled_norm
 from gradcheck.results import MISS_PROBABILITY
-from gradcheck.tolerance import Tolerance
+from gradcheck.tolerance import Tolerance, confirm_dtypes
 
 DIRECTIONS = 8
 DENSITY = 1 / math.sqrt(6)  # the peak density of <e, w> / |e| (Ball, 1986)
@@ -165,17 +165,20 @@ def _directions(rng: np.random.Generator, n: int, s: float) -> np.ndarray:
     return u
 
 
-def _confirm(num: Numeric, u: np.ndarray, measured: float) -> float | None:
-    """The change of ``dL/du`` in extended precision, or ``None`` when it cannot be made."""
+def _confirm(num: Numeric, u: np.ndarray, measured: float, eps: float) -> float | None:
+    """The change of ``dL/du`` in extended precision (:func:`gradcheck.tolerance.
+    confirm_dtypes`), or ``None`` when it cannot be made."""
     if num.method != "complex" or num.witness is None:
         return None
-    try:
-        wide = numeric.directional(
-            _along(num.witness, num.x.astype(np.longdouble), u.astype(np.longdouble)),
-            method="complex")
-    except Exception:
-        return None
-    return abs(measured - float(wide.value))
+    for dtype in confirm_dtypes(eps):
+        real = np.longdouble if dtype == np.clongdouble else np.float64
+        try:
+            wide = numeric.directional(
+                _along(num.witness, num.x.astype(real), u.astype(real)), method="complex")
+        except Exception:
+            continue
+        return abs(measured - float(wide.value))
+    return None
 
 
 def _across_zero(x: np.ndarray, u: np.ndarray, a: np.ndarray, step: float, excess: float
@@ -204,7 +207,7 @@ def _measure(name: str, num: Numeric, side: Side, tol: Tolerance, u: np.ndarray,
         diff = abs(float(p.claimed[k]) - float(measured[k]))
         direction = u[k].reshape(num.x.shape)
         if diff > allowed[k]:
-            change = _confirm(num, direction, float(measured[k]))
+            change = _confirm(num, direction, float(measured[k]), side.eps)
             nfev += 2 if change is not None else 0
             can_confirm = can_confirm and change is not None
             if change is not None:

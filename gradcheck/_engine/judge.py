@@ -38,7 +38,14 @@ from gradcheck.results import (
     KinkElement,
     WorstElement,
 )
-from gradcheck.tolerance import Tolerance, budget, judged_dtype, resolve, unit_roundoff
+from gradcheck.tolerance import (
+    Tolerance,
+    budget,
+    confirm_dtypes,
+    judged_dtype,
+    resolve,
+    unit_roundoff,
+)
 
 __all__ = ["AUTO_WORK", "DIRECTIONS", "FULL_MODE_MAX_ELEMENTS", "MISS_PROBABILITY", "Sides",
            "judge", "modes", "shared"]
@@ -113,10 +120,12 @@ class _Elements:
 
 
 def _confirm(num: Numeric, idx: np.ndarray, n: np.ndarray, e: np.ndarray,
-             over: np.ndarray, ratio: np.ndarray) -> tuple[np.ndarray, np.ndarray, int, bool]:
-    """Step 2: re-measure the worst elements over budget in extended precision. Returns the
-    widened bounds, which elements were confirmed, the evaluations, and whether confirming is
-    possible at all for this gradient."""
+             over: np.ndarray, ratio: np.ndarray, eps: float
+             ) -> tuple[np.ndarray, np.ndarray, int, bool]:
+    """Step 2: re-measure the worst elements over budget in extended precision (for a layer of
+    float32 or narrower, float64's complex step is extended enough where long double does not
+    run: a framework's tensors). Returns the widened bounds, which elements were confirmed, the
+    evaluations, and whether confirming is possible at all for this gradient."""
     confirmed = np.zeros(idx.size, dtype=bool)
     if num.method != "complex" or num.witness is None:
         return e, confirmed, 0, False
@@ -124,10 +133,15 @@ def _confirm(num: Numeric, idx: np.ndarray, n: np.ndarray, e: np.ndarray,
         return e, confirmed, 0, True
     worst_first = np.flatnonzero(over)[np.argsort(-ratio[over], kind="stable")]
     pick = np.sort(worst_first[:CONFIRM_MAX])
-    try:
-        wide = numeric.complex_step(num.witness, num.x, indices=idx[pick],
-                                    terms=None, dtype=np.clongdouble)
-    except Exception:  # the forward does not run in extended precision: nothing confirmed
+    wide = None
+    for dtype in confirm_dtypes(eps):
+        try:
+            wide = numeric.complex_step(num.witness, num.x, indices=idx[pick],
+                                        terms=None, dtype=dtype)
+            break
+        except Exception:  # the forward does not run in this precision
+            continue
+    if wide is None:  # nor in any extended one: nothing confirmed
         return e, confirmed, 0, False
     e = e.copy()
     e[pick] += CONFIRM_FACTOR * np.abs(n[pick] - wide.value)
@@ -146,7 +160,8 @@ def _measure_elements(side: Side, est: numeric.Estimate, idx: np.ndarray, num: N
     err = np.abs(a - n)
     first = budget(a, n, e, r, tol)
     over = err > first
-    e, confirmed, extra, can_confirm = _confirm(num, idx, n, e, over, _ratio(err, first))
+    e, confirmed, extra, can_confirm = _confirm(num, idx, n, e, over, _ratio(err, first),
+                                                side.eps)
     bud = budget(a, n, e, r, tol)
     kinks, extra_k = _kinks_of(num, idx, a, n, e, bud, err > bud, np.abs(a) + t)
     evidence = ElementEvidence(
