@@ -154,9 +154,12 @@ def diagnosis_lines(result: GradientResult) -> list[str]:
     if d.findings:
         best = d.findings[0]
         lines.append(f"diagnosis: {best.text}")
-        because = f"{best.evidence}; " if best.evidence else ""
-        lines.append(f"evidence: {because}explains {explained(best.explained)} of "
-                     "||analytic - numeric||²")
+        if result.status == "shape":  # no element compared: the shape is the evidence
+            lines += [f"evidence: {best.evidence}"] if best.evidence else []
+        else:
+            because = f"{best.evidence}; " if best.evidence else ""
+            lines.append(f"evidence: {because}explains {explained(best.explained)} of "
+                         "||analytic - numeric||²")
         lines += [f"also consistent with: {f.text} ({explained(f.explained)})"
                   for f in d.findings[1:]]
     if d.note:

@@ -157,6 +157,14 @@ def softmax_loss_no_minus_one(x, y):
     return loss, _probs(x)[0] / x.shape[0]
 
 
+def softmax_loss_plus_one(x, y):
+    loss, _ = softmax_loss(x, y)
+    p, _z = _probs(x)
+    dx = p.copy()
+    dx[np.arange(x.shape[0]), y] += 1  # the one-hot term added where it is subtracted
+    return loss, dx / x.shape[0]
+
+
 def softmax_loss_sign(x, y):
     loss, dx = softmax_loss(x, y)
     return loss, -dx
@@ -594,6 +602,8 @@ MISTAKES = {
                                     forward=softmax_loss_no_mean),
     "softmax-loss-no-minus-one": Mistake("softmax-loss", {"x": "one-hot"},
                                          forward=softmax_loss_no_minus_one),
+    "softmax-loss-plus-one": Mistake("softmax-loss", {"x": "one-hot-sign"},
+                                     forward=softmax_loss_plus_one),
     "softmax-loss-sign": Mistake("softmax-loss", {"x": "sign"}, forward=softmax_loss_sign),
     "conv-db-batch-only": Mistake("conv", {"b": "partly-summed"}, conv_db_batch_only),
     "conv-dw-flipped": Mistake("conv", {"w": "flipped"}, conv_dw_flipped),

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from gradcheck import BatchNorm, diagnosis
+from gradcheck import _format as fmt
 from gradcheck import report as rep
 from gradcheck.check import check_grads, check_layer
 from gradcheck.layer import from_functions
@@ -205,3 +206,70 @@ def test_evidence_is_kept_out_of_repr_and_equality():
     from dataclasses import replace
 
     assert replace(r, evidence=None) == r
+
+
+# --- the headline's claims hold for the wrong elements, and only for them ----------------------
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _swish_grad_off_at(z, flat, rel=1e-3):
+    """swish's derivative, off by ``rel`` (relative) at the one flat element ``flat``."""
+    s = _sigmoid(z)
+    d = (s * (1.0 + z * (1.0 - s))).copy()
+    d.reshape(-1)[flat] *= 1.0 + rel
+    return d
+
+
+_XS = np.random.default_rng(1).normal(size=(8, 6))
+
+
+def test_one_wrong_element_is_named_alone_not_with_rounding_level_ones():
+    """1e-3 relative at element (0, 3) of an 8×6 swish gradient: the others' errors are
+    rounding (~1e-17); the headline lists the one element over its budget, nothing else."""
+    report = check_grads(lambda x: np.sum(x * _sigmoid(x)), lambda x: _swish_grad_off_at(x, 3),
+                         _XS)
+    d = report.results[0].diagnosis
+    assert d is not None and d.findings
+    assert d.findings[0].text == "dx is wrong in 1 element(s): (0, 3)"
+
+
+def test_one_wrong_parameter_element_is_no_parity_pattern():
+    """w of shape (6,), only w[3] wrong: one element supports no "odd indices" pattern."""
+    x = _XS
+
+    def f(w):
+        z = x * w
+        return np.sum(z * _sigmoid(z))
+
+    report = check_grads(f, lambda w: np.sum(_swish_grad_off_at(x * w, 3) * x, axis=0),
+                         np.linspace(0.5, 1.5, 6))
+    d = report.results[0].diagnosis
+    assert d is not None
+    causes = [f.cause for f in d.findings]
+    assert "parity" not in causes, [f.text for f in d.findings]
+    assert d.findings[0].text == "dx is wrong in 1 element(s): (3,)"
+
+
+def test_parity_needs_every_wrong_element_at_that_parity():
+    """Odd indices 1, 3, 5 wrong and index 8 too: not "only at odd indices"."""
+    x = np.linspace(-2.0, 3.0, 12)
+    off = np.where(np.isin(np.arange(12), [1, 3, 5, 8]), 0.3, 0.0)
+    report = check_grads(lambda x: np.sum(np.sin(x)), lambda x: np.cos(x) + off, x)
+    d = report.results[0].diagnosis
+    assert d is not None
+    assert all("odd indices" not in f.text and "even indices" not in f.text
+               for f in d.findings), [f.text for f in d.findings]
+
+
+def test_a_shape_finding_prints_no_fit_share():
+    """dbeta not summed over the batch: nothing was compared, so no "explains x% of
+    ||analytic - numeric||²" line; the shapes are the evidence."""
+    report = check_layer(course_layer(cat.BROKEN["dbeta-not-summed"]), bn_inputs(0))
+    (res,) = [r for r in report.results if r.name == "beta"]
+    assert res.status == "shape"
+    lines = fmt.diagnosis_lines(res)
+    assert lines == ["diagnosis: dbeta has `x`'s shape (5, 4): it is not summed over the batch "
+                     "axes", "evidence: the backward returned shape (5, 4); the input has (4,)"]
+    assert "explains" not in rep.render([report], "text")

@@ -39,6 +39,9 @@ def test_no_cause_is_claimed_on_a_correct_layer(op, shape_no):
 
 @pytest.mark.parametrize(("name", "phrase"), [
     pytest.param("softmax-loss-no-minus-one", "dx is off by +1/N (N = ", id="one-hot-in-dout"),
+    pytest.param("softmax-loss-plus-one", "dx is off by +2/N (N = ", id="one-hot-amount-2/N"),
+    pytest.param("softmax-loss-plus-one", "the one-hot term has the wrong sign: +1 where −1 "
+                 "belongs", id="one-hot-wrong-sign"),
     pytest.param("relu-gradient-reversal", "looks like a gradient reversal (the sign of the "
                  "whole gradient flipped)", id="reversal"),
     pytest.param("quantise-straight-through", "looks like a straight-through estimator: the "

@@ -58,8 +58,9 @@ _RANK = {c: i for i, c in enumerate((
     "mean-term-sign", "means-term-sign", "variance-path-doubled", "variance-path-count",
     "mean-path-count", "count-in-means", "gamma-missing", "missing-inv-std",
     "unbiased-variance", "eps-outside-sqrt", "dgamma-uses-xc", "wrong-eps",
-    "no-accumulation", "time-carry", "one-hot", "jacobian-diagonal", "mask-not-applied",
-    "mask-inverted", "sign-subset", "flipped", "moved", "scale", "straight-through",
+    "no-accumulation", "time-carry", "one-hot", "one-hot-sign", "jacobian-diagonal",
+    "mask-not-applied", "mask-inverted", "sign-subset", "flipped", "moved", "scale",
+    "straight-through",
     "missing-factor", "times-input", "regulariser",
     "term-scale", "constant-along-axis", "proportional", "concentrated", "one-channel",
     "parity"))}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradcheck.results import Evidence, Finding
+from gradcheck.tolerance import budget as element_budget
 
 __all__ = ["Candidate", "Case", "align", "candidate", "explained", "fit", "make_case", "predicts",
            "shares"]
@@ -28,6 +29,7 @@ class Case:
     a: np.ndarray
     n: np.ndarray
     full: bool  # every element was compared
+    budget: np.ndarray | None = None  # each compared element's allowance (the check's budget)
 
     @property
     def e(self) -> np.ndarray:
@@ -41,6 +43,18 @@ class Case:
     def take(self, arr: np.ndarray) -> np.ndarray:
         full = arr if arr.shape == self.shape else np.broadcast_to(arr, self.shape)
         return full.reshape(-1)[self.idx]
+
+    @property
+    def wrong(self) -> np.ndarray:
+        """The compared elements that are wrong: over their budget (without budgets, those whose
+        error is above a thousandth of the largest: never the ones at rounding level)."""
+        err = np.abs(self.e)
+        if self.budget is not None:
+            over = err > self.budget
+            if over.any():
+                return over
+        top = float(np.max(err, initial=0.0))
+        return err > 1e-3 * top if top > 0 else np.zeros(err.shape, dtype=bool)
 
     def grid(self, arr: np.ndarray) -> np.ndarray | None:
         """A compared-elements array back in the gradient's shape (full mode only)."""
@@ -61,7 +75,12 @@ def make_case(ev: Evidence) -> Case | None:
     a = np.asarray(ev.analytic, dtype=np.float64).reshape(-1)[ev.indices]
     n = np.asarray(ev.estimate.value, dtype=np.float64).reshape(-1)
     full = ev.indices.size == int(np.prod(ev.analytic.shape))
-    return Case(ev.name, tuple(ev.analytic.shape), ev.indices, a, n, full)
+    r = (np.zeros_like(n) if ev.rounding is None
+         else np.asarray(ev.rounding, dtype=np.float64).reshape(-1)[ev.indices])
+    bud = element_budget(a, n, np.asarray(ev.estimate.error, dtype=np.float64).reshape(-1), r,
+                         ev.tolerance)
+    return Case(ev.name, tuple(ev.analytic.shape), ev.indices, a, n, full,
+                bud if bud.shape == n.shape else None)
 
 
 def explained(e: np.ndarray, residual: np.ndarray) -> float:

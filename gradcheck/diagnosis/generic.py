@@ -14,10 +14,13 @@ needs) and returns candidates; none knows which layer it looks at:
   inverted; **a sign on a subset**, described by an input's sign where it is;
 - **accumulation over repeated indices**: each wrong row equals one row of ``dout``;
 - **time steps**: right at the last step, wrong before it (the recurrent path);
-- **one element per row**: a one-hot term (softmax's ``−1`` at the label), per unit of ``dout``;
+- **one element per row**: a one-hot term (softmax's ``−1`` at the label) missing, doubled or
+  of the wrong sign (``+2/N``: ``+1`` where ``−1`` belongs), per unit of ``dout``;
 - **straight-through**: ``analytic = dout``, the Jacobian taken as the identity;
 - **the Jacobian's diagonal only** (a softmax's ``y(1−y)·dout``), recovered from the numbers;
-- patterns without a prediction: **parity**, **a few elements**, **one channel**.
+- patterns without a prediction: **parity**, **a few elements**, **one channel**, each
+  claimed only for the elements over their budget (never one at rounding level), and a pattern
+  only from several of them, all fitting it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from gradcheck.diagnosis.factors import Count, Factor, name_factor, times
+from gradcheck.diagnosis.factors import MATCH, Count, Factor, name_factor, named_factors, times
 from gradcheck.diagnosis.fitting import (
     Candidate,
     Case,
@@ -328,17 +331,39 @@ def one_per_row(case: Case, counts: Sequence[Count], unit: float = 1.0) -> list[
     if np.ptp(values) > 1e-6 * float(np.max(np.abs(values))):
         return []
     v = float(values[0]) / unit
-    f = name_factor(abs(v), counts)
-    amount = (f"{'−' if v < 0 else '+'}{f.label} ({f.count})" if f is not None and f.count
-              else f"{v:+.4g}".replace("-", "−"))
+    cause, amount, what = _one_hot(v, counts)
     per = (f" = {v:.6g} per unit of the loss's upstream gradient ({unit:.4g})"
            if unit != 1.0 else "")
-    return [Candidate(Finding("one-hot", f"{case.grad} is off by {amount} at exactly one "
-                                         "element of every row: a one-hot term (such as the "
-                                         "−1 at the label in softmax's p − onehot(y)) is "
-                                         f"{'doubled' if v < 0 else 'missing'}", 1.0,
+    return [Candidate(Finding(cause, f"{case.grad} is off by {amount} at exactly one element "
+                                     f"of every row: {what}", 1.0,
                               f"one element per row, the same error {values[0]:.6g} in "
                               f"each{per}"), case.e)]
+
+
+def _one_hot(v: float, counts: Sequence[Count]) -> tuple[str, str, str]:
+    """(cause, amount, meaning) of a one-hot error ``v`` per unit of ``dout``.
+
+    The one-hot term is ``−c`` at the label (``c = 1/N`` for a mean loss, 1 for a sum): it is
+    missing when ``e = +c``, doubled when ``e = −c``, of the wrong sign when ``e = +2c``. Each
+    ``c`` is tried in turn (``1/N`` first), all three readings for each.
+    """
+    cs = [(f.value, f.label, f"{f.label} ({f.count})" if f.count else f.label)
+          for f in named_factors(counts) if f.kind == "inverse"] + [(1.0, "1", "1")]
+    term = "a one-hot term (such as the −1 at the label in softmax's p − onehot(y))"
+    for c, label, stated in cs:
+        def near(x: float, c: float = c) -> bool:
+            return abs(x - c) <= MATCH * c
+        if near(v):
+            return "one-hot", f"+{stated}", f"{term} is missing"
+        if near(-v):
+            return "one-hot", f"−{stated}", f"{term} is doubled"
+        if near(v / 2.0):
+            two = (f"2/{label.split('/', 1)[1]}" if "/" in label else "2") + stated[len(label):]
+            return "one-hot-sign", f"+{two}", (
+                "the one-hot term has the wrong sign: +1 where −1 belongs (softmax's "
+                "p − onehot(y) computed as p + onehot(y))")
+    amount = f"{v:+.4g}".replace("-", "−")
+    return "one-hot", amount, f"{term} is {'doubled' if v < 0 else 'missing'}"
 
 
 def straight_through(case: Case, dout: np.ndarray) -> list[Candidate]:
@@ -394,15 +419,28 @@ def diagonal_only(case: Case, dout: np.ndarray) -> list[Candidate]:
         "is y·(dout − Σ dout·y) with that y"), case.a - full)]
 
 
+_PATTERN_FROM = 3  # a pattern (even indices, one channel) is claimed from this many wrong elements
+
+
 def parity(case: Case) -> list[Finding]:
+    """Wrong only at even (or odd) indices of an axis: every wrong element (over its budget) at
+    such an index, at least :data:`_PATTERN_FROM` of them, on at least two different indices."""
     e = case.grid(case.e) if case.full else None
     if e is None:
         return []
+    wrong = case.grid(case.wrong)
+    assert wrong is not None
+    if int(wrong.sum()) < _PATTERN_FROM:
+        return []
     found, total = [], float(np.sum(e * e))
+    at = np.nonzero(wrong)
     for axis in range(e.ndim):
         if e.shape[axis] < 6:  # fewer: even or odd indices are a coincidence, not a pattern
             continue
         for par, word in ((0, "even"), (1, "odd")):
+            where = at[axis]
+            if np.any(where % 2 != par) or np.unique(where).size < 2:
+                continue
             part = np.take(e, np.arange(par, e.shape[axis], 2), axis=axis)
             share = float(np.sum(part * part)) / total if total else 0.0
             found.append(Finding("parity", f"{case.grad} is wrong only at {word} indices of "
@@ -410,21 +448,35 @@ def parity(case: Case) -> list[Finding]:
     return found
 
 
+def _index(case: Case, t: int) -> str:
+    return str(tuple(int(i) for i in np.unravel_index(case.idx[t], case.shape)))
+
+
 def concentrated(case: Case) -> list[Finding]:
+    """A few wrong elements (over their budget), listed; or all of them in one channel.
+
+    Only the wrong elements are named, worst first, never one whose error is at rounding level;
+    "one channel" needs at least two wrong elements, all in that channel.
+    """
     e2 = case.e * case.e
     total = float(np.sum(e2))
-    k = max(1, min(3, case.e.size // 10))
-    if total == 0 or case.e.size < 10:
+    if total == 0 or case.e.size < 4:
         return []
-    top = np.argsort(-e2)[:k]
-    where = ", ".join(str(tuple(int(i) for i in np.unravel_index(case.idx[t], case.shape)))
-                      for t in top)
-    found = [Finding("concentrated", f"{case.grad} is wrong in {k} element(s): {where}",
-                     float(np.sum(e2[top])) / total)]
-    if len(case.shape) >= 2 and case.shape[1] > 1:
+    wrong = np.flatnonzero(case.wrong)
+    m = wrong.size
+    found = []
+    if 1 <= m <= min(3, max(1, case.e.size // 4)):
+        top = wrong[np.argsort(-e2[wrong], kind="stable")]
+        where = ", ".join(_index(case, int(t)) for t in top)
+        found.append(Finding("concentrated", f"{case.grad} is wrong in {m} element(s): {where}",
+                             float(np.sum(e2[top])) / total,
+                             f"{m} of {case.e.size} elements over their budget"))
+    if len(case.shape) >= 2 and case.shape[1] > 1 and m >= 2:
         channel = np.unravel_index(case.idx, case.shape)[1]
-        by = np.bincount(channel, weights=e2, minlength=case.shape[1]) / total
-        j = int(np.argmax(by))
-        found.append(Finding("one-channel", f"{case.grad} is wrong in one channel (index {j} "
-                                            "of axis 1)", float(by[j])))
+        if np.unique(channel[wrong]).size == 1:
+            j = int(channel[wrong[0]])
+            by = np.bincount(channel, weights=e2, minlength=case.shape[1]) / total
+            found.append(Finding("one-channel", f"{case.grad} is wrong in one channel (index {j} "
+                                                f"of axis 1): all {m} wrong elements",
+                                 float(by[j])))
     return found
