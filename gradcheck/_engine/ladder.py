@@ -47,6 +47,7 @@ import numpy as np
 
 from gradcheck._engine.kinks import KinkEvidence, Tie
 from gradcheck._engine.side import scaled_norm
+from gradcheck.results import MISS_PROBABILITY
 from gradcheck.tolerance import Tolerance, budget
 
 # The outcome of each compared element (an int8 code per element), by index.
@@ -274,7 +275,12 @@ def judge_directions(d: DirectionEvidence, shift: np.ndarray | None = None,
     ratio = np.where(keep, diff / np.where(allowed > 0, allowed, np.inf), -1.0)
     w = int(np.argmax(ratio)) if kept else -1
     worst = (float(claimed[w]), float(d.measured[w]), float(allowed[w])) if kept else (nan,) * 3
-    miss = (float(np.max(allowed[keep])) * d.miss_factor / d.spread if kept else math.inf)
+    # The miss bound holds for the directions that carry evidence: with k of D kept, the
+    # chance that all k miss is MISS_PROBABILITY only at the factor for k (directions.py).
+    rows = d.claimed.size
+    fewer = MISS_PROBABILITY ** (1.0 / max(1, rows) - 1.0 / max(1, kept))
+    miss = (float(np.max(allowed[keep])) * d.miss_factor * fewer / d.spread if kept
+            else math.inf)
     return DirectionVerdict(status, miss, worst, _direction_message(d, claimed, allowed,
                                                                     failing), kept)
 
