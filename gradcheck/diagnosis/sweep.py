@@ -64,7 +64,7 @@ def step_sweep(f: Callable[[np.ndarray], Any], x: np.ndarray, flat: int, analyti
         d = (float(np.real(f(plus))) - float(np.real(f(minus)))) / taken
         hs.append(taken / 2)
         ds.append(analytic - d)
-    verdict, text = _sweep_verdict(np.array(ds), steps, budget)
+    verdict, text = _sweep_verdict(np.array(ds), hs, budget)  # the steps the table shows
     return Sweep(tuple(int(i) for i in np.unravel_index(flat, x.shape)), tuple(hs), tuple(ds),
                  verdict, text)
 
@@ -83,8 +83,8 @@ def _sweep_verdict(d: np.ndarray, steps: Sequence[float], budget: float) -> tupl
     mags = np.abs(d)
     i = _plateau(d)
     if i is not None and abs(float(d[i + 1])) > budget:
-        return "bug", (f"the discrepancy stays at {d[i + 1]:.4g} from step {steps[i]:.0e} to "
-                       f"{steps[i + 2]:.0e}: a bug, not numerical error")
+        return "bug", (f"the discrepancy stays at {d[i + 1]:.4g} from step {steps[i]:.2g} to "
+                       f"{steps[i + 2]:.2g}: a bug, not numerical error")
     if float(np.min(mags)) <= budget:
         return "numerical", (f"the discrepancy shrinks to {np.min(mags):.3g} (within the budget "
                              f"{budget:.3g}) as the step changes: numerical error, not a bug")
