@@ -155,6 +155,14 @@ def _details(reports: Sequence[CheckReport], verbosity: int, color: bool,
     return lines
 
 
+def _reason(message: str) -> list[str]:
+    """Why a gradient without a diagnosis did not pass, for ``-q``: the message from its
+    ``inconclusive:`` clause on, else its first clause."""
+    at = message.find("inconclusive:")
+    text = message[at:] if at >= 0 else message.split("; ")[0]
+    return [text] if text else []
+
+
 def render_text(reports: Sequence[CheckReport], *, wide: bool = False, color: bool = False,
                 verbosity: int = 0) -> str:
     """The terminal document (see the module docstring); ANSI colours only when ``color``."""
@@ -174,7 +182,7 @@ def render_text(reports: Sequence[CheckReport], *, wide: bool = False, color: bo
                 lines += _wrap(note, indent="- ", wide=wide)
     else:  # -q: the problems that failed a check stay (a random forward fails with no row)
         for _, report, r in shown:  # the headline of every failing gradient's diagnosis
-            head = fmt.diagnosis_lines(r)[:1]
+            head = fmt.diagnosis_lines(r)[:1] or _reason(r.message)  # else why it is not a pass
             if head:
                 lines += _wrap(f"{fmt.label(report)} d{r.name}: {head[0]}", indent="- ",
                                wide=wide)

@@ -270,3 +270,14 @@ def test_quiet_keeps_the_problem_that_failed_a_check():
     assert not report.passed and report.problems
     text = render_text([report], verbosity=-1)
     assert report.problems[0].split()[0] in text and "random" in text
+
+
+def test_quiet_says_why_an_inconclusive_gradient_did_not_pass():
+    """-q keeps a reason for every gradient that did not pass: a diagnosis's headline, else
+    (inconclusive) the message's own reason (new-user trial: -q printed nothing for it)."""
+    result = replace(PASSING.results[0], status="inconclusive",
+                     message="1 of 20 elements over budget; inconclusive: the error is within "
+                             "what rounding could explain")
+    report = replace(PASSING, results=(result, *PASSING.results[1:]))
+    text = rep.render([report], "text", verbosity=-1)
+    assert "dx: inconclusive: the error is within what rounding could explain" in text, text
