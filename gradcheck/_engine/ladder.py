@@ -109,13 +109,13 @@ def judge_elements(ev: ElementEvidence, a: np.ndarray | None = None,
     certified = ev.certified | (ev.certifiable if simulated else False)
     outcome = np.where(over, np.where(certified | (err > band), FAILED, ROUNDING), WITHIN)
     outcome = outcome.astype(np.int8)
-    # The numerical side could not measure it: no bound, or a budget within which even the
+    # The numerical side could not measure it: no bound, or a bound within which even the
     # largest element's sign flipped would lie (any value there would be within it: an
     # element at 1e-13 whose steps the noise swamps) while the two sides differ beyond
     # rounding (agreement to half the digits is no coincidence), unless the whole gradient is
     # its own rounding noise (then only *zero* can be said).
     top = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(ev.n), initial=0.0)))
-    wide = (bud > 2 * top) & (err > band) & (top > 0) & (not ev.noise_like)
+    wide = (ev.e > 2 * top) & (err > band) & (top > 0) & (not ev.noise_like)
     outcome[~np.isfinite(ev.e) | wide] = UNMEASURED
     if not ev.comparable:
         outcome[outcome == FAILED] = INCOMPARABLE
