@@ -25,7 +25,7 @@ from scipy import linalg as sla
 from scipy import special
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from adversary_catalog import Case, Family, _quiet, _revcumsum
+from adversary_catalog import Case, Family, _quiet, _revcumsum, built, catalog_cases, named
 
 Array = np.ndarray
 Backward = Callable[[Any, Any], tuple[Array, ...]]
@@ -1602,76 +1602,24 @@ SYNTH_PATTERNS = ("element", "slice", "uniform", "noise")
 SYNTH_PER_FAMILY = 4
 
 
-def perturbed(correct: Backward, grad_index: int, pattern: str, rel: float) -> Backward:
-    """The correct backward with gradient `grad_index` perturbed by `rel` relative to its
-    largest element (`uniform` multiplies by 1 + rel). Same patterns as the first catalogue."""
-
-    def backward(dout, cache):
-        grads = list(correct(dout, cache))
-        i = grad_index % len(grads)
-        g = np.array(grads[i], copy=True)
-        gd = g.dtype
-        g = g.astype(np.float64)
-        scale = float(np.max(np.abs(g))) if g.size else 0.0
-        if pattern == "uniform":
-            g = g * (1.0 + rel)
-        elif pattern == "element":
-            g.flat[g.size // 2] += rel * scale
-        elif pattern == "slice":
-            if g.ndim >= 2:
-                g[-1] += rel * scale
-            else:
-                g[: max(1, g.size // 3)] += rel * scale
-        elif pattern == "noise":
-            z = np.random.default_rng(12345).standard_normal(g.shape)
-            g = g + rel * scale * z / max(float(np.max(np.abs(z))), 1e-300)
-        else:
-            raise ValueError(pattern)
-        grads[i] = g.astype(gd, copy=False)
-        return tuple(grads)
-
-    return backward
+def _plan(fi: int, n: int) -> list[tuple[float, str, int]]:
+    return [(SYNTH_SIZES[(2 * j + fi) % len(SYNTH_SIZES)],
+             SYNTH_PATTERNS[(j + fi) % len(SYNTH_PATTERNS)], (j + 2 * fi) % n)
+            for j in range(SYNTH_PER_FAMILY)]
 
 
 @lru_cache(maxsize=1)
 def families() -> tuple[Family, ...]:
-    out = tuple(make() for make in FAMILIES)
-    names = [f.name for f in out]
-    assert len(set(names)) == len(names), "family names must be unique"
-    return out
+    return built(FAMILIES)
 
 
 def family(name: str) -> Family:
-    for f in families():
-        if f.name == name:
-            return f
-    raise KeyError(name)
+    return named(families(), name)
 
 
 @lru_cache(maxsize=1)
 def _cases() -> tuple[Case, ...]:
-    out: list[Case] = []
-    for fi, fam in enumerate(families()):
-        out.append(Case(fam.name, "correct", "correct", fam.forward, fam.backward, fam.make_inputs,
-                        fam.backward))
-        for name, b in fam.alternates.items():
-            out.append(Case(fam.name, name, "correct", fam.forward, b, fam.make_inputs,
-                            fam.backward, "another valid convention at ties/thresholds"))
-        for name, b in fam.bugs.items():
-            kind = "precision" if name in fam.precision else "bug"
-            out.append(Case(fam.name, name, kind, fam.forward, b, fam.make_inputs, fam.backward,
-                            fam.bug_notes.get(name, "")))
-        names = list(fam.make_inputs(np.random.default_rng(0)))
-        n = len(names)
-        for j in range(SYNTH_PER_FAMILY):
-            rel = SYNTH_SIZES[(2 * j + fi) % len(SYNTH_SIZES)]
-            pattern = SYNTH_PATTERNS[(j + fi) % len(SYNTH_PATTERNS)]
-            gi = (j + 2 * fi) % n
-            out.append(Case(fam.name, f"synth_{pattern}_{rel:.0e}_d{names[gi]}", "synthetic",
-                            fam.forward, perturbed(fam.backward, gi, pattern, rel),
-                            fam.make_inputs, fam.backward,
-                            f"{pattern} perturbation of d{names[gi]}, relative {rel:.0e}"))
-    return tuple(out)
+    return catalog_cases(families(), _plan, wide=True)
 
 
 def cases() -> list[Case]:

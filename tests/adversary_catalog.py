@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -2391,14 +2391,19 @@ SYNTH_SIZES = (1e-2, 1e-4, 1e-6, 1e-9)
 SYNTH_PATTERNS = ("element", "slice", "uniform", "noise")
 
 
-def perturbed(correct: Backward, grad_index: int, pattern: str, rel: float) -> Backward:
+def perturbed(correct: Backward, grad_index: int, pattern: str, rel: float,
+              wide: bool = False) -> Backward:
     """The correct backward with gradient `grad_index` perturbed deterministically by `rel`
-    (relative to its largest element; `uniform` multiplies by 1 + rel)."""
+    (relative to its largest element; `uniform` multiplies by 1 + rel), computed in float64
+    when `wide` (then cast back to the gradient's dtype)."""
 
     def backward(dout, cache):
         grads = list(correct(dout, cache))
         i = grad_index % len(grads)
         g = np.array(grads[i], copy=True)
+        dtype = g.dtype
+        if wide:
+            g = g.astype(np.float64)
         scale = float(np.max(np.abs(g))) if g.size else 0.0
         if pattern == "uniform":
             g = g * (1.0 + rel)
@@ -2414,35 +2419,37 @@ def perturbed(correct: Backward, grad_index: int, pattern: str, rel: float) -> B
             g = g + rel * scale * z / max(float(np.max(np.abs(z))), 1e-300)
         else:
             raise ValueError(pattern)
-        grads[i] = g.astype(np.asarray(grads[i]).dtype, copy=False)
+        grads[i] = g.astype(dtype, copy=False)
         return tuple(grads)
 
     return backward
 
 
-@lru_cache(maxsize=1)
-def families() -> tuple[Family, ...]:
-    out = tuple(make() for make in FAMILIES)
+def built(makers: Sequence[Callable[[], Family]]) -> tuple[Family, ...]:
+    """Every family of a catalogue, made once; their names must be unique."""
+    out = tuple(make() for make in makers)
     names = [f.name for f in out]
     assert len(set(names)) == len(names), "family names must be unique"
     return out
 
 
-def family(name: str) -> Family:
-    for f in families():
+def named(fams: Sequence[Family], name: str) -> Family:
+    for f in fams:
         if f.name == name:
             return f
     raise KeyError(name)
 
 
-def _n_grads(fam: Family) -> int:
-    return len(fam.make_inputs(np.random.default_rng(0)))
+# (family index, number of gradients) -> the synthetic perturbations: (rel, pattern, gradient)
+SynthPlan = Callable[[int, int], list[tuple[float, str, int]]]
 
 
-@lru_cache(maxsize=1)
-def _cases() -> tuple[Case, ...]:
+def catalog_cases(fams: Sequence[Family], plan: SynthPlan, wide: bool = False
+                  ) -> tuple[Case, ...]:
+    """A catalogue's cases: each family's correct backward, its alternates, its bugs, and the
+    synthetic perturbations ``plan`` names (computed in float64 when ``wide``)."""
     out: list[Case] = []
-    for fi, fam in enumerate(families()):
+    for fi, fam in enumerate(fams):
         out.append(Case(fam.name, "correct", "correct", fam.forward, fam.backward, fam.make_inputs,
                         fam.backward))
         for name, b in fam.alternates.items():
@@ -2452,16 +2459,32 @@ def _cases() -> tuple[Case, ...]:
             kind = "precision" if name in fam.precision else "bug"
             out.append(Case(fam.name, name, kind, fam.forward, b, fam.make_inputs, fam.backward,
                             fam.bug_notes.get(name, "")))
-        n = _n_grads(fam)
-        for j, rel in enumerate(SYNTH_SIZES):
-            pattern = SYNTH_PATTERNS[(j + fi) % len(SYNTH_PATTERNS)]
-            gi = (j + fi) % n
-            names = list(fam.make_inputs(np.random.default_rng(0)))
+        names = list(fam.make_inputs(np.random.default_rng(0)))
+        for rel, pattern, gi in plan(fi, len(names)):
             out.append(Case(fam.name, f"synth_{pattern}_{rel:.0e}_d{names[gi]}", "synthetic",
-                            fam.forward, perturbed(fam.backward, gi, pattern, rel),
+                            fam.forward, perturbed(fam.backward, gi, pattern, rel, wide),
                             fam.make_inputs, fam.backward,
                             f"{pattern} perturbation of d{names[gi]}, relative {rel:.0e}"))
     return tuple(out)
+
+
+def _plan(fi: int, n: int) -> list[tuple[float, str, int]]:
+    return [(rel, SYNTH_PATTERNS[(j + fi) % len(SYNTH_PATTERNS)], (j + fi) % n)
+            for j, rel in enumerate(SYNTH_SIZES)]
+
+
+@lru_cache(maxsize=1)
+def families() -> tuple[Family, ...]:
+    return built(FAMILIES)
+
+
+def family(name: str) -> Family:
+    return named(families(), name)
+
+
+@lru_cache(maxsize=1)
+def _cases() -> tuple[Case, ...]:
+    return catalog_cases(families(), _plan)
 
 
 def cases() -> list[Case]:

@@ -311,7 +311,7 @@ def test_crashing(check_gradients):
 
 
 def test_after():
-    assert True
+    pass  # reached only if the session outlived the crash: the outer test counts it as passed
 '''
 
 
