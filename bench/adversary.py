@@ -125,6 +125,7 @@ def run_task(task: tuple[int, str, int, float]) -> dict[str, Any]:
         return row
     row["seconds"] = time.perf_counter() - t0
     row["problems"] = [str(p)[:200] for p in (getattr(report, "problems", None) or [])]
+    row["verdict"] = str(report.verdict)  # a run problem (a backward that mutates) fails it too
     row["sized"] = rec["sizes"] is not None
     row["backward_calls"] = rec["calls"]
     row["measured_calls"] = rec["measured"]
@@ -162,7 +163,7 @@ def classify(row: dict[str, Any]) -> dict[str, Any]:
         out["verdict"] = "crash"
         return out
     statuses = {n: g["status"] for n, g in row["grads"].items()}
-    any_fail = any(s in FAILS for s in statuses.values())
+    any_fail = any(s in FAILS for s in statuses.values()) or row.get("verdict") == "fail"
     any_inc = any(s == "inconclusive" for s in statuses.values())
     if row["kind"] == "correct":
         out["verdict"] = "fa" if any_fail else ("inc" if any_inc else "ok")
@@ -175,6 +176,8 @@ def classify(row: dict[str, Any]) -> dict[str, Any]:
         out["verdict"] = "notex"
     else:
         out["verdict"] = "caught" if any_fail else ("inc" if any_inc else "missed")
+    if row.get("verdict") == "fail":  # the report failed: whatever a gradient said is moot
+        return out
     for n, g in row["grads"].items():
         s, det = g["size"], g["detectable"]
         if math.isnan(s) or s <= 0 or g["status"] in FAILS:

@@ -212,7 +212,11 @@ def test_auto_estimates_elements_when_the_directions_carry_no_evidence():
     x = np.random.default_rng(1).integers(-2, 3, size=(256, 256)).astype(float)
     good = check_layer(_relu(_relu_backward), {"x": x})
     bad = check_layer(_relu(_leaky_everything), {"x": x})
-    assert good.passed and good.results[0].mode == "sampled"
+    # Every sampled element agrees, but the elements not sampled rest on directions that all
+    # cross a kink: that is no evidence for them, and the verdict says so instead of passing.
+    (r,) = good.results
+    assert r.mode == "sampled" and r.status == "inconclusive", r.message
+    assert "mode='full'" in r.message
     assert not bad.passed and bad.verdict == "fail"
 
 
@@ -244,6 +248,10 @@ def test_auto_estimates_a_small_input_one_by_one_when_its_directions_are_weak():
     with pytest.warns(Warning):
         bad = check_layer(from_functions(forward, backward(1.01), config=config()), data)
     modes = {r.name: r.mode for r in good.results}
-    assert good.passed and modes["gamma"] == "full", modes
+    statuses = {r.name: r.status for r in good.results}
+    assert modes["gamma"] == "full" and statuses["gamma"] == "pass", (modes, statuses)
+    # dx at a conditioning of 1e6 in float32: rounding could hide an error as large as dx
+    # itself along every direction, so x carries no verdict (never a false alarm)
+    assert "fail" not in statuses.values(), statuses
     assert not bad.passed
-    assert [r.name for r in bad.results if not r.passed] == ["gamma"]
+    assert [r.name for r in bad.results if r.status == "fail"] == ["gamma"]

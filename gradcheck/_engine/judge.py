@@ -426,7 +426,10 @@ def _result(name: str, mode: str, el: _Elements | None, d: Directions | None, nu
             detect: float) -> GradientResult:
     """One GradientResult from the element-wise and the directional comparisons."""
     nan = float("nan")
-    status = ladder.gradient_status(el.verdict if el else None, d.verdict if d else None)
+    status = ladder.gradient_status(el.verdict if el else None, d.verdict if d else None,
+                                    detect, el is not None and el.count == x.size)
+    found = {v.status for v in (el, d) if v is not None}
+    unproven = status == "inconclusive" and not found & {"fail", "inconclusive"}
     head: tuple[float, float, float, tuple[int, ...] | None, float, float]
     directions_decide = (el is not None and d is not None and el.status not in _FAILING
                          and d.status in _FAILING)
@@ -449,7 +452,7 @@ def _result(name: str, mode: str, el: _Elements | None, d: Directions | None, nu
         worst_index=index, analytic_at_worst=analytic, numeric_at_worst=numeric_value,
         nfev=(el.nfev if el else 0) + (d.nfev if d else 0), method=num.method,
         coverage=_coverage(mode, el, d, x, detect), rtol=tol.rtol or 0.0, atol=tol.atol,
-        message=_message(name, status, el, d, user_dout), reason=_reason(num, d), worst=worst,
+        message=_message(name, status, el, d, user_dout, unproven), reason=_reason(num, d), worst=worst,
         seconds=seconds, kinks=el.kinks if el else (), explained=_explained(el) if el else (),
     )
 
@@ -465,7 +468,7 @@ def _reason(num: Numeric, d: Directions | None) -> str:
 
 
 def _message(name: str, status: str, el: _Elements | None, d: Directions | None,
-             user_dout: bool) -> str:
+             user_dout: bool, unproven: bool = False) -> str:
     if status == "zero":
         cause = (f"`{name}` has no effect on <dout, out> for the `dout` given (a constant dout "
                  "does this to normalising layers)" if user_dout else
@@ -479,9 +482,10 @@ def _message(name: str, status: str, el: _Elements | None, d: Directions | None,
     if el is not None:
         unanalysed = el.counted(frozenset({ladder.UNANALYSED}))
         unsure = el.counted(ladder.UNSURE)
-    if el is not None and el.status in _FAILING:
+    over = int(np.count_nonzero(el.verdict.err > el.verdict.budget)) if el is not None else 0
+    if el is not None and el.status in _FAILING and over:
         w = el.worst[0]
-        count = el.counted(ladder.FAILING) if el.status == "fail" else unsure
+        count = el.counted(ladder.FAILING) if el.status == "fail" else min(unsure, over)
         parts.append(f"{count} of {el.count} elements over budget; worst at {w.index}: "
                      f"analytic {w.analytic:.9g}, numeric {w.numeric:.9g}, "
                      f"error {w.abs_error:.3g} > budget {w.budget:.3g}")
@@ -508,6 +512,12 @@ def _message(name: str, status: str, el: _Elements | None, d: Directions | None,
     if el is None and d is not None and not d.evidence:
         parts.append("no direction was compared, so there is no verdict: check the elements one "
                      "by one (mode='sampled' or 'full'), where kinks are analysed")
+    if unproven:
+        kept = f"{d.verdict.kept} of {DIRECTIONS}" if d is not None else "no"
+        parts.append(f"inconclusive: every compared value agrees, but the elements not compared "
+                     f"rest on the directions ({kept} carry evidence), which would not fail "
+                     "even an error as large as the gradient itself: check every element "
+                     "(mode='full')")
     if unanalysed:
         parts.append(f"{unanalysed} elements over budget may sit on kinks but were beyond the "
                      f"{MAX_KINKS} analysed (worst first), so they carry no verdict")
@@ -519,13 +529,14 @@ def _message(name: str, status: str, el: _Elements | None, d: Directions | None,
                      "near 1e-300, a pole, inputs spanning many decades)")
     if el is not None and el.counted(frozenset({ladder.INCOMPARABLE})):
         parts.append("the float64 run the numerical side differentiates computes another "
-                     "function than the layer's own dtype, so the discrepancies carry no verdict")
+                     "function than the layer's own dtype, so neither its agreement nor its "
+                     "discrepancies say anything about the backward")
     unverified = el.counted(frozenset({ladder.UNVERIFIED})) if el is not None else 0
     if unverified:
         parts.append(f"{unverified} tied elements whose slots do not follow a symmetric "
                      "selection (max, sort, top-k): their tie rule could not be verified")
     by_rounding = ((el is not None and el.counted(frozenset({ladder.ROUNDING})) > 0)
-                   or (d is not None and d.status == "inconclusive"))
+                   or (d is not None and d.verdict.rounding))
     if status == "inconclusive" and by_rounding:
         parts.append("inconclusive: the error is within what rounding could explain, and "
                      + _why_unconfirmed(el))

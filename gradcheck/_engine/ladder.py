@@ -24,7 +24,8 @@ is ``unanalysed`` (inconclusive); a tie whose slots do not follow the symmetric 
 ``unverified`` (inconclusive); an element the numerical side could not measure at all (no step
 far below an element of 1e-300) is ``unmeasured`` (inconclusive); where the float64 reference
 computes another function than the layer's own dtype (a ``finfo(x.dtype).eps`` guard in a
-float32 layer), no discrepancy is blamed on the backward: ``incomparable`` (inconclusive). A
+float32 layer), neither a discrepancy nor an agreement says anything about the backward:
+every element is ``incomparable`` (inconclusive). A
 looser estimate never overrules a tighter one.
 
 **Directions** follow the same steps with projected budgets; a direction that crosses a kink
@@ -116,9 +117,9 @@ def judge_elements(ev: ElementEvidence, a: np.ndarray | None = None,
     # its own rounding noise (then only *zero* can be said).
     top = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(ev.n), initial=0.0)))
     wide = (ev.e > 2 * top) & (err > band) & (top > 0) & (not ev.noise_like)
-    outcome[~np.isfinite(ev.e) | wide] = UNMEASURED
-    if not ev.comparable:
-        outcome[outcome == FAILED] = INCOMPARABLE
+    outcome[~np.isfinite(ev.e) | ~np.isfinite(bud) | wide] = UNMEASURED
+    if not ev.comparable:  # agreement with another function proves nothing either
+        outcome[:] = INCOMPARABLE
     notes: list[str] = []
     if ev.kinks is not None:
         _kinks(ev, ev.kinks, a, err, bud, over, outcome, notes)
@@ -244,6 +245,7 @@ class DirectionVerdict:
     worst: tuple[float, float, float]  # analytic, numeric, budget of the largest ratio
     message: str
     kept: int  # directions that carry evidence
+    rounding: bool = False  # some direction is over budget by what rounding could explain
 
     @property
     def evidence(self) -> bool:
@@ -265,7 +267,10 @@ def judge_directions(d: DirectionEvidence, shift: np.ndarray | None = None,
     # of 1: the forward's rounding swamps the small ones' share).
     blind = keep & (allowed > 2 * np.maximum(np.abs(claimed), np.abs(d.measured))) & (
         diff > d.band) & (not d.noise_like)
-    unsure = (over & ~failing) | blind
+    # A budget that is not a number (an estimate lost to overflow) measures nothing; nor does
+    # agreement with a reference that computes another function than the layer.
+    unmeasured = keep & ~np.isfinite(allowed)
+    unsure = (over & ~failing) | blind | unmeasured | (keep & (not d.comparable))
     kept = int(np.count_nonzero(keep))
     zero = (d.noise_like and kept > 0
             and bool(np.all(np.abs(d.measured[keep]) <= allowed[keep])))
@@ -282,13 +287,22 @@ def judge_directions(d: DirectionEvidence, shift: np.ndarray | None = None,
     miss = (float(np.max(allowed[keep])) * d.miss_factor * fewer / d.spread if kept
             else math.inf)
     return DirectionVerdict(status, miss, worst, _direction_message(d, claimed, allowed,
-                                                                    failing), kept)
+                                                                    failing), kept,
+                             bool(np.any((over & ~failing) | blind)))
 
 
 def _direction_message(d: DirectionEvidence, claimed: np.ndarray, allowed: np.ndarray,
                        failing: np.ndarray) -> str:
     parts = [f"direction {k}: <d{d.label}, u> analytic {claimed[k]:.9g} vs numeric "
              f"{d.measured[k]:.9g} (budget {allowed[k]:.2g})" for k in np.flatnonzero(failing)[:2]]
+    unmeasured = int(np.count_nonzero(~d.crossing & ~np.isfinite(allowed)))
+    if unmeasured:
+        parts.append(f"{unmeasured} of {d.crossing.size} directions could not be measured (the "
+                     "numerical side's bound is not a number)")
+    if not d.comparable:
+        parts.append("the float64 run the numerical side differentiates computes another "
+                     "function than the layer's own dtype, so no direction says anything about "
+                     "the backward")
     crossing = int(np.count_nonzero(d.crossing))
     if crossing:
         parts.append(f"{crossing} of {d.crossing.size} directions cross a kink and carry no "
@@ -299,14 +313,21 @@ def _direction_message(d: DirectionEvidence, claimed: np.ndarray, allowed: np.nd
 # --- one gradient -----------------------------------------------------------------------------
 
 
-def gradient_status(el: ElementVerdict | None, d: DirectionVerdict | None) -> str:
-    """The gradient's status from its elements and its directions."""
+def gradient_status(el: ElementVerdict | None, d: DirectionVerdict | None,
+                    detect: float = 0.0, complete: bool = False) -> str:
+    """The gradient's status from its elements and its directions; ``detect`` is the proven
+    ``detectable`` (:func:`detectable`) and ``complete`` says every element was compared."""
     if el is None and d is not None and not d.evidence:
         return "inconclusive"  # the directions were all the evidence, and they carry none
     found = {s.status for s in (el, d) if s is not None}
     if found == {"zero"}:
         return "zero"
-    return next(s for s in STATUS_ORDER if s in found or s == "pass")
+    status = next(s for s in STATUS_ORDER if s in found or s == "pass")
+    if status in ("pass", "kink") and not complete and not math.isfinite(detect):
+        # The elements not compared rest on the directions, and not even an error as large as
+        # the gradient itself would fail them: a pass there would be no evidence.
+        return "inconclusive"
+    return status
 
 
 def across_inputs(statuses: dict[str, str], failed: dict[str, list[str]]) -> dict[str, str]:
