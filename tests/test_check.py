@@ -353,3 +353,26 @@ def test_a_narrower_backward_is_judged_by_its_measured_rounding(inside: type,
     assert dx.status == "fail", dx.message
     narrow = np.finfo(inside if inside != np.float64 else returned).eps
     assert narrow <= dx.detectable <= 1e-2, dx.detectable
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("mode", ["full", "directional"])
+def test_agreement_with_a_reference_of_another_function_is_no_pass(mode: str) -> None:
+    """A float32 layer whose constant depends on its dtype: the float64 reference the numerical
+    side differentiates is another function, so a backward that drops the constant agrees with
+    it, and that agreement must not pass (nor may the discrepancy of the right one fail)."""
+    def forward(x: np.ndarray) -> tuple[np.ndarray, float]:
+        k = 1 + 1e3 * float(np.finfo(x.dtype).eps)
+        return x * k, k
+
+    def right(dout: np.ndarray, k: float) -> tuple[np.ndarray]:
+        return (dout * k,)
+
+    def dropped(dout: np.ndarray, k: float) -> tuple[np.ndarray]:
+        return (dout.astype(np.float32),)
+
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    for backward in (right, dropped):
+        (r,) = check_layer(from_functions(forward, backward), {"x": x}, mode=mode).results
+        assert r.status == "inconclusive", (backward.__name__, r.status, r.message)
+        assert "another function" in r.message + r.reason
