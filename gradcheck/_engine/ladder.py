@@ -24,12 +24,13 @@ is ``unanalysed`` (inconclusive); a tie whose slots do not follow the symmetric 
 ``unverified`` (inconclusive); an element the numerical side could not measure at all (no step
 far below an element of 1e-300) is ``unmeasured`` (inconclusive); where the float64 reference
 computes another function than the layer's own dtype (a ``finfo(x.dtype).eps`` guard in a
-float32 layer), neither a discrepancy nor an agreement says anything about the backward:
-every element is ``incomparable`` (inconclusive). A
-looser estimate never overrules a tighter one.
+float32 layer), neither a discrepancy nor an agreement says anything about the backward: every
+element is ``incomparable`` (inconclusive). A looser estimate never overrules a tighter one.
 
-**Directions** follow the same steps with projected budgets; a direction that crosses a kink
-carries no evidence. **zero** needs the witness: both sides indistinguishable from 0 by their
+**Directions** follow the same steps with projected budgets; a direction that crosses a kink,
+or whose budget is not a number, carries no evidence. Elements not compared rest on the
+directions: a ``pass`` or ``kink`` there whose ``detectable`` found no size (not even an error
+as large as the gradient would fail) is *inconclusive* (:func:`gradient_status`). **zero** needs the witness: both sides indistinguishable from 0 by their
 measured noise (norms are computed scaled, so no magnitude decides it).
 
 **detectable** (:func:`detectable`) is a guarantee, not a formula: errors of the stated size
