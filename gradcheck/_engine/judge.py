@@ -452,7 +452,8 @@ def _result(name: str, mode: str, el: _Elements | None, d: Directions | None, nu
         worst_index=index, analytic_at_worst=analytic, numeric_at_worst=numeric_value,
         nfev=(el.nfev if el else 0) + (d.nfev if d else 0), method=num.method,
         coverage=_coverage(mode, el, d, x, detect), rtol=tol.rtol or 0.0, atol=tol.atol,
-        message=_message(name, status, el, d, user_dout, unproven), reason=_reason(num, d), worst=worst,
+        message=_message(name, status, el, d, user_dout, unproven), reason=_reason(num, d),
+        worst=worst,
         seconds=seconds, kinks=el.kinks if el else (), explained=_explained(el) if el else (),
     )
 

@@ -30,8 +30,9 @@ element is ``incomparable`` (inconclusive). A looser estimate never overrules a 
 **Directions** follow the same steps with projected budgets; a direction that crosses a kink,
 or whose budget is not a number, carries no evidence. Elements not compared rest on the
 directions: a ``pass`` or ``kink`` there whose ``detectable`` found no size (not even an error
-as large as the gradient would fail) is *inconclusive* (:func:`gradient_status`). **zero** needs the witness: both sides indistinguishable from 0 by their
-measured noise (norms are computed scaled, so no magnitude decides it).
+as large as the gradient would fail) is *inconclusive* (:func:`gradient_status`). **zero**
+needs the witness: both sides indistinguishable from 0 by their measured noise (norms are
+computed scaled, so no magnitude decides it).
 
 **detectable** (:func:`detectable`) is a guarantee, not a formula: errors of the stated size
 (relative to the gradient's largest element, in the error's largest element) are injected into
