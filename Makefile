@@ -62,7 +62,7 @@ bench: $(BENCH_STAMP)
 ADVERSARY_SEEDS ?= 3
 adversary: $(STAMP)
 	$(BIN)/python bench/adversary.py --seeds $(ADVERSARY_SEEDS) --jobs 2 > reports/adversary.txt
-	for n in 2 3; do $(BIN)/python bench/adversary.py --catalog adversary$${n}_catalog \
+	for n in 2 3 4; do $(BIN)/python bench/adversary.py --catalog adversary$${n}_catalog \
 		--seeds $(ADVERSARY_SEEDS) --jobs 2 > reports/adversary$$n.txt || exit 1; done
 
 lint: $(STAMP)

@@ -1,6 +1,6 @@
 """The adversaries' catalogs as tests: layers written by testers who never read the engine.
 
-``tests/adversary_catalog.py`` (and ``tests/adversary2_catalog.py``, the second round) hold
+``tests/adversary_catalog.py`` (and ``adversary2``..``adversary4``, later rounds) hold
 families of correct layers, valid alternative conventions at ties, realistic bugs and synthetic
 perturbations; their ground truth comes from torch autograd or mpmath (``bench/
 adversary_truth.py``), never from gradcheck. Here:
@@ -28,7 +28,8 @@ import pytest
 from gradcheck import check_layer, from_functions
 
 FAILING = {"fail", "shape", "nonfinite"}
-CATALOGS = [name for name in ("adversary_catalog", "adversary2_catalog", "adversary3_catalog")
+CATALOGS = [name for name in ("adversary_catalog", "adversary2_catalog", "adversary3_catalog",
+                              "adversary4_catalog")
             if importlib.util.find_spec(name) is not None]
 # (catalog, family, case name, mode): why the verdict is still wrong there (see the issue note)
 KNOWN: dict[tuple[str, str, str, str], str] = {}

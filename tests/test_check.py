@@ -376,3 +376,22 @@ def test_agreement_with_a_reference_of_another_function_is_no_pass(mode: str) ->
         (r,) = check_layer(from_functions(forward, backward), {"x": x}, mode=mode).results
         assert r.status == "inconclusive", (backward.__name__, r.status, r.message)
         assert "another function" in r.message + r.reason
+
+
+@pytest.mark.parametrize("mode", ["full", "sampled", "directional", "auto"])
+def test_a_zero_dimensional_input_is_checked_in_every_mode(mode: str) -> None:
+    """A learnable scalar (a temperature as ``np.asarray(0.3)``): sampled mode crashed on it."""
+    def forward(x: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, Any]:
+        return x * np.exp(s), (x, s)
+
+    def backward(wrong: float) -> Any:
+        def bwd(dout: np.ndarray, cache: Any) -> tuple[np.ndarray, np.ndarray]:
+            x, s = cache
+            return dout * np.exp(s), np.asarray(np.sum(dout * x * np.exp(s)) * wrong)
+        return bwd
+
+    inputs = {"x": np.arange(1.0, 5.0), "s": np.asarray(0.3)}
+    good = check_layer(from_functions(forward, backward(1.0)), inputs, mode=mode)
+    bad = check_layer(from_functions(forward, backward(1.01)), inputs, mode=mode)
+    assert good.passed, [(r.name, r.status, r.message) for r in good.results]
+    assert {r.name: r.status for r in bad.results}["s"] == "fail"

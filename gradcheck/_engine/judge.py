@@ -232,7 +232,10 @@ def modes(spec: Spec, run: Run) -> dict[str, str]:
 
 
 def _sample_indices(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """Every index of every axis at least once, the corners, and a few random elements."""
+    """Every index of every axis at least once, the corners, and a few random elements (a 0-d
+    input's one element)."""
+    if not shape:
+        return np.arange(1)
     m = max(shape)
     coords = [rng.permutation(np.resize(np.arange(n), m)) for n in shape]
     spread = np.ravel_multi_index(coords, shape)
