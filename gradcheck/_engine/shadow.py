@@ -14,9 +14,10 @@ witness for those gradients, and the verdict says what it could not measure.
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -48,21 +49,41 @@ def _quiet_call(fn: Any, *args: Any) -> Any:
         return fn(*args)
 
 
-def _run(spec: Spec, dtype: np.dtype, g: np.ndarray, extra: list[np.ndarray]
-         ) -> tuple[dict[str, Any], list[dict[str, Any]], np.ndarray]:
+def _run(spec: Spec, dtype: np.dtype, g: np.ndarray, extra: Iterable[np.ndarray],
+         on_out: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]], Any]:
     """Forward once in ``dtype``, then backward with ``g`` and with each upstream in ``extra``;
-    also the forward's output."""
+    also ``on_out`` of the forward's output, applied at once: neither the output nor the
+    inputs in ``dtype`` are held through the backwards, and the last backward gets the cache
+    itself (no call reads it after), three fewer arrays at the peak of a long double witness."""
     inputs = {k: v.astype(dtype) for k, v in spec.inputs.items()}
     out, cache = _quiet_call(spec.layer.forward, inputs)
-    if np.asarray(out).shape != g.shape:
+    del inputs
+    out = np.asarray(out)
+    if out.shape != g.shape:
         raise ValueError("output shape differs from the analytic pass")
-    main = _owned(_quiet_call(spec.layer.backward, g.astype(dtype), safe_deepcopy(cache)))
-    # each call's arrays copied before the next: a backward may return one buffer every time
-    others = [_owned(_quiet_call(spec.layer.backward, e.astype(dtype), safe_deepcopy(cache)))
-              for e in extra]
+    seen = on_out(out) if on_out is not None else None
+    del out
+    found = []
+    for (e, fresh), last in _with_last(itertools.chain([(g, False)], ((e, True) for e in extra))):
+        given = cache if last else safe_deepcopy(cache)
+        upstream = e if fresh and e.dtype == dtype else e.astype(dtype)  # extra: made for it
+        # each call's arrays copied before the next: a backward may return one buffer every time
+        found.append(_owned(_quiet_call(spec.layer.backward, upstream, given)))
+        del given, upstream, e
+    main, others = found[0], found[1:]
     if not isinstance(main, Mapping):
         raise TypeError("backward did not return gradients by name")
-    return dict(main), [dict(o) if isinstance(o, Mapping) else {} for o in others], np.asarray(out)
+    return dict(main), [dict(o) if isinstance(o, Mapping) else {} for o in others], seen
+
+
+def _with_last(items: Iterable[Any]) -> Iterator[tuple[Any, bool]]:
+    """Each item and whether it is the last (one item looked ahead)."""
+    it = iter(items)
+    previous = next(it)
+    for item in it:
+        yield previous, False
+        previous = item
+    yield previous, True
 
 
 def _owned(grads: Any) -> Any:
@@ -72,9 +93,11 @@ def _owned(grads: Any) -> Any:
             for k, v in grads.items()}
 
 
-def _signed_upstreams(spec: Spec, g: np.ndarray) -> list[np.ndarray]:
+def _signed_upstreams(spec: Spec, g: np.ndarray) -> Iterator[np.ndarray]:
+    """The term draws' upstreams, made one at a time as the backwards take them."""
     rng = np.random.default_rng([spec.seed, STREAM, 0x7465726D])
-    return [g * rng.choice([-1.0, 1.0], size=g.shape) for _ in range(TERM_DRAWS)]
+    for _ in range(TERM_DRAWS):
+        yield g * rng.choice([-1.0, 1.0], size=g.shape)
 
 
 def _terms(spec: Spec, draws: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -157,14 +180,14 @@ def _second_difference(spec: Spec, run: Run, grads: dict[str, Any],
     return found
 
 
-def _own(spec: Spec, run: Run, extra: list[np.ndarray]
+def _own(spec: Spec, run: Run, extra: Iterable[np.ndarray]
          ) -> tuple[dict[str, np.ndarray], list[dict[str, Any]] | None]:
     """The run in the layer's own dtype: its linearity (:func:`_second_difference`) and, with
     ``extra`` upstreams, the term draws (``None`` when it failed)."""
     c = LINEAR_FACTOR
     try:
         grads, others, _ = _run(spec, np.dtype(np.result_type(*spec.inputs.values())),
-                                run.g * c, [run.g * (2 * c - 1), *extra])
+                                run.g * c, itertools.chain([run.g * (2 * c - 1)], extra))
     except Exception:
         return {}, None
     return _second_difference(spec, run, grads, others[0]), others[1:]
@@ -181,27 +204,27 @@ def measure(spec: Spec, run: Run, allowance: float = math.inf) -> Shadow:
     with no witness, in the layer's own dtype.
     """
     layer_dtype = np.dtype(np.result_type(*spec.inputs.values()))
-    extra = _signed_upstreams(spec, run.g.astype(np.float64))
+    g64 = np.asarray(run.g, dtype=np.float64)
     on_witness = layer_dtype.itemsize < 8
-    found = _witness(spec, run, allowance, extra if on_witness else [])
+    found = _witness(spec, run, allowance, _signed_upstreams(spec, g64) if on_witness else [])
     if found.terms or (on_witness and found.dtype):
         linearity, _ = _own(spec, run, [])
         return replace(found, linearity=linearity)
-    linearity, draws = _own(spec, run, extra)
+    linearity, draws = _own(spec, run, _signed_upstreams(spec, g64))
     return replace(found, linearity=linearity, terms=_terms(spec, draws) if draws else {})
 
 
-def _witness(spec: Spec, run: Run, allowance: float, extra: list[np.ndarray]) -> Shadow:
+def _witness(spec: Spec, run: Run, allowance: float, extra: Iterable[np.ndarray]) -> Shadow:
     """The witness run (with the term draws ``extra``, when given), or a note why none."""
     wide = witness_dtype(np.result_type(*spec.inputs.values()))
     if wide is None:
         return Shadow(note="no floating dtype wider than the layer's is available on this machine")
     try:
-        grads, draws, out = _run(spec, wide, run.g, extra)
+        grads, draws, gap = _run(spec, wide, run.g, extra, lambda out: _same_function(
+            run, out, allowance) if out.shape == run.out.shape else 0.0)
     except Exception as exc:  # any failure in the wider dtype only means: no witness
         return Shadow(note=f"the layer raised {type(exc).__name__} in {wide}: {exc}"[:200])
-    terms = _terms(spec, draws) if extra else {}
-    gap = _same_function(run, out, allowance) if out.shape == run.out.shape else 0.0
+    terms = _terms(spec, draws) if draws else {}
     if gap:
         note = (f"the witness was discarded: in {wide} the forward computes another "
                 f"function (<dout, out> moves by {gap:.3g}, beyond the {allowance:.3g} "
