@@ -120,18 +120,19 @@ def _rms(arrays: list[np.ndarray]) -> np.ndarray:
     one temporary (a stack of long double squares was 8 times the gradient's memory); the
     elements whose squares leave float64's range (under 1e-145 or over 1e150) again in long
     double."""
-    total = np.zeros(arrays[0].shape, dtype=np.float64)
+    flat = [a.reshape(-1) for a in arrays]  # 1-D: a 0-d gradient's abs is a scalar
+    total = np.zeros(flat[0].size, dtype=np.float64)
     with np.errstate(all="ignore"):
-        for a in arrays:
+        for a in flat:
             square = np.abs(a).astype(np.float64, copy=False)
             np.multiply(square, square, out=square)
             total += square
-        rms = np.sqrt(total / len(arrays))
+        rms = np.sqrt(total / len(flat))
         outside = ~((total > _SQUARES_SAFE[0]) & (total < _SQUARES_SAFE[1]))
         if outside.any():
-            wide = [np.abs(a[outside]).astype(np.longdouble) for a in arrays]
-            rms[outside] = np.sqrt(sum(w * w for w in wide) / len(arrays)).astype(np.float64)
-    return rms
+            wide = [np.abs(a[outside]).astype(np.longdouble) for a in flat]
+            rms[outside] = np.sqrt(sum(w * w for w in wide) / len(flat)).astype(np.float64)
+    return rms.reshape(arrays[0].shape)
 
 
 def _witnesses(spec: Spec, grads: dict[str, Any], dtype: np.dtype) -> dict[str, np.ndarray]:
