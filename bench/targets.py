@@ -1,12 +1,13 @@
-"""Issue 16's speed targets, each a ratio measured in one run, met or not, with the machine's load.
+"""Issues 16 and 25's speed targets, each a ratio measured in one run, met or not, with the load.
 
 Usage::
 
     python bench/targets.py --out reports [--quick] [--only T1,T5] [--default-blas]
                                           [--default-malloc]
 
-Prints the table "Targets (issue 16)" to stdout (progress to stderr) and writes
-``DIR/targets.md`` and ``DIR/targets.json``. One function per target; each returns
+Prints the table "Targets (issues 16 and 25)" to stdout (progress to stderr) and writes
+``DIR/targets.md`` and ``DIR/targets.json``, and (T7, T8) the scale table ``DIR/scale.md`` and
+``DIR/scale.json``. One function per target; each returns
 ``{id, target, ratio, limit, met, numerator, denominator, details}`` where ``ratio =
 numerator / denominator`` and ``met = ratio <= limit`` (``met`` is ``None`` when the target was
 not measured, with the reason in ``details["why"]``). ``details["why"]`` also breaks the ratio
@@ -38,6 +39,19 @@ T6 :func:`target_concurrent`
     seconds. The CPU time per check too, which tells waiting for a CPU (a loaded machine) from
     slower work, and a pure-Python loop paired the same way in the same rounds: its ratios are
     the machine's own (other work on the CPUs), the check's ratio over the loop's is ours.
+T7 :func:`target_scale_time`
+    the default check of the course-style (N, D) BatchNorm (:mod:`bench.course_layers`,
+    float64) at every size of the scale table from 256k elements up, against one complex128
+    forward of it measured in the same fresh process (:mod:`bench.scale`): ≤ 30, and ≤ 10 at
+    8M (8192x1024); one record per size, with the forward and backward calls and the seconds
+    inside them, so the engine's own share shows.
+T8 :func:`target_scale_memory`
+    the peak memory (``ru_maxrss``) of a fresh process checking the layer against a fresh
+    process running its forward and backward once, same imports and inputs, at 1M and 8M
+    elements, float64 and float32: ≤ 2.
+T9 :func:`target_cli_failing`
+    T5's command on a copy of the course file whose ``dx`` drops the ``mean(dout)`` term (exit
+    1, diagnosis printed): median wall time against 0.4 s, interleaved with the passing file.
 
 BLAS threads. On this 2-CPU machine shared with other work, OpenBLAS' threaded ``np.dot`` of
 16,384 complex numbers (what ``check_layer``'s objective computed once per evaluation at 256x64
@@ -93,7 +107,7 @@ from tabulate import tabulate  # noqa: E402
 if __package__ in (None, ""):  # run as a script: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import allocator, baselines, checkers, course_layers, render  # noqa: E402
+from bench import allocator, baselines, checkers, course_layers, render, scale  # noqa: E402
 from gradcheck import BatchNorm, __version__  # noqa: E402
 from gradcheck.check import check_layer  # noqa: E402
 from gradcheck.layer import from_functions  # noqa: E402
@@ -123,11 +137,17 @@ class Sizes:
     cli_runs: int = 5
     concurrent_s: float = 4.0  # each phase of T6 checks for this long
     deltas: tuple[float, ...] = DELTAS
+    scaled: tuple[Shape, ...] = scale.SIZES  # the scale table (float64); T7 from 256k elements
+    memory: tuple[Shape, ...] = scale.MEMORY_SIZES  # T8, float64 and float32
 
 
 FULL = Sizes()
 QUICK = Sizes(name="quick", auto_shapes=((64, 32),), repeats=3, budget_s=10.0, cli_runs=3,
-              concurrent_s=2.0)
+              concurrent_s=2.0, scaled=((64, 32), (256, 64), (1024, 256)),
+              memory=((1024, 256),))
+T7_FROM = 256 * 1024  # T7 holds from this many elements up ...
+T7_LIMIT, T7_BIG, T7_BIG_LIMIT = 30.0, 8192 * 1024, 10.0  # ... at 30 forwards' worth, 10 at 8M
+T8_LIMIT = 2.0
 
 
 # ------------------------------------------------------------------------------- bookkeeping
@@ -626,6 +646,145 @@ def target_cli(sizes: Sizes = FULL) -> Target:
     return result("T5", name, wall, CLI_LIMIT_S, 1.0, details)
 
 
+# ----------------------------------------------------------------------- T7, T8: scale
+
+
+_SCALE: dict[tuple[Any, ...], list[dict[str, Any]]] = {}  # one measurement for T7, T8, table
+
+
+def scale_rows(sizes: Sizes = FULL) -> list[dict[str, Any]]:
+    """The scale table's rows (:mod:`bench.scale`), measured once per run for T7 and T8."""
+    key = (sizes.scaled, sizes.memory)
+    if key not in _SCALE:
+        _SCALE[key] = scale.measure(sizes.scaled, sizes.memory, log=_log)
+    return _SCALE[key]
+
+
+def _t7_limit(elements: int) -> float:
+    return T7_BIG_LIMIT if elements >= T7_BIG else T7_LIMIT
+
+
+def target_scale_time(sizes: Sizes = FULL) -> list[Target]:
+    """T7: the default check in ≤ 30 complex forwards' worth from 256k elements up, ≤ 10 at 8M."""
+    records = []
+    for row in scale_rows(sizes):
+        if row["dtype"] != "float64" or row["elements"] < T7_FROM:
+            continue
+        shape = _shape_text(tuple(row["shape"]))
+        limit = _t7_limit(row["elements"])
+        name = f"T7 default check at {shape} ≤ {limit:g} complex forwards' worth"
+        if "check_s" not in row:
+            records.append(not_measured("T7", name, limit, row.get("error", "?")))
+            continue
+        others = row["check_s"] - row["in_forwards_s"] - row["in_backwards_s"]
+        details = {
+            "numerator_is": "wall s of check_layer(layer, inputs), fresh process, after a "
+                            "warm-up check at 4x5",
+            "denominator_is": "median wall s of a complex128 forward of the layer, same process, "
+                              "after the check",
+            **row, "why": (
+                f"{row['verdict']}, mode {'/'.join(row['modes'])}: {row['check_s']:.3g} s "
+                f"(CPU {row['check_cpu_s']:.3g} s, {row['forwards_worth_cpu']:.1f} forwards' "
+                f"worth by CPU) = {row['forwards_worth']:.1f} complex forwards of "
+                f"{row['complex_forward_s'] * 1e3:.3g} ms; inside it {row['forward_calls']} "
+                f"forward calls ({row['complex_forward_calls']} complex: "
+                f"{row['in_complex_forwards_s']:.3g} s; all {row['in_forwards_s']:.3g} s), "
+                f"{row['backward_calls']} backward calls ({row['in_backwards_s']:.3g} s), the "
+                f"engine's own numerics {others:.3g} s; load after {row['load']}")}
+        records.append(result("T7", name, row["check_s"], row["complex_forward_s"], limit,
+                              details))
+    return records
+
+
+def target_scale_memory(sizes: Sizes = FULL) -> list[Target]:
+    """T8: a check's peak memory ≤ 2× the layer's own forward+backward, fresh processes."""
+    records = []
+    for row in scale_rows(sizes):
+        if tuple(row["shape"]) not in sizes.memory:
+            continue
+        shape = _shape_text(tuple(row["shape"]))
+        name = f"T8 peak memory of a check at {shape} {row['dtype']} ≤ 2× the layer's own"
+        if not row.get("peak_mb") or not row.get("layer_peak_mb"):
+            records.append(not_measured("T8", name, T8_LIMIT,
+                                        row.get("error") or row.get("layer_error") or "?"))
+            continue
+        details = {
+            "numerator_is": "ru_maxrss (MB) of a fresh process that checks the layer",
+            "denominator_is": "ru_maxrss (MB) of a fresh process that runs its forward and "
+                              "backward once (same imports and inputs)",
+            **row, "why": (
+                f"check {row['peak_mb']:.0f} MB against the layer's {row['layer_peak_mb']:.0f} "
+                f"MB; both started from {row['base_mb']:.0f} / {row['layer_base_mb']:.0f} MB "
+                f"after imports and inputs, so the check added "
+                f"{row['peak_mb'] - row['base_mb']:.0f} MB where the layer's forward and "
+                f"backward added {row['layer_peak_mb'] - row['layer_base_mb']:.0f} MB")}
+        records.append(result("T8", name, row["peak_mb"], row["layer_peak_mb"], T8_LIMIT,
+                              details))
+    return records
+
+
+# -------------------------------------------------------------------------------- T9
+
+WRONG_DX = "dx = (g - xhat * (g * xhat).mean(axis=0)) / std"  # the mean(dout) term dropped
+
+
+def wrong_course_file(path: Path) -> None:
+    """:mod:`bench.course_layers` at ``path`` with the mean term of ``dx`` dropped."""
+    text = Path(course_layers.__file__).read_text(encoding="utf-8")
+    right = "dx = (g - g.mean(axis=0) - xhat * (g * xhat).mean(axis=0)) / std"
+    if right not in text:
+        raise RuntimeError("bench/course_layers.py no longer has the line T9 breaks")
+    path.write_text(text.replace(right, WRONG_DX), encoding="utf-8")
+
+
+def target_cli_failing(sizes: Sizes = FULL) -> Target:
+    """T9: a failing ``gradcheck check`` of a 4x5 course file, diagnosis included, ≤ 0.4 s."""
+    shape = sizes.cli
+    name = (f"T9 failing `gradcheck check` of a {_shape_text(shape)} course file, diagnosis "
+            f"included, ≤ {CLI_LIMIT_S} s wall")
+    with tempfile.TemporaryDirectory(prefix="gradcheck-t9-") as tmp:
+        cwd = Path(tmp)
+        good, bad = cwd / "layers.py", cwd / "wrong.py"
+        shutil.copyfile(course_layers.__file__, good)
+        wrong_course_file(bad)
+        compiled = {k: v for k, v in USER_ENV.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        for path in (good, bad):  # bytecode and file cache, as for T5
+            _wall(cli_command(path, shape), cwd, 1, compiled)
+        failing: list[float] = []
+        passing: list[float] = []
+        code = err = out = None
+        for i in range(sizes.cli_runs):  # interleaved: pass, fail, then fail, pass, ...
+            for which in ((good, passing), (bad, failing))[:: 1 if i % 2 == 0 else -1]:
+                t0 = time.perf_counter()
+                done = subprocess.run(cli_command(which[0], shape), cwd=cwd, capture_output=True,
+                                      text=True, check=False, env=dict(USER_ENV))
+                which[1].append(time.perf_counter() - t0)
+                if which[0] == bad:
+                    code, err, out = done.returncode, done.stderr, done.stdout
+        slowest, packages = _import_times(cli_command(bad, shape), cwd)
+    wall, ok = _median(failing), _median(passing)
+    if code != 1:
+        return not_measured("T9", name, 1.0, f"the failing check exited {code}: "
+                            f"{(err or '').strip()[-300:]}")
+    diagnosed = "diagnosis:" in (out or "")
+    details = {
+        "numerator_is": f"median wall s of {sizes.cli_runs} runs of the failing command",
+        "denominator_is": f"the {CLI_LIMIT_S} s limit",
+        "command": " ".join(cli_command(bad, shape)[1:]), "wrong_line": WRONG_DX,
+        "times_s": failing, "passing_times_s": passing, "exit_code": code,
+        "diagnosed": diagnosed, "slowest_imports": slowest, "package_imports": packages,
+        "why": (f"{wall:.3g} s failing (exit {code}, diagnosis "
+                f"{'printed' if diagnosed else 'MISSING'}) against {ok:.3g} s for the passing "
+                f"file in the same rounds ({wall - ok:+.3g} s); slowest top-level imports of "
+                "the failing run: "
+                + ", ".join(f"{r['module']} {r['cumulative_s']:.3g} s" for r in slowest[:3])
+                + "; what gradcheck imports from other packages: "
+                + ", ".join(f"{r['module']} {r['cumulative_s']:.3g} s (by {r['imported_by']})"
+                            for r in packages[:4]) + " (one -X importtime run)."),
+    }
+    return result("T9", name, wall, CLI_LIMIT_S, 1.0, details)
+
+
 # ---------------------------------------------------------------------------------- T6
 
 CONTROL = "control"  # T6's other worker: a pure-Python loop, the machine's own pair ratio
@@ -799,9 +958,9 @@ def target_concurrent(sizes: Sizes = FULL) -> Target:
 # ------------------------------------------------------------------------------------ run
 
 
-TARGETS: tuple[Callable[[Sizes], Target], ...] = (
+TARGETS: tuple[Callable[[Sizes], Target | list[Target]], ...] = (
     target_directional, target_auto, target_default_big, target_full_forwards, target_cli,
-    target_concurrent)
+    target_concurrent, target_scale_time, target_scale_memory, target_cli_failing)
 
 
 _DOT_PROBE = """
@@ -854,12 +1013,13 @@ def run(sizes: Sizes = FULL, *, stream: Any = None,
             continue
         before, t0 = load(), time.perf_counter()
         _log(f"{ident}: measuring (load {before})", stream)
-        record = fn(sizes)
-        record["details"].update(load_before=before, load_after=load(),
-                                 seconds_spent=time.perf_counter() - t0)
-        _log(f"{ident}: ratio {_num(record['ratio'])} (limit {record['limit']:g}) "
-             f"{_met(record['met'])}; {record['details']['why']}", stream)
-        records.append(record)
+        made = fn(sizes)
+        for record in made if isinstance(made, list) else [made]:
+            record["details"].update(load_before=before, load_after=load(),
+                                     seconds_spent=time.perf_counter() - t0)
+            _log(f"{ident}: ratio {_num(record['ratio'])} (limit {record['limit']:g}) "
+                 f"{_met(record['met'])}; {record['details']['why']}", stream)
+            records.append(record)
     return {"schema_version": 1, "sizes": asdict(sizes), "gradcheck": __version__,
             **environment(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "load_average_at_start": start, "load_average_at_end": load(), "targets": records}
@@ -874,11 +1034,11 @@ def _met(met: bool | None) -> str:
 
 
 def table(outcome: dict[str, Any], fmt: str = "simple") -> str:
-    """The "Targets (issue 16)" table, the load averages above it, the why lines below."""
+    """The "Targets (issues 16 and 25)" table, the load averages above it, the why lines below."""
     rows = [[t["id"], t["target"].split(" ", 1)[1], f"{_num(t['numerator'])} / "
              f"{_num(t['denominator'])}", _num(t["ratio"]), f"≤ {t['limit']:g}", _met(t["met"]),
              _load_text(t["details"].get("load_before"))] for t in outcome["targets"]]
-    head = (f"Targets (issue 16) — {outcome['date']}, sizes {outcome['sizes']['name']}, "
+    head = (f"Targets (issues 16 and 25) — {outcome['date']}, sizes {outcome['sizes']['name']}, "
             f"{outcome['cpu_count']} CPUs, load average (1, 5, 15 min) at start "
             f"{_load_text(outcome['load_average_at_start'])}, at end "
             f"{_load_text(outcome['load_average_at_end'])}; BLAS threads "
@@ -904,8 +1064,27 @@ def write(outcome: dict[str, Any], out_dir: Path) -> None:
     """``out_dir/targets.md`` (the table, GitHub format) and ``out_dir/targets.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "targets.md").write_text("# " + table(outcome, "github"), encoding="utf-8")
+    for rows in _SCALE.values():
+        write_scale(rows, outcome, out_dir)
     (out_dir / "targets.json").write_text(
         json.dumps(render.to_jsonable(outcome), indent=2) + "\n", encoding="utf-8")
+
+
+def write_scale(rows: list[dict[str, Any]], outcome: dict[str, Any], out_dir: Path) -> None:
+    """``out_dir/scale.md`` (the table, the load and command above it) and ``scale.json``."""
+    head = (f"# Scale (issue 25) — {outcome['date']}, {outcome['cpu_count']} CPUs, load "
+            f"average at start {_load_text(outcome['load_average_at_start'])}, at end "
+            f"{_load_text(outcome['load_average_at_end'])}\n\n"
+            "The default check `check_layer(layer, inputs)` of the course-style (N, D) "
+            "BatchNorm (`bench/course_layers.py`), each row in fresh processes: the check's "
+            "wall and CPU seconds, the complex128 forward it is counted in (measured in the "
+            "same process after it), the forward calls it made, and its peak memory "
+            "(ru_maxrss) against a fresh process running the layer's forward and backward "
+            f"once.\n\nCommand: `{outcome.get('command', 'python bench/targets.py')}`\n\n")
+    (out_dir / "scale.md").write_text(head + scale.table(rows) + "\n", encoding="utf-8")
+    (out_dir / "scale.json").write_text(
+        json.dumps(render.to_jsonable({"date": outcome["date"], "rows": rows}), indent=2) + "\n",
+        encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

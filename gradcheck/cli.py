@@ -437,7 +437,7 @@ _PARENT_MODULES = (
     "gradcheck.forward_check", "gradcheck.layer", "gradcheck.model", "gradcheck.replay",
     "gradcheck.report", "gradcheck.properties", "gradcheck._terminal", "gradcheck._gather",
     "gradcheck.numeric.probe", "gradcheck.worker.remote", "tabulate", "tempfile", "html",
-    "traceback", "scipy.differentiate", "scipy.optimize",
+    "traceback", "scipy.differentiate",
 )
 _PROPERTY_MODULES = ("hypothesis", "hypothesis.extra.numpy", "gradcheck.strategies")
 

@@ -7,6 +7,7 @@ what the issue asks it to state (mode and miss bound, evaluations, the load aver
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import math
@@ -149,7 +150,7 @@ def test_sensitivity_lead(targets, ours, theirs, lead, lower):
 def test_table_and_files(targets, outcome, tmp_path):
     result, _ = outcome
     text = targets.table(result)
-    assert text.startswith("Targets (issue 16)") and "load average" in text
+    assert text.startswith("Targets (issues 16 and 25)") and "load average" in text
     assert "T3" in text and ("MET" in text or "NOT MET" in text)
     targets.write(result, tmp_path)
     data = json.loads((tmp_path / "targets.json").read_text())
@@ -179,3 +180,29 @@ def test_grad_norms_are_read_against_an_independent_upstream(targets):
     std = inputs["x"].transpose(0, 2, 3, 1).reshape(-1, 3).std(axis=0)
     expected = np.linalg.norm(targets.checkers.upstream(shape, 0)) / np.mean(std)
     assert 0.5 < norms["x"] / expected < 1.5
+
+
+def test_scale_targets_and_table(targets, tiny, tmp_path):
+    sizes = dataclasses.replace(tiny, scaled=((4, 5), (8, 6)), memory=((8, 6),))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(targets, "T7_FROM", 30)  # 8x6 stands in for the sizes from 256k up
+        times = targets.target_scale_time(sizes)
+        memory = targets.target_scale_memory(sizes)
+    assert [t["id"] for t in times] == ["T7"] and "8x6" in times[0]["target"]
+    assert [t["details"]["dtype"] for t in memory] == ["float64", "float32"]
+    for record in times + memory:
+        _consistent(record)
+    row = times[0]["details"]
+    assert row["forward_calls"] >= row["complex_forward_calls"] > 0 and row["backward_calls"]
+    outcome = {"date": "now", "cpu_count": 2, "load_average_at_start": [1.0, 1.0, 1.0],
+               "load_average_at_end": [1.0, 1.0, 1.0], "command": "bench"}
+    targets.write_scale(targets.scale_rows(sizes), outcome, tmp_path)
+    assert "| 8×6" in (tmp_path / "scale.md").read_text()
+    assert len(json.loads((tmp_path / "scale.json").read_text())["rows"]) == 3
+
+
+def test_failing_cli_is_diagnosed(targets, tiny):
+    record = targets.target_cli_failing(tiny)
+    _consistent(record)
+    assert record["met"] is not None, record["details"]["why"]  # exit code 1
+    assert record["details"]["exit_code"] == 1 and record["details"]["diagnosed"]

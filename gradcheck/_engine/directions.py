@@ -277,12 +277,7 @@ def shared(f: Any, v: np.ndarray, parts: Mapping[str, tuple[slice, float]],
     vouch for, and the evaluations made."""
     scales = list(parts.values())
     projectors = {name: _projector(rng, v.size, scales, sl) for name, (sl, _) in parts.items()}
-    u = _uniform(rng, (DIRECTIONS, v.size))
-    for sl, s in parts.values():
-        u[:, sl] *= s
-    au = np.abs(u)
-    projected = _joint_projections(u, au, parts, sides, tol)
-    rows = _evaluate(f, v, u, "complex", 0.0, _total(p.magnitude for p in projected.values()))
+    projected, rows = _streamed(f, v, parts, sides, tol, rng)
     nfev = sum(est.nfev for est in rows)
     over, table = _joint_table(rows, projected, sides, tol)
     if over:  # a shared direction over budget sends every input back to its own directions
@@ -316,14 +311,39 @@ def shared(f: Any, v: np.ndarray, parts: Mapping[str, tuple[slice, float]],
     return result, nfev
 
 
+def _streamed(f: Any, v: np.ndarray, parts: Mapping[str, tuple[slice, float]],
+              sides: Mapping[str, Side], tol: Tolerance, rng: np.random.Generator
+              ) -> tuple[dict[str, _Projected], list[numeric.Estimate]]:
+    """The shared directions drawn, projected and evaluated one at a time, in two buffers of
+    ``v``'s size (the stack of all of them and its absolute value were 16 times ``v``'s
+    memory, and each pass over them a trip to main memory); the same numbers as drawing the
+    stack at once (:func:`_uniform` and :func:`_projector` draw row by row too)."""
+    u, au = np.empty(v.size), np.empty(v.size)
+    found: dict[str, list[_Projected]] = {name: [] for name in parts}
+    rows = []
+    for _ in range(DIRECTIONS):
+        rng.random(out=u)
+        u -= 0.5
+        u *= 2 * math.sqrt(3)
+        for sl, s in parts.values():
+            u[sl] *= s
+        np.abs(u, out=au)
+        for name, (sl, _) in parts.items():
+            found[name].append(_project(sides[name], u[None, sl], tol, au[None, sl]))
+        magnitude = _total(p[-1].magnitude for p in found.values())
+        rows.append(numeric.directional(_along(f, v, u), method="complex", noise=0.0,
+                                        terms=float(magnitude[0])))
+    return {name: _stacked(ps) for name, ps in found.items()}, rows
+
+
+def _stacked(rows: Sequence[_Projected]) -> _Projected:
+    """One :class:`_Projected` of the directions ``rows`` projected one at a time."""
+    return _Projected(*(np.concatenate([getattr(p, k) for p in rows])
+                        for k in ("claimed", "size", "slack", "magnitude")))
+
+
 def _total(arrays: Iterable[np.ndarray]) -> np.ndarray:
     return np.sum(list(arrays), axis=0)
-
-
-def _joint_projections(u: np.ndarray, au: np.ndarray, parts: Mapping[str, tuple[slice, float]],
-                       sides: Mapping[str, Side], tol: Tolerance) -> dict[str, _Projected]:
-    return {name: _project(sides[name], u[:, sl], tol, au[:, sl])
-            for name, (sl, _) in parts.items()}
 
 
 def _joint_table(rows: list[numeric.Estimate], projected: Mapping[str, _Projected],

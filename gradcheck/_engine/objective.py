@@ -18,7 +18,7 @@ other inputs' (they are held fixed, but their rounding enters every evaluation).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -66,9 +66,16 @@ class _Objective:
         return self._value(out)
 
     def many(self, base: np.ndarray, ks: np.ndarray, values: np.ndarray) -> list[Any]:
-        outs = call_forward_many(self.spec, self.others, self.name, base, ks, values,
-                                 self.context, self.copy_inputs)
-        return [self._value(out) for out in outs]
+        """``L`` at each one-element change, in batches whose outputs stay under
+        :data:`_BATCH_BYTES` (each reduced to its value before the next batch: 256 outputs of
+        a 1024x256 layer held at once took 1 GB)."""
+        per = max(1, _BATCH_BYTES // max(1, self.g.size * 16))  # a complex128 output each
+        found: list[Any] = []
+        for lo in range(0, len(ks), per):
+            outs = call_forward_many(self.spec, self.others, self.name, base, ks[lo:lo + per],
+                                     values[lo:lo + per], self.context, self.copy_inputs)
+            found += [self._value(out) for out in outs]
+        return found
 
     def _value(self, out: Any) -> Any:
         out = np.asarray(out)
@@ -80,6 +87,8 @@ class _Objective:
             )
         return self.inner(out.reshape(-1))
 
+
+_BATCH_BYTES = 4 << 20  # outputs of one batch of one-element changes held at once
 
 # Below this many elements BLAS computes a dot product in the calling thread (OpenBLAS threads
 # its dot kernels only above 10000), and ``np.vdot`` beats any NumPy expression by 4x.
@@ -309,7 +318,7 @@ def _deviation_along(f: Any, v: np.ndarray, u: np.ndarray, step: float,
     ahead = offsets[1:] if centre is not None else offsets
     with np.errstate(all="ignore"):
         try:
-            found = f.points([v + (j * step) * u for j in ahead])
+            found = f.points(v + (j * step) * u for j in ahead)  # made one at a time
         except LayerError:
             return None
     first = [] if centre is None else [centre]
@@ -491,7 +500,12 @@ def joint_objective(spec: Spec, ref: Reference,
     def f(v: np.ndarray) -> Any:
         return value(call_forward(spec, local(v), "joint numerical pass")[0])
 
-    def points(vs: Sequence[np.ndarray]) -> list[Any]:  # several points, in one batch
+    def points(vs: Iterable[np.ndarray]) -> list[Any]:
+        """``f`` at several points: in one batch for a layer that evaluates batches itself (one
+        message to a worker); else one by one, each point and its output freed before the next
+        is made (nine outputs of 8M elements held at once took 0.6 GB)."""
+        if getattr(spec.layer, "forward_many", None) is None:
+            return [f(v) for v in vs]
         outs = call_forward_points(spec, [local(v) for v in vs], "joint numerical pass",
                                    ref.copy_inputs)
         return [value(out) for out in outs]

@@ -24,6 +24,7 @@ import numpy as np
 
 from gradcheck.diagnosis.factors import Count, name_factor, times
 from gradcheck.diagnosis.fitting import Candidate, Case, align, candidate, explained
+from gradcheck.diagnosis.search import bounded_minimum
 
 __all__ = ["MATCH", "NormModel", "norm_candidates", "norm_model"]
 
@@ -77,11 +78,7 @@ def _fit_eps(make: Callable[[float], np.ndarray], target: np.ndarray) -> tuple[f
         r = make(10.0 ** log_eps) - target
         return float(np.dot(r, r))
 
-    from scipy.optimize import minimize_scalar  # only when a failing normalisation is fitted
-
-    best = minimize_scalar(loss, bounds=(-12.0, 1.0), method="bounded",
-                           options={"xatol": 1e-4})
-    eps = 10.0 ** float(best.x)
+    eps = 10.0 ** bounded_minimum(loss, -12.0, 1.0, xatol=1e-4)
     return eps, explained(target, make(eps) - target)
 
 
