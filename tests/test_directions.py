@@ -255,3 +255,27 @@ def test_auto_estimates_a_small_input_one_by_one_when_its_directions_are_weak():
     assert "fail" not in statuses.values(), statuses
     assert not bad.passed
     assert [r.name for r in bad.results if r.status == "fail"] == ["gamma"]
+
+
+def test_auto_estimates_weak_parameters_one_by_one_only_within_its_budget(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The escalation from weak directions to elements is bounded by what it costs: beyond
+    ``ESCALATION_WORK`` the directions' result stands and the reason says what full mode
+    would cost (a float32 BatchNorm at 8M elements spent 2048 forwards of 8M on gamma)."""
+    from gradcheck._engine import judge
+
+    rng = np.random.default_rng(2)
+    n, d = 16, 1024  # too large for auto to give gamma every element from the start
+    data = {"x": rng.normal(1e3, 1e-3, size=(n, d)).astype(np.float32),
+            "gamma": rng.uniform(0.5, 2.0, d).astype(np.float32),
+            "beta": rng.normal(size=d).astype(np.float32)}
+    layer = from_functions(cat.batchnorm_forward, cat.backward_compact, config=config())
+    with pytest.warns(Warning):
+        within = check_layer(layer, data)
+    monkeypatch.setattr(judge, "ESCALATION_WORK", d * (n * d + 2 * d) // 2)  # half the cost
+    with pytest.warns(Warning):
+        beyond = check_layer(layer, data)
+    assert {r.name: r.mode for r in within.results}["gamma"] == "full"
+    gamma = {r.name: r for r in beyond.results}["gamma"]
+    assert gamma.mode == "directional" and gamma.status != "fail"
+    assert "beyond auto's budget" in gamma.reason, gamma.reason

@@ -55,6 +55,10 @@ FULL_MODE_MAX_ELEMENTS = 2048
 # the inputs' and the output's). A full check of 2048 elements with its parameters fits, and so
 # does the sample of a 256x64 input; at a million elements only the shared directions do.
 AUTO_WORK = 2**23
+# ... and what it may spend more on one input whose directions turned out weak (see _weak): its
+# elements one by one, while they fit (2048 parameters beside an input of 32k elements do, 128
+# beside 1M; the 2048 of a float32 BatchNorm at 8M elements would cost 2048 forwards of 8M).
+ESCALATION_WORK = 16 * AUTO_WORK
 EXTRA_SAMPLES = 32
 WORST_ROWS = 5
 CONFIRM_MAX = 64  # elements over budget re-measured in extended precision, worst first
@@ -209,14 +213,18 @@ def _kinks_of(num: Numeric, idx: np.ndarray, a: np.ndarray, n: np.ndarray, e: np
 # --- one gradient -----------------------------------------------------------------------------
 
 
+def _work(spec: Spec, run: Run) -> int:
+    """The elements one evaluation computes: the larger of the inputs' and the output's."""
+    return max(sum(spec.inputs[k].size for k in spec.inputs), run.out.size, 1)
+
+
 def modes(spec: Spec, run: Run) -> dict[str, str]:
     """Each input's mode. ``auto`` gives the smallest inputs (the parameters) every element
     while the evaluations fit :data:`AUTO_WORK`, up to :data:`FULL_MODE_MAX_ELEMENTS` each,
     then a sample where it fits, then directions only (their miss bound is stated)."""
     if spec.mode != "auto":
         return {name: spec.mode for name in spec.wrt}
-    work = max(sum(spec.inputs[k].size for k in spec.inputs), run.out.size, 1)
-    allowance = AUTO_WORK // work - DIRECTIONS
+    allowance = AUTO_WORK // _work(spec, run) - DIRECTIONS
     chosen = {}
     for name in sorted(spec.wrt, key=lambda k: spec.inputs[k].size):
         shape = spec.inputs[name].shape
@@ -272,7 +280,9 @@ def judge(spec: Spec, run: Run, ref: Reference, sides: Sides, name: str,
     directions = note = None
     if mode == "directional":
         directions = vouched or _directions.own(name, num, current, tol, rng)
-        small = x.size <= FULL_MODE_MAX_ELEMENTS  # cheap to estimate one by one
+        # cheap enough to estimate one by one
+        small = (x.size <= FULL_MODE_MAX_ELEMENTS
+                 and x.size * _work(spec, run) <= ESCALATION_WORK)
         if spec.mode == "auto" and (not directions.evidence
                                     or (small and _weak(directions, current))):
             norm = scaled_norm(current.a)
@@ -284,6 +294,11 @@ def judge(spec: Spec, run: Run, ref: Reference, sides: Sides, name: str,
                 directions = None
             if vouched is not None:  # its elements are estimated alone: screen it alone
                 num = prepare(spec, ref, name, found, alone=True)
+        elif spec.mode == "auto" and _weak(directions, current):
+            note = (f"auto: the directions alone would miss errors of 2-norm "
+                    f"{directions.miss_norm:.3g} (|d{name}| = {scaled_norm(current.a):.3g}); "
+                    f"estimating its {x.size} elements one by one would take {x.size} forwards "
+                    f"of {_work(spec, run)} elements, beyond auto's budget (mode='full' does)")
     elements = est = idx = None
     if mode != "directional":
         idx = _sample_indices(x.shape, rng) if mode == "sampled" else np.arange(x.size)
