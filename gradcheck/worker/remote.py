@@ -14,6 +14,7 @@ subclass named like the original (``ValueError``), so messages read as they do i
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import time
 import weakref
@@ -49,6 +50,8 @@ BATCH_BYTES = 8 << 20  # one message carries at most this many bytes of changed 
 BATCH_SECONDS = 0.25  # and about this much of the layer's time
 _BATCH_POINTS = 512
 _FIRST_BATCH = 16  # points in a layer's first message, to time them
+IN_FLIGHT = 2  # messages queued per worker (the shared arena holds two: see wire.Arena)
+_MESSAGE_SECONDS = 0.002  # a message is split further only while each part has this much work
 
 _CLASSES: dict[str, type[RemoteError]] = {}
 _OURS = {"InvalidArgument": errors.InvalidArgument, "LayerError": errors.LayerError}
@@ -124,12 +127,32 @@ def _copy_back(original: Any, changed: Any, *, rebind: bool = False) -> None:
 
 
 def _batch(answer: Any, size: int) -> list[Any]:
+    """A batch's forward results; outputs of one shape and dtype come stacked in one array
+    (one buffer, one copy here), whose rows are the outputs."""
     if not isinstance(answer, dict) or "error" in answer or "ok" not in answer:
         raise_error(answer.get("error", {}) if isinstance(answer, dict) else {})
     batch = answer["ok"]
+    if isinstance(batch, dict) and set(batch) == {"stacked"}:
+        rows = batch["stacked"]
+        if isinstance(rows, np.ndarray) and rows.ndim and len(rows) == size:
+            return [(row, None) for row in rows]
     if not isinstance(batch, list) or len(batch) != size:
         raise errors.LayerError("the layer's process sent a batch gradcheck cannot read")
     return batch
+
+
+def _drained(answer: Any, size: int, flight: collections.deque[tuple[Worker, int]]
+             ) -> list[Any]:
+    """:func:`_batch`; when it raises (the layer raised), the answers still queued are read
+    first, so every worker's channel is back in step for the next request."""
+    try:
+        return _batch(answer, size)
+    except BaseException:
+        while flight:
+            worker, _ = flight.popleft()
+            with contextlib.suppress(errors.WorkerLost):
+                worker.receive()
+        raise
 
 
 def _same_output(a: Any, b: Any) -> bool:
@@ -218,42 +241,51 @@ class RemoteLayer:
     def forward_perturbed(self, inputs: Mapping[str, np.ndarray], name: str, base: np.ndarray,
                           ks: np.ndarray, values: np.ndarray, fresh: bool) -> list[Any]:
         """The forward at many one-element changes of ``inputs[name]``, batched (the engine's
-        hook, see ``call_forward_many``): one message per :data:`BATCH_BYTES` of inputs, the
-        messages spread over the pool's workers, which evaluate them at the same time."""
+        hook, see ``call_forward_many``): one message per :data:`BATCH_BYTES` of inputs, spread
+        over the pool's workers, each with :data:`IN_FLIGHT` messages queued, so the workers
+        evaluate while this process reads the answers they sent."""
         if not len(ks):
             return []
         sides = self._sides(inputs, name, base, ks, values, fresh)
         found: list[Any] = []
-        lo = 0
-        while lo < len(ks):
-            step = self._batch_size(base, len(ks) - lo, len(sides))
-            group = []
-            for worker, kept in sides:
-                hi = min(lo + step, len(ks))
-                if lo < hi:
-                    worker.phase = "forward"
-                    worker.send({"op": "perturb", "target": kept.handle.id, "name": name,
-                                 "fresh": fresh}, [dict(inputs), base, ks[lo:hi], values[lo:hi]])
-                    group.append((worker, hi - lo))
-                    lo = hi
-            start = time.perf_counter()
-            for worker, size in group:
-                found += _batch(worker.receive(), size)
-                if self.progress is not None:
-                    self.progress(name, size)
-            self._per_point = (time.perf_counter() - start) / max(1, max(s for _, s in group))
+        flight: collections.deque[tuple[Worker, int]] = collections.deque()
+        queued = {id(worker): 0 for worker, _ in sides}
+        lo, last = 0, time.perf_counter()
+        while lo < len(ks) or flight:
+            while lo < len(ks):
+                worker, kept = min(sides, key=lambda side: queued[id(side[0])])
+                if queued[id(worker)] >= IN_FLIGHT or (self._per_point is None and flight):
+                    break  # (the first message alone, to time the layer)
+                hi = lo + self._batch_size(base, len(ks) - lo, len(sides))
+                worker.phase = "forward"
+                worker.send({"op": "perturb", "target": kept.handle.id, "name": name,
+                             "fresh": fresh}, [dict(inputs), base, ks[lo:hi], values[lo:hi]])
+                flight.append((worker, hi - lo))
+                queued[id(worker)] += 1
+                lo = hi
+            worker, size = flight.popleft()
+            answer = worker.receive()
+            queued[id(worker)] -= 1
+            found += _drained(answer, size, flight)
+            now = time.perf_counter()  # the layer's time per point, about (the pool in parallel)
+            self._per_point = (now - last) * len(sides) / size
+            last = now
+            if self.progress is not None:
+                self.progress(name, size)
         return found
 
     def _batch_size(self, base: np.ndarray, left: int, workers: int) -> int:
         """Points per message: at most :data:`BATCH_BYTES` of inputs and about
         :data:`BATCH_SECONDS` of the layer's time (progress and Ctrl-C stay responsive), and
-        the rest shared evenly among the workers."""
+        the rest shared evenly among the workers' queues, unless that leaves a message less than
+        :data:`_MESSAGE_SECONDS` of work (a message costs a round trip)."""
         most = max(1, min(_BATCH_POINTS, BATCH_BYTES // max(1, base.nbytes)))
         if self._per_point is None:
-            most = min(most, _FIRST_BATCH)
-        else:
-            most = min(most, max(1, int(BATCH_SECONDS / max(self._per_point, 1e-9))))
-        return int(min(most, -(-left // workers)))
+            return int(min(most, _FIRST_BATCH, left))
+        per_point = max(self._per_point, 1e-9)
+        most = min(most, max(1, int(BATCH_SECONDS / per_point)))
+        least = -(-_MESSAGE_SECONDS // per_point)
+        return int(min(most, left, max(least, -(-left // (workers * IN_FLIGHT)))))
 
     def _sides(self, inputs: Mapping[str, np.ndarray], name: str, base: np.ndarray,
                ks: np.ndarray, values: np.ndarray, fresh: bool) -> list[tuple[Worker, Kept]]:

@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from gradcheck.errors import WorkerLost
-from gradcheck.worker.wire import Channel, WireError, decode, encode
+from gradcheck.worker.wire import ARENA_BYTES, Arena, Channel, WireError, decode, encode
 
 __all__ = ["Worker", "WorkerLost"]
 
@@ -108,23 +108,38 @@ class Worker:
         self._before = _children()
         p_read, c_write = os.pipe()
         c_read, p_write = os.pipe()
+        size = ARENA_BYTES if not max_memory else min(ARENA_BYTES, max_memory // 32)
+        segments = Arena.segments(size) if size >= 1 << 20 else None
+        shared = ",".join(map(str, segments or ()))  # to the worker (2), from it (2)
         code = (f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); "
                 "from gradcheck.worker.child import main; sys.exit(main())")
-        argv = [sys.executable, "-c", code, str(c_read), str(c_write), str(max_memory or 0)]
+        argv = [sys.executable, "-c", code, str(c_read), str(c_write), str(max_memory or 0),
+                shared, str(size)]
         try:
             self._proc = subprocess.Popen(
-                argv, pass_fds=(c_read, c_write), stdin=subprocess.DEVNULL,
+                argv, pass_fds=(c_read, c_write, *(segments or ())), stdin=subprocess.DEVNULL,
                 stdout=_stderr_fd(), stderr=_stderr_fd(), start_new_session=True,
                 env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+            arena = Arena(segments[:2], segments[2:], size) if segments else None
         finally:
-            os.close(c_read)
-            os.close(c_write)
+            for fd in (c_read, c_write, *(segments or ())):
+                os.close(fd)
         self._read, self._write = p_read, p_write
-        self._channel = Channel(p_read, p_write, max_bytes=max_memory or None)
+        self._channel = Channel(p_read, p_write, max_bytes=max_memory or None, arena=arena)
         self._release: list[int] = []
         self._lost: str | None = None
         self.phase = "start"
         _LIVE.add(self._proc.pid)
+
+    @property
+    def pid(self) -> int:
+        """The worker's process id (and its process group's)."""
+        return self._proc.pid
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Messages and bytes (through the pipe, through shared memory) sent and received."""
+        return self._channel.counts
 
     @property
     def lost(self) -> str | None:
