@@ -155,28 +155,43 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _array(tree: dict[str, Any], buffers: list[bytes]) -> np.ndarray:
-    index, shape = tree["A"], tree["shape"]
-    if not _is_int(index) or not 0 <= index < len(buffers):
-        raise WireError(f"an array refers to buffer {index!r} of {len(buffers)}")
-    if not isinstance(shape, list) or not all(_is_int(n) and n >= 0 for n in shape):
-        raise WireError(f"an array has the shape {shape!r:.60}")
+_DTYPES: dict[str, np.dtype[Any]] = {}  # the dtypes seen, checked once
+
+
+def _dtype(name: Any) -> np.dtype[Any]:
+    found = _DTYPES.get(name) if isinstance(name, str) else None
+    if found is not None:
+        return found
     try:
-        dtype = np.dtype(str(tree["dtype"]))
+        dtype = np.dtype(str(name))
     except TypeError as exc:
-        raise WireError(f"an array has the dtype {tree['dtype']!r:.40}") from exc
+        raise WireError(f"an array has the dtype {name!r:.40}") from exc
     if dtype.kind not in _KINDS or dtype.names is not None or dtype.subdtype is not None:
         raise WireError(f"an array has the dtype {dtype}, which the protocol does not carry")
-    data = memoryview(buffers[index])
+    if isinstance(name, str) and len(_DTYPES) < 64:
+        _DTYPES[name] = dtype
+    return dtype
+
+
+def _array(tree: dict[str, Any], buffers: list[Any]) -> np.ndarray:
+    index, shape = tree["A"], tree["shape"]
+    if type(index) is not int or not 0 <= index < len(buffers):
+        raise WireError(f"an array refers to buffer {index!r} of {len(buffers)}")
     size = 1
+    if type(shape) is not list:
+        raise WireError(f"an array has the shape {shape!r:.60}")
     for n in shape:
+        if type(n) is not int or n < 0:
+            raise WireError(f"an array has the shape {shape!r:.60}")
         size *= n
+    dtype = _dtype(tree["dtype"])
+    data = memoryview(buffers[index])
     if size * dtype.itemsize != data.nbytes:
         raise WireError(f"an array of shape {tuple(shape)} and dtype {dtype} came with "
                         f"{data.nbytes} bytes")
     order: Literal["C", "F"] = "F" if tree["order"] == "F" else "C"
     flat = np.frombuffer(data, dtype=dtype)  # (in the shared arena, the sender can still write)
-    return flat.reshape(tuple(shape), order=order).copy(order=order)  # ours from here on
+    return flat.reshape(shape, order=order).copy(order=order)  # ours from here on
 
 
 # --- framing over file descriptors ------------------------------------------------------------
