@@ -141,20 +141,6 @@ def _batch(answer: Any, size: int) -> list[Any]:
     return batch
 
 
-def _drained(answer: Any, size: int, flight: collections.deque[tuple[Worker, int]]
-             ) -> list[Any]:
-    """:func:`_batch`; when it raises (the layer raised), the answers still queued are read
-    first, so every worker's channel is back in step for the next request."""
-    try:
-        return _batch(answer, size)
-    except BaseException:
-        while flight:
-            worker, _ = flight.popleft()
-            with contextlib.suppress(errors.WorkerLost):
-                worker.receive()
-        raise
-
-
 def _same_output(a: Any, b: Any) -> bool:
     first = a[0] if isinstance(a, tuple) and a else a
     second = b[0] if isinstance(b, tuple) and b else b
@@ -239,40 +225,48 @@ class RemoteLayer:
         return _batch(answer, len(points))
 
     def forward_perturbed(self, inputs: Mapping[str, np.ndarray], name: str, base: np.ndarray,
-                          ks: np.ndarray, values: np.ndarray, fresh: bool) -> list[Any]:
+                          ks: np.ndarray, values: np.ndarray, fresh: bool) -> Iterator[Any]:
         """The forward at many one-element changes of ``inputs[name]``, batched (the engine's
         hook, see ``call_forward_many``): one message per :data:`BATCH_BYTES` of inputs, spread
         over the pool's workers, each with :data:`IN_FLIGHT` messages queued, so the workers
-        evaluate while this process reads the answers they sent."""
+        evaluate while this process reads and uses the answers they sent. The outputs are
+        yielded as each answer arrives: the engine reduces them as they come, and a stage's
+        outputs are never all held here at once (they would be fresh memory, page by page)."""
         if not len(ks):
-            return []
+            return
         sides = self._sides(inputs, name, base, ks, values, fresh)
-        found: list[Any] = []
-        flight: collections.deque[tuple[Worker, int]] = collections.deque()
+        flight: collections.deque[tuple[Worker, int, int]] = collections.deque()
         queued = {id(worker): 0 for worker, _ in sides}
         lo, last = 0, time.perf_counter()
-        while lo < len(ks) or flight:
-            while lo < len(ks):
-                worker, kept = min(sides, key=lambda side: queued[id(side[0])])
-                if queued[id(worker)] >= IN_FLIGHT or (self._per_point is None and flight):
-                    break  # (the first message alone, to time the layer)
-                hi = lo + self._batch_size(base, len(ks) - lo, len(sides))
-                worker.phase = "forward"
-                worker.send({"op": "perturb", "target": kept.handle.id, "name": name,
-                             "fresh": fresh}, [dict(inputs), base, ks[lo:hi], values[lo:hi]])
-                flight.append((worker, hi - lo))
-                queued[id(worker)] += 1
-                lo = hi
-            worker, size = flight.popleft()
-            answer = worker.receive()
-            queued[id(worker)] -= 1
-            found += _drained(answer, size, flight)
-            now = time.perf_counter()  # the layer's time per point, about (the pool in parallel)
-            self._per_point = (now - last) * len(sides) / size
-            last = now
-            if self.progress is not None:
-                self.progress(name, size)
-        return found
+        try:
+            while lo < len(ks) or flight:
+                while lo < len(ks):
+                    worker, kept = min(sides, key=lambda side: queued[id(side[0])])
+                    if queued[id(worker)] >= IN_FLIGHT or (self._per_point is None and flight):
+                        break  # (the first message alone, to time the layer)
+                    hi = lo + self._batch_size(base, len(ks) - lo, len(sides))
+                    worker.phase = "forward"
+                    number = worker.send(
+                        {"op": "perturb", "target": kept.handle.id, "name": name,
+                         "fresh": fresh}, [dict(inputs), base, ks[lo:hi], values[lo:hi]],
+                        queued=queued[id(worker)] > 0)
+                    flight.append((worker, hi - lo, number))
+                    queued[id(worker)] += 1
+                    lo = hi
+                worker, size, number = flight.popleft()
+                if worker.answered > number:
+                    raise RuntimeError("a batch resumed after its answers were dropped")
+                rows = _batch(worker.receive(), size)
+                queued[id(worker)] -= 1
+                now = time.perf_counter()  # the layer's time per point (the pool in parallel)
+                self._per_point = (now - last) * len(sides) / size
+                last = now
+                if self.progress is not None:
+                    self.progress(name, size)
+                yield from rows
+        finally:  # stopped early (the layer raised, or the engine did): answers still queued
+            for worker, _, number in flight:  # are read, so the next request gets its own
+                worker.drain(number)
 
     def _batch_size(self, base: np.ndarray, left: int, workers: int) -> int:
         """Points per message: at most :data:`BATCH_BYTES` of inputs and about
@@ -297,12 +291,11 @@ class RemoteLayer:
             return [mine]
         if not self._verified:
             self._verified = True
-            outs = []
             for worker, kept in (mine, *self._replicas):
                 worker.send({"op": "perturb", "target": kept.handle.id, "name": name,
                              "fresh": fresh}, [dict(inputs), base, ks[:1], values[:1]])
-            for worker, _ in (mine, *self._replicas):
-                outs.append(_batch(worker.receive(), 1)[0])
+            answers = [worker.receive() for worker, _ in (mine, *self._replicas)]
+            outs = [_batch(answer, 1)[0] for answer in answers]  # (all read: channels in step)
             agree = [r for r, out in zip(self._replicas, outs[1:], strict=True)
                      if _same_output(outs[0], out)]
             if len(agree) < len(self._replicas):

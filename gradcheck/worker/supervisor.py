@@ -128,6 +128,7 @@ class Worker:
         self._channel = Channel(p_read, p_write, max_bytes=max_memory or None, arena=arena)
         self._release: list[int] = []
         self._lost: str | None = None
+        self._sent = self._answered = 0  # requests sent, answers read (two apart at most)
         self.phase = "start"
         _LIVE.add(self._proc.pid)
 
@@ -135,6 +136,11 @@ class Worker:
     def pid(self) -> int:
         """The worker's process id (and its process group's)."""
         return self._proc.pid
+
+    @property
+    def answered(self) -> int:
+        """How many answers were read (request ``n`` is answered once this is above ``n``)."""
+        return self._answered
 
     @property
     def counts(self) -> dict[str, int]:
@@ -159,10 +165,16 @@ class Worker:
         self.send(header, values)
         return self.receive()
 
-    def send(self, header: dict[str, Any], values: Any = None) -> None:
-        """The first half of :meth:`request` (a pool sends to every worker, then receives)."""
+    def send(self, header: dict[str, Any], values: Any = None, *, queued: bool = False) -> int:
+        """The first half of :meth:`request`; returns the request's number. ``queued``: behind
+        the caller's own unanswered request (a batch keeps two queued: the shared arena has two
+        segments); otherwise answers nobody will read (a batch stopped early) are read first."""
+        if not queued:
+            self.drain()
         if self._lost is not None:
             raise WorkerLost(self._lost)
+        if self._sent - self._answered >= 2:
+            raise RuntimeError("a third request to a worker before the first was answered")
         tree, buffers = encode(values)
         header = {**header, "args": tree, "release": self._release[:]}
         self._release.clear()
@@ -171,17 +183,27 @@ class Worker:
         except WireError as exc:
             self._lost = self._ended(str(exc))
             raise WorkerLost(self._lost) from None
+        self._sent += 1
+        return self._sent - 1
 
     def receive(self) -> Any:
-        """The second half of :meth:`request`: the answer to the last message sent."""
+        """The second half of :meth:`request`: the answer to the oldest unanswered request."""
         if self._lost is not None:
             raise WorkerLost(self._lost)
         try:
             answer, data = self._channel.receive()
-            return decode(answer, data)
+            self._answered += 1
+            return decode(answer, data)  # copies out of the arena before the next send
         except WireError as exc:
             self._lost = self._ended(str(exc))
             raise WorkerLost(self._lost) from None
+
+    def drain(self, number: int | None = None) -> None:
+        """Read and drop the answers up to request ``number`` (all, without it)."""
+        last = self._sent - 1 if number is None else number
+        with contextlib.suppress(WorkerLost):
+            while self._answered <= last and self._lost is None:
+                self.receive()
 
     def _ended(self, problem: str) -> str:
         try:
