@@ -1,8 +1,9 @@
 """The trust boundary: the user's code runs in a supervised worker, the verdict stays here.
 
-- :mod:`~gradcheck.worker.wire` what crosses: a JSON header and raw array buffers, never a pickle
-  from the worker; only plain values and boolean/integer/float/complex arrays, decoded strictly
-  into arrays the parent owns; other objects stay in the worker behind handles.
+- :mod:`~gradcheck.worker.wire` what crosses: a JSON header and raw array buffers (through
+  sealed shared memory on Linux), never a pickle from the worker; only plain values and
+  boolean/integer/float/complex arrays, decoded strictly into arrays the parent owns; other
+  objects stay in the worker behind handles.
 - :mod:`~gradcheck.worker.child` the worker (``python -c ... gradcheck.worker.child``): imports
   the user's module (:func:`gradcheck.doorway.open_module`), builds layers with the same adapters
   as in process, and answers calls. It decides nothing.
