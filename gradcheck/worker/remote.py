@@ -157,6 +157,7 @@ class RemoteLayer:
 
     def __init__(self, worker: Worker, kept: Kept) -> None:
         self._worker, self._kept = worker, kept
+        self._seen: tuple[int, dict[str, Any]] | None = None
         attrs = self._attrs()
         values = attrs["values"]
         self.name = str(values.get("name") or kept.handle.type)
@@ -178,12 +179,17 @@ class RemoteLayer:
         self._required = (tuple(map(str, required[0])), str(required[1])) if required else None
 
     def _attrs(self) -> dict[str, Any]:
+        """The layer's attributes, read again unless the worker answered nothing since (the
+        report reads ``problems`` and ``notes`` one after the other: one message)."""
+        if self._seen is not None and self._seen[0] == self._worker.answered:
+            return self._seen[1]
         names = ["name", "kind", "scalar_output", "required_inputs", "parameters", "problems",
                  "notes"]
         answer = self._worker.request({"op": "attrs", "target": self._kept.handle.id,
                                        "names": names})
         if not isinstance(answer, dict) or "ok" not in answer:
             raise errors.LayerError("the layer's process could not describe the layer")
+        self._seen = (self._worker.answered, answer["ok"])
         return answer["ok"]
 
     def required_inputs(self) -> tuple[tuple[str, ...], str] | None:
