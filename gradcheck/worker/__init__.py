@@ -19,6 +19,7 @@ What the parent trusts from the worker: nothing but the values of what the layer
 which of its arguments it changed in place). A worker can choose those, or end the check without
 a verdict (exit 3); it cannot choose the verdict, the exit code or the reports. Another executor
 (a cluster scheduler) plugs in where :class:`~gradcheck.worker.supervisor.Worker` does: a
-``request(header, values) -> answer`` over its own channel and a ``close()`` that ends everything
-the layer started.
+``send(header, values, queued=...)`` and ``receive()`` over its own channel (answers in the
+order of the requests, at most two waiting), and a ``close()`` that ends everything the layer
+started.
 """
