@@ -162,8 +162,11 @@ def main(argv: list[str] | None = None) -> int:
                                     "CPU parent + worker (s)", "messages",
                                     "MB pipe / shared"],
                      tablefmt="github", disable_numparse=True)
+    blas = os.environ.get("OPENBLAS_NUM_THREADS", "unset")
     text = (f"# The worker boundary's cost (bench/isolation.py)\n\n`{_COMMAND}` on "
-            f"{os.cpu_count()} cores; load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
+            f"{os.cpu_count()} cores, OPENBLAS_NUM_THREADS {blas} (BLAS threads spinning on a "
+            "loaded machine added up to 0.5 s of CPU to either side at random); load average "
+            f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
             f"(1 / 5 / 15 min) at the start, {after[0]:.2f} / {after[1]:.2f} / {after[2]:.2f} at "
             f"the end. Median of {args.repeats} checks, in process and in the worker run "
             "alternately (\"median of ratios\" pairs each run with its neighbour, which "
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-_COMMAND = "python bench/isolation.py --out reports"
+_COMMAND = "OPENBLAS_NUM_THREADS=1 python bench/isolation.py --out reports"
 
 if __name__ == "__main__":
     sys.exit(main())
