@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import textwrap
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gradcheck.worker.wire import Channel, Handle, WireError, decode, encode
+from gradcheck.worker.wire import Arena, Channel, Handle, WireError, decode, encode
 
 WRONG = """
 import numpy as np
@@ -395,6 +396,98 @@ def test_a_truncated_message_is_the_end_of_the_channel():
     with pytest.raises(WireError, match="end of file"):
         Channel(read, -1).receive()
     os.close(read)
+
+
+def _loopback(size: int = 1 << 20) -> tuple[Channel, Arena, list[int]]:
+    """A channel that reads what it sends, its arrays through one process's shared arena."""
+    fds = Arena.segments(size)
+    if fds is None:
+        pytest.skip("no sealed shared memory here (memfd_create is Linux only)")
+    arena = Arena(fds[:2], fds[:2], size)
+    read, write = os.pipe()
+    return Channel(read, write, arena=arena), arena, [read, write, *fds]
+
+
+def test_arrays_through_shared_memory_are_copied_into_arrays_the_parent_owns():
+    channel, arena, fds = _loopback()
+    try:
+        sent = np.arange(4096.0).reshape(64, 64)
+        tree, buffers = encode({"x": sent, "small": np.ones(3)})
+        channel.send(tree, buffers)
+        header, received = channel.receive()
+        assert channel.counts["shared_bytes"] == 2 * sent.nbytes  # sent and received
+        back = decode(header, received)
+        arena.outgoing[0][:] = 0  # the sender writes its segment again: our copy stays
+        assert np.array_equal(back["x"], sent) and np.array_equal(back["small"], np.ones(3))
+        assert back["x"].flags.owndata and back["x"].flags.writeable
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_a_shared_segment_cannot_be_shrunk_by_the_other_side():
+    fds = Arena.segments(1 << 20)
+    if fds is None:
+        pytest.skip("no sealed shared memory here (memfd_create is Linux only)")
+    try:
+        with pytest.raises(PermissionError):
+            os.ftruncate(fds[0], 4096)  # reading past a truncated file's end would be SIGBUS
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_a_buffer_outside_the_shared_segment_is_refused():
+    channel, _, fds = _loopback()
+    write = fds[1]
+    try:
+        head = b'{"A": 0, "dtype": "<f8", "shape": [8], "order": "C"}'
+        os.write(write, struct.pack("<QI", len(head), 1) + head
+                 + struct.pack("<QQQ", 64 | 1 << 63, 0, (1 << 20) - 8))
+        with pytest.raises(WireError, match="not there"):
+            channel.receive()
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_a_batch_of_perturbed_forwards_gives_the_in_process_outputs():
+    from gradcheck import BatchNorm, isolated
+
+    layer = BatchNorm(3)
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    inputs = {"x": x, "gamma": np.ones(3), "beta": np.zeros(3)}
+    ks, values = np.arange(15), x.reshape(-1) + 1e-3
+    with isolated(layer) as remote:
+        found = list(remote.forward_perturbed(inputs, "x", x, ks, values, False))
+        again = list(remote.forward_perturbed(inputs, "x", x, ks[:3], values[:3], True))
+    assert len(found) == 15 and len(again) == 3
+    for k, (out, cache) in zip(ks, found, strict=True):
+        here = x.copy()
+        here.flat[k] = values[k]
+        assert cache is None
+        assert np.array_equal(out, layer.forward({**inputs, "x": here})[0])
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(found, again, strict=False))
+
+
+def test_a_batch_stopped_early_leaves_the_next_requests_their_own_answers():
+    from gradcheck import BatchNorm, isolated
+
+    layer = BatchNorm(3)
+    x = np.random.default_rng(1).normal(size=(200, 3))
+    inputs = {"x": x, "gamma": np.ones(3), "beta": np.zeros(3)}
+    ks, values = np.arange(600), x.reshape(-1) + 1e-3
+    with isolated(layer) as remote:
+        stream = remote.forward_perturbed(inputs, "x", x, ks, values, False)
+        for _ in range(17):  # the first message (16 points, to time the layer), then two more
+            next(stream)  # queued, one of them read
+        out, _ = remote.forward(inputs)  # the abandoned batch's answer is read and dropped
+        with pytest.raises(RuntimeError, match="dropped"):
+            for _ in range(600):
+                next(stream)
+        stream.close()
+        again, _ = remote.forward(inputs)
+    assert np.array_equal(out, layer.forward(inputs)[0]) and np.array_equal(again, out)
 
 
 # --- the same numbers on both sides of the boundary --------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,14 +248,15 @@ def _forward_result(spec: Spec, result: Any, context: str) -> tuple[Any, Any]:
 
 def call_forward_many(spec: Spec, inputs: Mapping[str, np.ndarray], name: str,
                       base: np.ndarray, ks: np.ndarray, values: np.ndarray, context: str,
-                      fresh: bool) -> list[Any]:
+                      fresh: bool) -> Iterable[Any]:
     """The forward's outputs at ``inputs`` with ``inputs[name] = base`` changed at one flat
     index ``ks[i]`` to ``values[i]``, for each ``i`` (``fresh``: the other inputs copied for
-    every call, else passed as they are).
+    every call, else passed as they are), in order; iterate them once.
 
     A layer may evaluate the batch itself with ``forward_perturbed(inputs, name, base, ks,
-    values, fresh) -> [forward's result, ...]`` (a layer in a worker process: one message per
-    batch); otherwise the points are evaluated here one by one.
+    values, fresh) -> iterable of the forward's results`` (a layer in a worker process: one
+    message per batch, read as the outputs are used, so a stage's outputs are never all held at
+    once); otherwise the points are evaluated here one by one.
     """
     hook = getattr(spec.layer, "forward_perturbed", None)
     if hook is None:
@@ -267,8 +268,18 @@ def call_forward_many(spec: Spec, inputs: Mapping[str, np.ndarray], name: str,
             local[name] = arr
             outs.append(call_forward(spec, local, context)[0])
         return outs
-    results = _guarded(spec, context, hook, inputs, name, base, ks, values, fresh)
-    return [_forward_result(spec, r, context)[0] for r in results]
+    return _streamed(spec, context, _guarded(spec, context, hook, inputs, name, base, ks,
+                                             values, fresh))
+
+
+_END = object()
+
+
+def _streamed(spec: Spec, context: str, results: Iterable[Any]) -> Iterator[Any]:
+    """A hook's results as it produces them, each checked and its errors named as a forward's."""
+    found = iter(results)
+    while (result := _guarded(spec, context, next, found, _END)) is not _END:
+        yield _forward_result(spec, result, context)[0]
 
 
 def call_forward_points(spec: Spec, points: Sequence[Mapping[str, np.ndarray]], context: str,

@@ -116,10 +116,18 @@ def _is_copy(value: Any, copies: list[tuple[int, Any]]) -> bool:
     return any(value is c for _, c in copies)
 
 
-def _serve(table: _Table, rfd: int, wfd: int) -> None:
-    from gradcheck.worker.wire import Channel, decode, encode
+def _serve(table: _Table, rfd: int, wfd: int, shared: list[int], size: int) -> None:
+    from gradcheck.worker.wire import Arena, Channel, decode, encode
 
-    channel = Channel(rfd, wfd)
+    arena = None
+    if len(shared) == 4:
+        try:  # to the parent: the last two (under a memory limit this may not fit: the pipe)
+            arena = Arena(shared[2:], shared[:2], size)
+        except (OSError, ValueError):
+            arena = None
+        for fd in shared:
+            os.close(fd)
+    channel = Channel(rfd, wfd, arena=arena)
     while True:
         header, buffers = channel.receive()
         for key in header.get("release", ()):
@@ -167,7 +175,7 @@ def _perturb(layer: Any, name: str, fresh: bool, inputs: dict[str, Any], base: A
                  for n, a in inputs.items()}
         local[name] = arr
         results.append(_without_cache(layer.forward(local)))
-    return results
+    return _stacked(results)
 
 
 def _points(layer: Any, fresh: bool, points: list[dict[str, Any]]) -> list[Any]:
@@ -177,7 +185,22 @@ def _points(layer: Any, fresh: bool, points: list[dict[str, Any]]) -> list[Any]:
         if not fresh:
             _shared(inputs)
         results.append(_without_cache(layer.forward(inputs)))
-    return results
+    return _stacked(results)
+
+
+def _stacked(results: list[Any]) -> Any:
+    """Outputs (``(out, None)``) all arrays of one shape and dtype as ``{"stacked": outs}``:
+    one buffer to send and one for the parent to copy; anything else as the list."""
+    import numpy as np
+
+    outs = [r[0] for r in results if isinstance(r, tuple) and len(r) == 2 and r[1] is None]
+    if len(outs) != len(results) or not outs or any(type(o) is not np.ndarray for o in outs):
+        return results
+    first = outs[0]
+    if first.dtype.kind not in "biufc" or first.dtype.names is not None or any(
+            o.shape != first.shape or o.dtype != first.dtype for o in outs):
+        return results
+    return {"stacked": np.stack(outs)}
 
 
 def _shared(inputs: dict[str, Any]) -> None:
@@ -220,10 +243,13 @@ def _load(header: dict[str, Any]) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``child.py READ_FD WRITE_FD``: serve until ``exit`` or the end of the input."""
+    """``child.py READ_FD WRITE_FD [MEMORY_LIMIT SEGMENT_FDS SEGMENT_SIZE]``: serve until
+    ``exit`` or the end of the input."""
     args = sys.argv[1:] if argv is None else argv
     rfd, wfd = int(args[0]), int(args[1])
     limit = int(args[2]) if len(args) > 2 else 0
+    shared = [int(fd) for fd in args[3].split(",") if fd] if len(args) > 3 else []
+    size = int(args[4]) if len(args) > 4 else 0
     if limit > 0:  # before any user code: a process cannot raise its own hard limit again
         import resource
 
@@ -233,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     from gradcheck.worker.wire import WireError
 
     try:
-        _serve(table, rfd, wfd)
+        _serve(table, rfd, wfd, shared, size)
     except WireError:
         return 0
     finally:

@@ -14,6 +14,7 @@ subclass named like the original (``ValueError``), so messages read as they do i
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import time
 import weakref
@@ -49,6 +50,8 @@ BATCH_BYTES = 8 << 20  # one message carries at most this many bytes of changed 
 BATCH_SECONDS = 0.25  # and about this much of the layer's time
 _BATCH_POINTS = 512
 _FIRST_BATCH = 16  # points in a layer's first message, to time them
+IN_FLIGHT = 2  # messages queued per worker (the shared arena holds two: see wire.Arena)
+_MESSAGE_SECONDS = 0.002  # a message is split further only while each part has this much work
 
 _CLASSES: dict[str, type[RemoteError]] = {}
 _OURS = {"InvalidArgument": errors.InvalidArgument, "LayerError": errors.LayerError}
@@ -124,9 +127,15 @@ def _copy_back(original: Any, changed: Any, *, rebind: bool = False) -> None:
 
 
 def _batch(answer: Any, size: int) -> list[Any]:
+    """A batch's forward results; outputs of one shape and dtype come stacked in one array
+    (one buffer, one copy here), whose rows are the outputs."""
     if not isinstance(answer, dict) or "error" in answer or "ok" not in answer:
         raise_error(answer.get("error", {}) if isinstance(answer, dict) else {})
     batch = answer["ok"]
+    if isinstance(batch, dict) and set(batch) == {"stacked"}:
+        rows = batch["stacked"]
+        if isinstance(rows, np.ndarray) and rows.ndim and len(rows) == size:
+            return [(row, None) for row in rows]
     if not isinstance(batch, list) or len(batch) != size:
         raise errors.LayerError("the layer's process sent a batch gradcheck cannot read")
     return batch
@@ -148,6 +157,7 @@ class RemoteLayer:
 
     def __init__(self, worker: Worker, kept: Kept) -> None:
         self._worker, self._kept = worker, kept
+        self._seen: tuple[int, dict[str, Any]] | None = None
         attrs = self._attrs()
         values = attrs["values"]
         self.name = str(values.get("name") or kept.handle.type)
@@ -169,12 +179,17 @@ class RemoteLayer:
         self._required = (tuple(map(str, required[0])), str(required[1])) if required else None
 
     def _attrs(self) -> dict[str, Any]:
+        """The layer's attributes, read again unless the worker answered nothing since (the
+        report reads ``problems`` and ``notes`` one after the other: one message)."""
+        if self._seen is not None and self._seen[0] == self._worker.answered:
+            return self._seen[1]
         names = ["name", "kind", "scalar_output", "required_inputs", "parameters", "problems",
                  "notes"]
         answer = self._worker.request({"op": "attrs", "target": self._kept.handle.id,
                                        "names": names})
         if not isinstance(answer, dict) or "ok" not in answer:
             raise errors.LayerError("the layer's process could not describe the layer")
+        self._seen = (self._worker.answered, answer["ok"])
         return answer["ok"]
 
     def required_inputs(self) -> tuple[tuple[str, ...], str] | None:
@@ -216,44 +231,61 @@ class RemoteLayer:
         return _batch(answer, len(points))
 
     def forward_perturbed(self, inputs: Mapping[str, np.ndarray], name: str, base: np.ndarray,
-                          ks: np.ndarray, values: np.ndarray, fresh: bool) -> list[Any]:
+                          ks: np.ndarray, values: np.ndarray, fresh: bool) -> Iterator[Any]:
         """The forward at many one-element changes of ``inputs[name]``, batched (the engine's
-        hook, see ``call_forward_many``): one message per :data:`BATCH_BYTES` of inputs, the
-        messages spread over the pool's workers, which evaluate them at the same time."""
+        hook, see ``call_forward_many``): one message per :data:`BATCH_BYTES` of inputs, spread
+        over the pool's workers, each with :data:`IN_FLIGHT` messages queued, so the workers
+        evaluate while this process reads and uses the answers they sent. The outputs are
+        yielded as each answer arrives: the engine reduces them as they come, and a stage's
+        outputs are never all held here at once (they would be fresh memory, page by page)."""
         if not len(ks):
-            return []
+            return
         sides = self._sides(inputs, name, base, ks, values, fresh)
-        found: list[Any] = []
-        lo = 0
-        while lo < len(ks):
-            step = self._batch_size(base, len(ks) - lo, len(sides))
-            group = []
-            for worker, kept in sides:
-                hi = min(lo + step, len(ks))
-                if lo < hi:
+        flight: collections.deque[tuple[Worker, int, int]] = collections.deque()
+        queued = {id(worker): 0 for worker, _ in sides}
+        lo, last = 0, time.perf_counter()
+        try:
+            while lo < len(ks) or flight:
+                while lo < len(ks):
+                    worker, kept = min(sides, key=lambda side: queued[id(side[0])])
+                    if queued[id(worker)] >= IN_FLIGHT or (self._per_point is None and flight):
+                        break  # (the first message alone, to time the layer)
+                    hi = lo + self._batch_size(base, len(ks) - lo, len(sides))
                     worker.phase = "forward"
-                    worker.send({"op": "perturb", "target": kept.handle.id, "name": name,
-                                 "fresh": fresh}, [dict(inputs), base, ks[lo:hi], values[lo:hi]])
-                    group.append((worker, hi - lo))
+                    number = worker.send(
+                        {"op": "perturb", "target": kept.handle.id, "name": name,
+                         "fresh": fresh}, [dict(inputs), base, ks[lo:hi], values[lo:hi]],
+                        queued=queued[id(worker)] > 0)
+                    flight.append((worker, hi - lo, number))
+                    queued[id(worker)] += 1
                     lo = hi
-            start = time.perf_counter()
-            for worker, size in group:
-                found += _batch(worker.receive(), size)
+                worker, size, number = flight.popleft()
+                if worker.answered > number:
+                    raise RuntimeError("a batch resumed after its answers were dropped")
+                rows = _batch(worker.receive(), size)
+                queued[id(worker)] -= 1
+                now = time.perf_counter()  # the layer's time per point (the pool in parallel)
+                self._per_point = (now - last) * len(sides) / size
+                last = now
                 if self.progress is not None:
                     self.progress(name, size)
-            self._per_point = (time.perf_counter() - start) / max(1, max(s for _, s in group))
-        return found
+                yield from rows
+        finally:  # stopped early (the layer raised, or the engine did): answers still queued
+            for worker, _, number in flight:  # are read, so the next request gets its own
+                worker.drain(number)
 
     def _batch_size(self, base: np.ndarray, left: int, workers: int) -> int:
         """Points per message: at most :data:`BATCH_BYTES` of inputs and about
         :data:`BATCH_SECONDS` of the layer's time (progress and Ctrl-C stay responsive), and
-        the rest shared evenly among the workers."""
+        the rest shared evenly among the workers' queues, unless that leaves a message less than
+        :data:`_MESSAGE_SECONDS` of work (a message costs a round trip)."""
         most = max(1, min(_BATCH_POINTS, BATCH_BYTES // max(1, base.nbytes)))
         if self._per_point is None:
-            most = min(most, _FIRST_BATCH)
-        else:
-            most = min(most, max(1, int(BATCH_SECONDS / max(self._per_point, 1e-9))))
-        return int(min(most, -(-left // workers)))
+            return int(min(most, _FIRST_BATCH, left))
+        per_point = max(self._per_point, 1e-9)
+        most = min(most, max(1, int(BATCH_SECONDS / per_point)))
+        least = -(-_MESSAGE_SECONDS // per_point)
+        return int(min(most, left, max(least, -(-left // (workers * IN_FLIGHT)))))
 
     def _sides(self, inputs: Mapping[str, np.ndarray], name: str, base: np.ndarray,
                ks: np.ndarray, values: np.ndarray, fresh: bool) -> list[tuple[Worker, Kept]]:
@@ -265,12 +297,11 @@ class RemoteLayer:
             return [mine]
         if not self._verified:
             self._verified = True
-            outs = []
             for worker, kept in (mine, *self._replicas):
                 worker.send({"op": "perturb", "target": kept.handle.id, "name": name,
                              "fresh": fresh}, [dict(inputs), base, ks[:1], values[:1]])
-            for worker, _ in (mine, *self._replicas):
-                outs.append(_batch(worker.receive(), 1)[0])
+            answers = [worker.receive() for worker, _ in (mine, *self._replicas)]
+            outs = [_batch(answer, 1)[0] for answer in answers]  # (all read: channels in step)
             agree = [r for r, out in zip(self._replicas, outs[1:], strict=True)
                      if _same_output(outs[0], out)]
             if len(agree) < len(self._replicas):

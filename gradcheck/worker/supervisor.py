@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from gradcheck.errors import WorkerLost
-from gradcheck.worker.wire import Channel, WireError, decode, encode
+from gradcheck.worker.wire import ARENA_BYTES, Arena, Channel, WireError, decode, encode
 
 __all__ = ["Worker", "WorkerLost"]
 
@@ -108,23 +108,44 @@ class Worker:
         self._before = _children()
         p_read, c_write = os.pipe()
         c_read, p_write = os.pipe()
+        size = ARENA_BYTES if not max_memory else min(ARENA_BYTES, max_memory // 32)
+        segments = Arena.segments(size) if size >= 1 << 20 else None
+        shared = ",".join(map(str, segments or ()))  # to the worker (2), from it (2)
         code = (f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); "
                 "from gradcheck.worker.child import main; sys.exit(main())")
-        argv = [sys.executable, "-c", code, str(c_read), str(c_write), str(max_memory or 0)]
+        argv = [sys.executable, "-c", code, str(c_read), str(c_write), str(max_memory or 0),
+                shared, str(size)]
         try:
             self._proc = subprocess.Popen(
-                argv, pass_fds=(c_read, c_write), stdin=subprocess.DEVNULL,
+                argv, pass_fds=(c_read, c_write, *(segments or ())), stdin=subprocess.DEVNULL,
                 stdout=_stderr_fd(), stderr=_stderr_fd(), start_new_session=True,
                 env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+            arena = Arena(segments[:2], segments[2:], size) if segments else None
         finally:
-            os.close(c_read)
-            os.close(c_write)
+            for fd in (c_read, c_write, *(segments or ())):
+                os.close(fd)
         self._read, self._write = p_read, p_write
-        self._channel = Channel(p_read, p_write, max_bytes=max_memory or None)
+        self._channel = Channel(p_read, p_write, max_bytes=max_memory or None, arena=arena)
         self._release: list[int] = []
         self._lost: str | None = None
+        self._sent = self._answered = 0  # requests sent, answers read (two apart at most)
         self.phase = "start"
         _LIVE.add(self._proc.pid)
+
+    @property
+    def pid(self) -> int:
+        """The worker's process id (and its process group's)."""
+        return self._proc.pid
+
+    @property
+    def answered(self) -> int:
+        """How many answers were read (request ``n`` is answered once this is above ``n``)."""
+        return self._answered
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Messages and bytes (through the pipe, through shared memory) sent and received."""
+        return self._channel.counts
 
     @property
     def lost(self) -> str | None:
@@ -144,10 +165,16 @@ class Worker:
         self.send(header, values)
         return self.receive()
 
-    def send(self, header: dict[str, Any], values: Any = None) -> None:
-        """The first half of :meth:`request` (a pool sends to every worker, then receives)."""
+    def send(self, header: dict[str, Any], values: Any = None, *, queued: bool = False) -> int:
+        """The first half of :meth:`request`; returns the request's number. ``queued``: behind
+        the caller's own unanswered request (a batch keeps two queued: the shared arena has two
+        segments); otherwise answers nobody will read (a batch stopped early) are read first."""
+        if not queued:
+            self.drain()
         if self._lost is not None:
             raise WorkerLost(self._lost)
+        if self._sent - self._answered >= 2:
+            raise RuntimeError("a third request to a worker before the first was answered")
         tree, buffers = encode(values)
         header = {**header, "args": tree, "release": self._release[:]}
         self._release.clear()
@@ -156,17 +183,27 @@ class Worker:
         except WireError as exc:
             self._lost = self._ended(str(exc))
             raise WorkerLost(self._lost) from None
+        self._sent += 1
+        return self._sent - 1
 
     def receive(self) -> Any:
-        """The second half of :meth:`request`: the answer to the last message sent."""
+        """The second half of :meth:`request`: the answer to the oldest unanswered request."""
         if self._lost is not None:
             raise WorkerLost(self._lost)
         try:
             answer, data = self._channel.receive()
-            return decode(answer, data)
+            self._answered += 1
+            return decode(answer, data)  # copies out of the arena before the next send
         except WireError as exc:
             self._lost = self._ended(str(exc))
             raise WorkerLost(self._lost) from None
+
+    def drain(self, number: int | None = None) -> None:
+        """Read and drop the answers up to request ``number`` (all, without it)."""
+        last = self._sent - 1 if number is None else number
+        with contextlib.suppress(WorkerLost):
+            while self._answered <= last and self._lost is None:
+                self.receive()
 
     def _ended(self, problem: str) -> str:
         try:
