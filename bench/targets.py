@@ -46,7 +46,7 @@ T7 :func:`target_scale_time`
     8M (8192x1024); one record per size, with the forward and backward calls and the seconds
     inside them, so the engine's own share shows.
 T8 :func:`target_scale_memory`
-    the peak memory (``ru_maxrss``) of a fresh process checking the layer against a fresh
+    the peak memory (``VmHWM``) of a fresh process checking the layer against a fresh
     process running its forward and backward once, same imports and inputs, at 1M and 8M
     elements, float64 and float32: ≤ 2.
 T9 :func:`target_cli_failing`
@@ -709,9 +709,9 @@ def target_scale_memory(sizes: Sizes = FULL) -> list[Target]:
                                         row.get("error") or row.get("layer_error") or "?"))
             continue
         details = {
-            "numerator_is": "ru_maxrss (MB) of a fresh process that checks the layer",
-            "denominator_is": "ru_maxrss (MB) of a fresh process that runs its forward and "
-                              "backward once (same imports and inputs)",
+            "numerator_is": "peak resident MB (VmHWM) of a fresh process that checks the layer",
+            "denominator_is": "peak resident MB (VmHWM) of a fresh process that runs its "
+                              "forward and backward once (same imports and inputs)",
             **row, "why": (
                 f"check {row['peak_mb']:.0f} MB against the layer's {row['layer_peak_mb']:.0f} "
                 f"MB; both started from {row['base_mb']:.0f} / {row['layer_base_mb']:.0f} MB "
@@ -1079,7 +1079,7 @@ def write_scale(rows: list[dict[str, Any]], outcome: dict[str, Any], out_dir: Pa
             "BatchNorm (`bench/course_layers.py`), each row in fresh processes: the check's "
             "wall and CPU seconds, the complex128 forward it is counted in (measured in the "
             "same process after it), the forward calls it made, and its peak memory "
-            "(ru_maxrss) against a fresh process running the layer's forward and backward "
+            "(VmHWM) against a fresh process running the layer's forward and backward "
             f"once.\n\nCommand: `{outcome.get('command', 'python bench/targets.py')}`\n\n")
     (out_dir / "scale.md").write_text(head + scale.table(rows) + "\n", encoding="utf-8")
     (out_dir / "scale.json").write_text(

@@ -65,11 +65,28 @@ class _Objective:
         out, _ = call_forward(self.spec, local, self.context)
         return self._value(out)
 
+    @property
+    def batched(self) -> bool:
+        """Whether the layer evaluates batches of points itself (one message to a worker)."""
+        return getattr(self.spec.layer, "forward_many", None) is not None
+
+    def points(self, arrs: Iterable[np.ndarray]) -> list[Any]:
+        """``L`` at several values of the input: one batch where :attr:`batched`, else one by
+        one."""
+        if not self.batched:
+            return [self(arr) for arr in arrs]
+        local = [{**self.others, self.name: arr} for arr in arrs]
+        outs = call_forward_points(self.spec, local, self.context, self.copy_inputs)
+        return [self._value(out) for out in outs]
+
     def many(self, base: np.ndarray, ks: np.ndarray, values: np.ndarray) -> list[Any]:
         """``L`` at each one-element change, in batches whose outputs stay under
         :data:`_BATCH_BYTES` (each reduced to its value before the next batch: 256 outputs of
-        a 1024x256 layer held at once took 1 GB)."""
+        a 1024x256 layer held at once took 1 GB), or in one batch for a layer whose outputs
+        stream as they are read (``forward_perturbed``: a worker sizes its own messages)."""
         per = max(1, _BATCH_BYTES // max(1, self.g.size * 16))  # a complex128 output each
+        if getattr(self.spec.layer, "forward_perturbed", None) is not None:
+            per = max(1, len(ks))  # a layer that streams its outputs (a worker): one batch
         found: list[Any] = []
         for lo in range(0, len(ks), per):
             outs = call_forward_many(self.spec, self.others, self.name, base, ks[lo:lo + per],
@@ -511,6 +528,7 @@ def joint_objective(spec: Spec, ref: Reference,
         return [value(out) for out in outs]
 
     f.points = points  # type: ignore[attr-defined]
+    f.batched = getattr(spec.layer, "forward_many", None) is not None  # type: ignore[attr-defined]
     v = np.concatenate([ref.inputs[k].reshape(-1) for k in names])
     return f, v
 
