@@ -279,3 +279,23 @@ def test_auto_estimates_weak_parameters_one_by_one_only_within_its_budget(
     gamma = {r.name: r for r in beyond.results}["gamma"]
     assert gamma.mode == "directional" and gamma.status != "fail"
     assert "beyond auto's budget" in gamma.reason, gamma.reason
+
+
+@pytest.mark.parametrize("factor", [1.0, 1.0001])
+def test_a_smooth_direction_whose_step_crosses_zero_is_measured_again_below_it(
+        factor: float) -> None:
+    """Softplus through ``np.logaddexp`` (no complex step: Richardson) with elements near 0:
+    Richardson's steps move them across 0, where a kink or a pole could sit. The direction is
+    measured again on steps below that crossing, so a 1e-4 bug fails (it was inconclusive,
+    "8 of 8 directions cross a kink") and the right backward passes."""
+    def forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.logaddexp(0, x), x
+
+    def backward(dout: np.ndarray, x: np.ndarray) -> tuple[np.ndarray]:
+        return (dout / (1 + np.exp(-x)) * factor,)
+
+    x = np.random.default_rng(3).normal(size=(6, 7))
+    x[0, 0], x[2, 3] = 1e-3, -2e-3
+    (r,) = check_layer(from_functions(forward, backward), {"x": x}, mode="directional").results
+    assert r.method == "richardson"
+    assert r.status == ("pass" if factor == 1.0 else "fail"), r.message

@@ -238,6 +238,27 @@ def _across_zero(x: np.ndarray, u: np.ndarray, a: np.ndarray, step: float, exces
     return bool(over.any()) and float(np.sum(np.abs(a[over] * u.reshape(-1)[over]))) >= excess
 
 
+# A direction is measured again on steps below its nearest crossing of 0 only down to this
+# fraction of the natural scale (an element of 1e-300 beside ones of 1 leaves no such step).
+_SHORTEST = 2.0**-20
+
+
+def _short(num: Numeric, u: np.ndarray, step: float) -> tuple[float, float, int] | None:
+    """``dL/du`` measured again on steps that move no element across 0 (a quarter of the
+    nearest crossing, for steps up to the natural scale 1): its value, bound and evaluations; or
+    ``None`` where that crossing is closer than :data:`_SHORTEST` (a jump or kink at 0 then
+    lies within any usable step)."""
+    x, w = num.x.reshape(-1), u.reshape(-1)
+    over = np.abs(x) < max(step, 1.0) * np.abs(w)
+    nearest = float(np.min(np.abs(x[over]) / np.abs(w[over]), initial=np.inf))
+    scale = nearest / 4
+    if not _SHORTEST <= scale < 1.0:
+        return None
+    est = numeric.directional(_along(num.f, num.x, u * scale), method=num.method,
+                              noise=float(np.max(num.noise, initial=0.0)))
+    return float(est.value) / scale, float(est.error) / scale, int(est.nfev)
+
+
 def _measure(name: str, num: Numeric, side: Side, tol: Tolerance, u: np.ndarray,
              p: _Projected, rows: list[numeric.Estimate], s: float,
              project: Callable[[Sequence[np.ndarray]], np.ndarray]) -> Directions:
@@ -262,8 +283,18 @@ def _measure(name: str, num: Numeric, side: Side, tol: Tolerance, u: np.ndarray,
                 certified[k] = side.witnessed
         if diff > allowed[k] and num.method != "complex" and _across_zero(
                 num.x, direction, side.a, float(rows[k].step), diff - float(allowed[k])):
-            crossing[k] = True
-        elif diff > allowed[k] and (num.piecewise or num.method != "complex"):
+            again = _short(num, direction, float(rows[k].step))
+            if again is None:
+                crossing[k] = True
+                continue
+            # measured again on steps that move no element across 0: it replaces the first
+            value, err, used = again
+            nfev += used
+            measured[k] = value
+            allowed[k] = err + p.slack[k] + (tol.rtol or 0.0) * max(p.size[k], abs(value))
+            band[k] = math.sqrt(side.eps) * (p.magnitude[k] + abs(value))
+            diff = abs(float(p.claimed[k]) - value)
+        if diff > allowed[k] and (num.piecewise or num.method != "complex"):
             other = u[(k + 1) % len(rows)].reshape(num.x.shape)
             linear, used = linear_along(num, direction, other, float(allowed[k]))
             nfev += used
