@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,9 +51,12 @@ def needs_detail(result: GradientResult) -> bool:
 
 
 def coverage(result: GradientResult) -> str:
-    return (f"sampled {result.elements} of {result.size} elements and {result.directions} random "
-            f"directions: an error of 2-norm >= {num(result.miss_norm)} would be caught with "
-            f"probability >= 1 - {MISS_PROBABILITY:g}")
+    head = f"sampled {result.elements} of {result.size} elements and {result.directions} random "
+    if not math.isfinite(result.miss_norm):  # every direction crossed a kink, or none was made
+        return (head + "directions, which carry no guarantee: an error on an element not sampled "
+                "may go unseen (mode='full' compares every element)")
+    return (head + f"directions: an error of 2-norm >= {num(result.miss_norm)} would be caught "
+            f"with probability >= 1 - {MISS_PROBABILITY:g}")
 
 
 def ratio(result: GradientResult) -> float:

@@ -507,3 +507,21 @@ def test_importing_the_report_loads_no_numerical_engine():
     engine = ("gradcheck.numeric", "gradcheck.check", "gradcheck._engine", "gradcheck.tolerance",
               "scipy")
     assert [m for m in json.loads(done.stdout) if m.startswith(engine)] == []
+
+
+def test_a_sample_whose_directions_carry_no_guarantee_says_so() -> None:
+    """A sampled gradient whose directions all crossed kinks has no miss bound: the coverage line
+    says so instead of promising that an error of 2-norm >= inf would be caught."""
+    import numpy as np
+
+    from gradcheck import _format
+    from gradcheck.check import check_layer
+    from gradcheck.layer import from_functions
+
+    x = np.random.default_rng(1).integers(-2, 3, size=(256, 256)).astype(float)
+    report = check_layer(from_functions(lambda x: (np.maximum(x, 0), x),
+                                        lambda d, x: (d * (x > 0),)), {"x": x})
+    (r,) = report.results
+    assert r.mode == "sampled" and not math.isfinite(r.miss_norm)
+    text = _format.coverage(r)
+    assert "inf" not in text and "no guarantee" in text, text
