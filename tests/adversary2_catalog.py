@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from scipy import linalg as sla
 from scipy import special
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from adversary_catalog import Case, Family, _quiet, _revcumsum, built, catalog_cases, named
+from adversary_catalog import Family, _quiet, _revcumsum, catalogue
 
 Array = np.ndarray
 Backward = Callable[[Any, Any], tuple[Array, ...]]
@@ -1608,22 +1607,7 @@ def _plan(fi: int, n: int) -> list[tuple[float, str, int]]:
             for j in range(SYNTH_PER_FAMILY)]
 
 
-@lru_cache(maxsize=1)
-def families() -> tuple[Family, ...]:
-    return built(FAMILIES)
-
-
-def family(name: str) -> Family:
-    return named(families(), name)
-
-
-@lru_cache(maxsize=1)
-def _cases() -> tuple[Case, ...]:
-    return catalog_cases(families(), _plan, wide=True)
-
-
-def cases() -> list[Case]:
-    return list(_cases())
+families, family, cases = catalogue(FAMILIES, _plan, wide=True)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -2468,24 +2468,32 @@ def catalog_cases(fams: Sequence[Family], plan: SynthPlan, wide: bool = False
     return tuple(out)
 
 
+def catalogue(makers: Sequence[Callable[[], Family]], plan: SynthPlan, wide: bool = False
+              ) -> tuple[Callable[[], tuple[Family, ...]], Callable[[str], Family],
+                         Callable[[], list[Case]]]:
+    """A catalogue module's API, ``families, family, cases = catalogue(FAMILIES, _plan)``: its
+    families and cases made once, on first use (:func:`built`, :func:`named`,
+    :func:`catalog_cases`)."""
+    @lru_cache(maxsize=1)
+    def families() -> tuple[Family, ...]:
+        return built(makers)
+
+    def family(name: str) -> Family:
+        return named(families(), name)
+
+    @lru_cache(maxsize=1)
+    def made() -> tuple[Case, ...]:
+        return catalog_cases(families(), plan, wide)
+
+    def cases() -> list[Case]:
+        return list(made())
+
+    return families, family, cases
+
+
 def _plan(fi: int, n: int) -> list[tuple[float, str, int]]:
     return [(rel, SYNTH_PATTERNS[(j + fi) % len(SYNTH_PATTERNS)], (j + fi) % n)
             for j, rel in enumerate(SYNTH_SIZES)]
 
 
-@lru_cache(maxsize=1)
-def families() -> tuple[Family, ...]:
-    return built(FAMILIES)
-
-
-def family(name: str) -> Family:
-    return named(families(), name)
-
-
-@lru_cache(maxsize=1)
-def _cases() -> tuple[Case, ...]:
-    return catalog_cases(families(), _plan)
-
-
-def cases() -> list[Case]:
-    return list(_cases())
+families, family, cases = catalogue(FAMILIES, _plan)
