@@ -557,6 +557,106 @@ def test_the_worker_computes_the_same_verdict_bit_for_bit(both_sides, method, mo
     assert _numbers(a) == _numbers(b)
 
 
+def test_a_forward_and_its_backwards_run_in_one_message_with_the_in_process_numbers(
+        both_sides):
+    here, there = both_sides
+    rng = np.random.default_rng(7)
+    inputs = {"x": rng.normal(size=(20, 3)), "gamma": rng.normal(size=3),
+              "beta": rng.normal(size=3)}
+    local = here.pair_layer("bn", "bn_forward", "bn_backward", {})
+    remote = there.pair_layer("bn", "bn_forward", "bn_backward", {})
+    ups = [rng.normal(size=(20, 3)) for _ in range(3)]
+    before = remote._worker.counts["messages"]
+    out, found = remote.forward_backwards(inputs, ups)
+    assert remote._worker.counts["messages"] - before == 2  # one request, one answer
+    want, cache = local.forward(inputs)
+    assert np.array_equal(out, want)
+    for up, grads in zip(ups, found, strict=True):
+        for name, value in local.backward(up, cache).items():
+            assert np.array_equal(grads[name], value)
+
+
+def test_a_directional_check_sends_each_stage_in_one_message(both_sides):
+    """The probe's line (six points), the noise measurement, the directions and each second
+    run of the analytic side go in one message each: what is left one forward per message is
+    the analytic pass, the reference and the probe's two single evaluations."""
+    from gradcheck import check_layer
+
+    _, there = both_sides
+    remote = there.pair_layer("bn", "bn_forward", "bn_backward", {})
+    rng = np.random.default_rng(8)
+    inputs = {"x": rng.normal(1.0, 2.0, (64, 8)), "gamma": rng.normal(1.0, 0.5, 8),
+              "beta": rng.normal(size=8)}
+    worker, sent = remote._worker, []
+    request = worker.request
+
+    def counted(header, values=None):
+        sent.append((header.get("op"), header.get("method")))
+        return request(header, values)
+
+    worker.request = counted
+    try:
+        check_layer(remote, inputs, mode="directional")
+    finally:
+        del worker.request
+    assert sent.count(("call", "forward")) == 4, sent
+    assert sent.count(("call", "backward")) == 2, sent  # the analytic pass, and its repeat
+    assert sent.count(("run", None)) == 2, sent  # the witness and the layer's own dtype
+
+
+def test_a_polling_reader_reads_every_size_of_message_intact():
+    """With ``spin``, the channel polls before it reads: messages of every size, split across
+    the pipe's reads or not, arrive whole; the end of the input is still the end."""
+    import threading
+
+    for spin in (0.0, 0.01):
+        read, write = os.pipe()
+        channel = Channel(read, write, spin=spin)
+        sizes = [0, 1, 2047, 2048, 70_000, 3 << 20]
+        arrays = [np.random.default_rng(n).normal(size=n // 8) for n in sizes]
+
+        def send(arrays=arrays, channel=channel, write=write):
+            for a in arrays:
+                channel.send(*encode({"a": a}))
+            os.close(write)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        try:
+            for a in arrays:
+                header, buffers = channel.receive()
+                assert np.array_equal(decode(header, buffers)["a"], a)
+            with pytest.raises(WireError, match="end of file"):
+                channel.receive()
+        finally:
+            sender.join()
+            os.close(read)
+
+
+def test_polling_is_only_for_cores_nobody_else_uses(monkeypatch):
+    from gradcheck.worker import wire
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert wire.spin_seconds(1) == wire.SPIN_SECONDS  # the parent and one worker: two cores
+    assert wire.spin_seconds(2) == 0.0  # a pool of two: the parent would take a worker's core
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.9, 0.0, 0.0))
+    assert wire.spin_seconds(1) == 0.0  # another program runs
+
+
+def test_the_workers_allocator_keeps_its_memory_unless_told_otherwise(tmp_path, monkeypatch):
+    from gradcheck.worker.remote import RemoteWorkshop
+    from gradcheck.worker.supervisor import Worker
+
+    path = tmp_path / "env.py"
+    path.write_text("import os\n\ndef env(name):\n    return os.environ.get(name, '')\n")
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4096")  # the caller's own setting stands
+    with Worker() as worker:
+        env = RemoteWorkshop(worker, str(path)).function("env")
+        assert env("MALLOC_MMAP_THRESHOLD_") == str(32 << 20)
+        assert env("MALLOC_TRIM_THRESHOLD_") == "4096"
+
+
 # --- the worker from Python: gradcheck.isolated ------------------------------------------------
 
 
