@@ -19,11 +19,10 @@ import subprocess
 import sys
 from typing import Any
 
-# the worker's (gradcheck.worker.supervisor): glibc's largest mmap threshold on 64-bit
-from gradcheck.worker.supervisor import MMAP_THRESHOLD, TRIM_THRESHOLD
-
 __all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "forward_cost", "pin"]
 
+MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value on 64-bit
+TRIM_THRESHOLD = 128 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (malloc.h)
 
 _PROBE = """

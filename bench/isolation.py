@@ -23,10 +23,6 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-if __package__ in (None, ""):  # run as a script: make the `bench` package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench import allocator
 from gradcheck import GradcheckWarning, check_layer
 from gradcheck.doorway import open_module
 from gradcheck.worker.remote import RemoteWorkshop, Replicated
@@ -157,7 +153,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", help="also write DIR/isolation.md")
     args = parser.parse_args(argv)
-    memory = allocator.pin()  # as the worker's: the in-process side pays no extra page faults
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     rows, start = measure(args.repeats)
     one, two, pairs = pool_speedup(args.repeats)
@@ -170,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     blas = os.environ.get("OPENBLAS_NUM_THREADS", "unset")
     text = (f"# The worker boundary's cost (bench/isolation.py)\n\n`{_COMMAND}` on "
             f"{os.cpu_count()} cores, OPENBLAS_NUM_THREADS {blas} (BLAS threads spinning on a "
-            f"loaded machine added up to 0.5 s of CPU to either side at random), {memory} in this "
-            "process as in the worker; load average "
+            "loaded machine added up to 0.5 s of CPU to either side at random); load average "
             f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
             f"(1 / 5 / 15 min) at the start, {after[0]:.2f} / {after[1]:.2f} / {after[2]:.2f} at "
             f"the end. Median of {args.repeats} checks, in process and in the worker run "

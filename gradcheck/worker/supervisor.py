@@ -42,9 +42,7 @@ _LIVE: set[int] = set()  # pids of this process's workers (a pool's others are n
 # forward's temporaries of 128 KiB and more came from fresh mmaps, or from a heap trimmed after
 # the last evaluation, and each evaluation paid its page faults again: a batch of eight complex
 # forwards at 256x64 took 3.4 ms in the worker against 1.6 ms with these.
-MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 128 << 20
-ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
-             "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
+ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
 
 
 def _guard_parent() -> None:
