@@ -414,15 +414,13 @@ def _opened(args: argparse.Namespace) -> Iterator[Any]:
         return
     from gradcheck.worker.remote import RemoteWorkshop, Replicated
     from gradcheck.worker.supervisor import Worker
-    from gradcheck.worker.wire import spin_seconds
 
     limit = getattr(args, "max_memory", 0) or None
     workers: list[Any] = []
     try:  # started together: their interpreters and imports overlap ours
         with _environment(BUDGET_VARIABLE, f"{budget:g}"):  # the worker's open_module reads it
-            count = getattr(args, "workers", 1) or 1
-            workers += [Worker(max_memory=limit, spin=spin_seconds(count))
-                        for _ in range(count)]
+            workers += [Worker(max_memory=limit)
+                        for _ in range(getattr(args, "workers", 1) or 1)]
         _preload(args)  # before the user's file is imported (RemoteWorkshop's load)
         shops = [RemoteWorkshop(w, args.file, seed=args.seed) for w in workers]
         workshop = shops[0] if len(shops) == 1 else Replicated(shops)

@@ -553,21 +553,12 @@ def probe_check(spec: Spec, ref: Reference, quick: bool = True) -> tuple[numeric
 
 
 class _Counted:
-    """``f`` counting its evaluations, batches included (``f.points``: one message to a
-    worker for a line's six points, see :mod:`gradcheck.numeric.probe`)."""
-
     def __init__(self, f: Any) -> None:
         self.f, self.calls = f, 0
-        self.batched = bool(getattr(f, "batched", False))
 
     def __call__(self, arr: np.ndarray) -> Any:
         self.calls += 1
         return self.f(arr)
-
-    def points(self, vs: Iterable[np.ndarray]) -> list[Any]:
-        vs = list(vs)
-        self.calls += len(vs)
-        return list(self.f.points(vs))
 
 
 def trace_check(spec: Spec, ref: Reference) -> numeric.Probe:

@@ -54,23 +54,8 @@ def _run(spec: Spec, dtype: np.dtype, g: np.ndarray, extra: Iterable[np.ndarray]
     """Forward once in ``dtype``, then backward with ``g`` and with each upstream in ``extra``;
     also ``on_out`` of the forward's output, applied at once: neither the output nor the
     inputs in ``dtype`` are held through the backwards, and the last backward gets the cache
-    itself (no call reads it after), three fewer arrays at the peak of a long double witness.
-
-    A layer may run the whole of it itself with ``forward_backwards(inputs, upstreams) ->
-    (out, [backward's result, ...])`` (a layer in a worker process: one message instead of one
-    per call); it is used while the upstreams fit in :data:`BUNDLE_BYTES`."""
+    itself (no call reads it after), three fewer arrays at the peak of a long double witness."""
     inputs = {k: v.astype(dtype) for k, v in spec.inputs.items()}
-    hook = getattr(spec.layer, "forward_backwards", None)
-    if hook is not None and g.size * dtype.itemsize * (2 + TERM_DRAWS) <= BUNDLE_BYTES:
-        upstreams = [e if fresh and e.dtype == dtype else e.astype(dtype)
-                     for e, fresh in itertools.chain([(g, False)], ((e, True) for e in extra))]
-        out, found = _quiet_call(hook, inputs, upstreams)
-        out = np.asarray(out)
-        if out.shape != g.shape or len(found) != len(upstreams):
-            raise ValueError("output shape differs from the analytic pass")
-        seen = on_out(out) if on_out is not None else None
-        main, others = _named(found[0], found[1:])
-        return main, others, seen
     out, cache = _quiet_call(spec.layer.forward, inputs)
     del inputs
     out = np.asarray(out)
@@ -85,17 +70,10 @@ def _run(spec: Spec, dtype: np.dtype, g: np.ndarray, extra: Iterable[np.ndarray]
         # each call's arrays copied before the next: a backward may return one buffer every time
         found.append(_owned(_quiet_call(spec.layer.backward, upstream, given)))
         del given, upstream, e
-    main, others = _named(found[0], found[1:])
-    return main, others, seen
-
-
-BUNDLE_BYTES = 8 << 20  # a shadow run's upstreams sent to a forward_backwards hook at once
-
-
-def _named(main: Any, others: list[Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    main, others = found[0], found[1:]
     if not isinstance(main, Mapping):
         raise TypeError("backward did not return gradients by name")
-    return dict(main), [dict(o) if isinstance(o, Mapping) else {} for o in others]
+    return dict(main), [dict(o) if isinstance(o, Mapping) else {} for o in others], seen
 
 
 def _with_last(items: Iterable[Any]) -> Iterator[tuple[Any, bool]]:

@@ -15,12 +15,6 @@
   :class:`~gradcheck.doorway.Workshop` methods here, so the engine and the command line work on
   them exactly as on in-process objects.
 
-What a message carries: one call (``call``), a stage's evaluation points (``points``, and
-``perturb`` for one-element changes, two messages queued), or a forward with the backwards of
-the analytic side's second runs (``run``). Each side polls the pipe for 2 ms before it sleeps
-while the machine has a core free for it (a wake-up cost 0.2-0.3 ms a message), and the
-worker's allocator keeps freed memory for the next evaluation (``MALLOC_*`` thresholds).
-
 What the parent trusts from the worker: nothing but the values of what the layer returned (and
 which of its arguments it changed in place). A worker can choose those, or end the check without
 a verdict (exit 3); it cannot choose the verdict, the exit code or the reports. Another executor

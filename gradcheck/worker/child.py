@@ -116,7 +116,7 @@ def _is_copy(value: Any, copies: list[tuple[int, Any]]) -> bool:
     return any(value is c for _, c in copies)
 
 
-def _serve(table: _Table, rfd: int, wfd: int, shared: list[int], size: int, spin: float) -> None:
+def _serve(table: _Table, rfd: int, wfd: int, shared: list[int], size: int) -> None:
     from gradcheck.worker.wire import Arena, Channel, decode, encode
 
     arena = None
@@ -127,7 +127,7 @@ def _serve(table: _Table, rfd: int, wfd: int, shared: list[int], size: int, spin
             arena = None
         for fd in shared:
             os.close(fd)
-    channel = Channel(rfd, wfd, arena=arena, spin=spin)
+    channel = Channel(rfd, wfd, arena=arena)
     while True:
         header, buffers = channel.receive()
         for key in header.get("release", ()):
@@ -145,9 +145,6 @@ def _serve(table: _Table, rfd: int, wfd: int, shared: list[int], size: int, spin
             elif op == "points":
                 points = decode(header["args"], buffers)
                 answer = _points(table.get(header["target"]), bool(header.get("fresh")), points)
-            elif op == "run":
-                inputs, upstreams = decode(header["args"], buffers)
-                answer = _run(table.get(header["target"]), inputs, upstreams)
             elif op == "perturb":
                 inputs, base, ks, values = decode(header["args"], buffers)
                 answer = _perturb(table.get(header["target"]), str(header["name"]),
@@ -162,26 +159,6 @@ def _serve(table: _Table, rfd: int, wfd: int, shared: list[int], size: int, spin
         except BaseException as exc:
             tree, out = encode({"error": _error(exc)}, table.keep)
         channel.send(tree, out)
-
-
-def _run(layer: Any, inputs: dict[str, Any], upstreams: list[Any]) -> tuple[Any, list[Any]]:
-    """The forward's output at ``inputs`` and the backward with each upstream, each on a copy
-    of the cache but the last (the engine's second runs: warnings and floating-point errors
-    silenced, as the engine silences them in process)."""
-    import warnings
-
-    import numpy as np
-
-    from gradcheck._state import safe_deepcopy
-
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        out, cache = layer.forward(inputs)
-        found = []
-        for i, upstream in enumerate(upstreams):
-            given = cache if i == len(upstreams) - 1 else safe_deepcopy(cache)
-            found.append(layer.backward(upstream, given))
-    return out, found
 
 
 def _perturb(layer: Any, name: str, fresh: bool, inputs: dict[str, Any], base: Any, ks: Any,
@@ -266,14 +243,13 @@ def _load(header: dict[str, Any]) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``child.py READ_FD WRITE_FD [MEMORY_LIMIT SEGMENT_FDS SEGMENT_SIZE SPIN_SECONDS]``:
-    serve until ``exit`` or the end of the input."""
+    """``child.py READ_FD WRITE_FD [MEMORY_LIMIT SEGMENT_FDS SEGMENT_SIZE]``: serve until
+    ``exit`` or the end of the input."""
     args = sys.argv[1:] if argv is None else argv
     rfd, wfd = int(args[0]), int(args[1])
     limit = int(args[2]) if len(args) > 2 else 0
     shared = [int(fd) for fd in args[3].split(",") if fd] if len(args) > 3 else []
     size = int(args[4]) if len(args) > 4 else 0
-    spin = min(max(float(args[5]), 0.0), 0.1) if len(args) > 5 else 0.0
     if limit > 0:  # before any user code: a process cannot raise its own hard limit again
         import resource
 
@@ -283,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     from gradcheck.worker.wire import WireError
 
     try:
-        _serve(table, rfd, wfd, shared, size, spin)
+        _serve(table, rfd, wfd, shared, size)
     except WireError:
         return 0
     finally:

@@ -312,22 +312,6 @@ class RemoteLayer:
             self._replicas = agree
         return [mine, *self._replicas]
 
-    def forward_backwards(self, inputs: Mapping[str, np.ndarray], upstreams: list[np.ndarray]
-                          ) -> tuple[Any, list[Any]]:
-        """The forward at ``inputs``, then the backward with each of ``upstreams`` on a copy of
-        its cache, in one message (the engine's hook for its second runs, see
-        ``gradcheck._engine.shadow``); the cache stays in the worker and is dropped there."""
-        self._worker.phase = "forward and backward"
-        answer = self._worker.request({"op": "run", "target": self._kept.handle.id},
-                                      [dict(inputs), list(upstreams)])
-        if not isinstance(answer, dict) or "error" in answer or "ok" not in answer:
-            raise_error(answer.get("error", {}) if isinstance(answer, dict) else {})
-        found = answer["ok"]
-        if not (isinstance(found, tuple) and len(found) == 2 and isinstance(found[1], list)
-                and len(found[1]) == len(upstreams)):
-            raise errors.LayerError("the layer's process sent a run gradcheck cannot read")
-        return found
-
     def backward(self, dout: np.ndarray, cache: Any) -> Any:
         arg = cache.handle if isinstance(cache, Kept) else cache
         ok = call(self._worker, self._kept.handle, "backward", [dout, arg], phase="backward")

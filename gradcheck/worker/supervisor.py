@@ -23,26 +23,12 @@ import time
 from typing import Any
 
 from gradcheck.errors import WorkerLost
-from gradcheck.worker.wire import (
-    ARENA_BYTES,
-    Arena,
-    Channel,
-    WireError,
-    decode,
-    encode,
-    spin_seconds,
-)
+from gradcheck.worker.wire import ARENA_BYTES, Arena, Channel, WireError, decode, encode
 
 __all__ = ["Worker", "WorkerLost"]
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _LIVE: set[int] = set()  # pids of this process's workers (a pool's others are not orphans)
-# glibc's malloc in the worker (unless the caller's environment sets them): serve blocks up to
-# 32 MiB from the heap and keep up to 128 MiB of freed memory there. With glibc's defaults a
-# forward's temporaries of 128 KiB and more came from fresh mmaps, or from a heap trimmed after
-# the last evaluation, and each evaluation paid its page faults again: a batch of eight complex
-# forwards at 256x64 took 3.4 ms in the worker against 1.6 ms with these.
-ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
 
 
 def _guard_parent() -> None:
@@ -115,12 +101,9 @@ class Worker:
     ----------
     max_memory : int, optional
         Bytes of address space the worker may use (``RLIMIT_AS``, set before any user code).
-    spin : float, optional
-        Seconds each side polls for the other's next message before it sleeps
-        (:func:`~gradcheck.worker.wire.spin_seconds`; by default as for one worker).
     """
 
-    def __init__(self, *, max_memory: int | None = None, spin: float | None = None) -> None:
+    def __init__(self, *, max_memory: int | None = None) -> None:
         _guard_parent()
         self._before = _children()
         p_read, c_write = os.pipe()
@@ -130,21 +113,19 @@ class Worker:
         shared = ",".join(map(str, segments or ()))  # to the worker (2), from it (2)
         code = (f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); "
                 "from gradcheck.worker.child import main; sys.exit(main())")
-        spin = spin_seconds(1) if spin is None else spin
         argv = [sys.executable, "-c", code, str(c_read), str(c_write), str(max_memory or 0),
-                shared, str(size), repr(spin)]
+                shared, str(size)]
         try:
             self._proc = subprocess.Popen(
                 argv, pass_fds=(c_read, c_write, *(segments or ())), stdin=subprocess.DEVNULL,
                 stdout=_stderr_fd(), stderr=_stderr_fd(), start_new_session=True,
-                env={**ALLOCATOR, **os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
             arena = Arena(segments[:2], segments[2:], size) if segments else None
         finally:
             for fd in (c_read, c_write, *(segments or ())):
                 os.close(fd)
         self._read, self._write = p_read, p_write
-        self._channel = Channel(p_read, p_write, max_bytes=max_memory or None, arena=arena,
-                                spin=spin)
+        self._channel = Channel(p_read, p_write, max_bytes=max_memory or None, arena=arena)
         self._release: list[int] = []
         self._lost: str | None = None
         self._sent = self._answered = 0  # requests sent, answers read (two apart at most)

@@ -28,13 +28,12 @@ decodes is a fresh copy it owns (a buffer the layer reuses cannot change it late
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import mmap
 import os
-import select
 import struct
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -42,7 +41,7 @@ from typing import Any, Literal
 import numpy as np
 
 __all__ = ["ARENA_BYTES", "MAX_BUFFERS", "MAX_HEADER", "Arena", "Channel", "Handle", "WireError",
-           "decode", "encode", "spin_seconds"]
+           "decode", "encode"]
 
 MAX_HEADER = 64 << 20  # bytes of JSON; arrays travel as buffers
 MAX_BUFFERS = 4 << 30  # bytes of arrays in one message (less with the worker's memory limit)
@@ -247,49 +246,19 @@ def _mapped(fd: int, size: int) -> np.ndarray:
     return np.frombuffer(mmap.mmap(fd, size), dtype=np.uint8)
 
 
-SPIN_SECONDS = 0.002  # how long a reader polls for the next message before it sleeps in read(2)
-_READ = 1 << 16  # bytes asked of one read(2) for headers and small buffers
-_BIG = 1 << 20  # a buffer at least this large is read straight into its own array
-
-
-def spin_seconds(workers: int) -> float:
-    """How long each side polls before it sleeps: :data:`SPIN_SECONDS` while the parent and
-    ``workers`` workers each have a core of their own, beside what already runs (the load
-    average), else 0: a poller would take a core from a worker that computes, or from another
-    program. Waking a sleeping reader cost 0.2-0.3 ms a message on the 2-core machine of
-    reports/isolation.md, more than most layers' small forwards."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):
-        busy = float(cores)  # unknown: assume no core is free
-    return SPIN_SECONDS if cores >= workers + 1 + busy else 0.0
-
-
 class Channel:
     """Messages over a pair of pipe ends: buffered reads, one ``writev`` per message; with an
     :class:`Arena`, the arrays' bytes go through shared memory and only their places through
     the pipe.
 
-    A reader with ``spin`` polls the pipe for that many seconds before it blocks in
-    ``read(2)``: an answer that comes within it costs no sleep and no wake-up. Reads block in
-    ``read(2)`` after that; a signal whose handler raises (the parent's time limit) interrupts
-    the poll and the read alike (PEP 475 retries only when the handler returns).
+    Reads block in ``read(2)``; a signal whose handler raises (the parent's time limit)
+    interrupts them (PEP 475 retries only when the handler returns).
     """
 
     def __init__(self, read_fd: int, write_fd: int, *, max_bytes: int | None = None,
-                 arena: Arena | None = None, spin: float = 0.0) -> None:
-        self._read_fd, self._write_fd = read_fd, write_fd
-        self._buffer = bytearray()
-        self._start = 0  # bytes of the buffer already taken
-        self._poll: Any = None
-        if spin > 0 and hasattr(select, "poll"):
-            self._poll = select.poll()
-            self._poll.register(read_fd, select.POLLIN)
-        self._spin = spin
+                 arena: Arena | None = None) -> None:
+        self._reader = open(read_fd, "rb", buffering=1 << 16, closefd=False)
+        self._write_fd = write_fd
         # a worker limited to max_bytes cannot honestly send more in one message
         self._max_bytes = min(MAX_BUFFERS, max_bytes) if max_bytes else MAX_BUFFERS
         self._arena = arena
@@ -353,45 +322,15 @@ class Channel:
         self.counts["shared_bytes"] += n
         return memoryview(self._arena.incoming[segment][offset:offset + n])
 
-    def _exact(self, n: int) -> bytes | bytearray:
-        """The next ``n`` bytes (a large buffer is read straight into an array of its own)."""
-        have = len(self._buffer) - self._start
-        if n >= _BIG and n > have:
-            out = bytearray(n)
-            view = memoryview(out)
-            view[:have] = memoryview(self._buffer)[self._start:]
-            self._buffer, self._start = bytearray(), 0
-            while have < n:
-                self._wait()
-                got = os.readv(self._read_fd, [view[have:]])
-                if not got:
-                    raise WireError("end of file")
-                have += got
-            return out
-        while have < n:
-            self._wait()
-            chunk = os.read(self._read_fd, max(_READ, n - have))
-            if not chunk:
-                raise WireError("end of file")
-            del self._buffer[:self._start]
-            self._buffer += chunk
-            self._start, have = 0, len(self._buffer)
-        data = bytes(memoryview(self._buffer)[self._start:self._start + n])
-        self._start += n
+    def _exact(self, n: int) -> bytes:
+        data = self._reader.read(n)
+        if data is None or len(data) != n:
+            raise WireError("end of file")
         return data
 
-    def _wait(self) -> None:
-        """Poll for up to ``spin`` seconds until the pipe has bytes (then ``read`` will not
-        sleep); return either way."""
-        if self._poll is None:
-            return
-        poll, clock = self._poll.poll, time.perf_counter
-        end = clock() + self._spin
-        while not poll(0) and clock() < end:
-            pass
-
     def close(self) -> None:
-        """Nothing to release: the file descriptors belong to the caller."""
+        with contextlib.suppress(OSError):
+            self._reader.close()
 
 
 def _writev_all(fd: int, parts: list[bytes]) -> None:
